@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["MultiTaskAdapter", "Tasks", "flatten_outputs", "call_model", "default_inputs", "outputs_by_task"]
+__all__ = ["MultiTaskAdapter", "Tasks", "flatten_outputs", "call_model", "default_inputs", "outputs_by_task", "output_leaves"]
 
 OutputFn = Callable[[Any], Any]
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -148,6 +148,11 @@ def _leaves(obj: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], 
     elif isinstance(obj, Mapping):
         for key, item in obj.items():
             yield from _leaves(item, path + (key,))
+
+
+def output_leaves(model_output: Any) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor in a nested output with its key: the access path joined by dots ("0", "det", "aux.1")."""
+    return [(".".join(str(p) for p in path) or "output", tensor) for path, tensor in _leaves(model_output, ())]
 
 
 def flatten_outputs(model_output: Any) -> list[torch.Tensor]:

@@ -1,0 +1,150 @@
+"""From channel scores to a pruning plan that meets a params / MACs / channels budget.
+
+Scores are normalised within each group (divided by the group's mean), so layers compete on how unimportant a
+channel is relative to its neighbours, not on the raw scale of their weights or gradients. Channels are then taken
+globally from the least important up, in units that keep every pruned group a multiple of `round_to`, while an
+exact cost model (each parameter's size is the product of the channel counts along its dimensions) tracks the
+reduction reached, until it equals the requested ratio.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from .graph import ChannelGroup
+
+__all__ = ["TARGETS", "CostModel", "plan_pruning"]
+
+TARGETS = ("params", "macs", "channels")
+# The plan aims this close to the request; the rest of the 1-point promise covers what the estimate leaves out.
+_TOLERANCE = 0.003
+
+
+class CostModel:
+    """Cost of the model as channels are removed: params or MACs (sum over parameters of rate * size) or channels.
+
+    Args:
+        groups: the channel groups.
+        shapes: parameter name -> shape of every parameter of the model.
+        rates: parameter name -> cost of one element (1 for params; MACs per weight element for macs).
+        total: the cost of the whole unpruned model (what the reduction is relative to).
+        target: "params", "macs" or "channels".
+    """
+
+    def __init__(self, groups: list[ChannelGroup], shapes: Mapping[str, tuple[int, ...]],
+                 rates: Mapping[str, float], total: float, target: str):
+        self.target = target
+        self.total0 = float(total)
+        self.sizes = {name: list(shape) for name, shape in shapes.items()}
+        self.rates = dict(rates)
+        self._multiplicity = [[(s.param, s.dim, torch.bincount(s.root, minlength=g.channels)) for s in g.slices]
+                              for g in groups]
+        self.channels0 = sum(g.channels for g in groups)
+        self.cost = self.total0
+
+    def _element_cost(self, name: str, sizes: list[int]) -> float:
+        return self.rates.get(name, 0.0) * math.prod(sizes)
+
+    def removal(self, group: int, channels: torch.Tensor, commit: bool = False) -> float:
+        """Cost saved by removing `channels` (root indices) of `group`; `commit` applies it."""
+        if self.target == "channels":
+            saved = float(len(channels))
+        else:
+            new_sizes: dict[str, list[int]] = {}
+            for param, dim, mult in self._multiplicity[group]:
+                sizes = new_sizes.setdefault(param, list(self.sizes[param]))
+                sizes[dim] -= int(mult[channels].sum())
+            saved = sum(self._element_cost(p, self.sizes[p]) - self._element_cost(p, s) for p, s in new_sizes.items())
+            if commit:
+                self.sizes.update(new_sizes)
+        if commit:
+            self.cost -= saved
+        return saved
+
+    def reduction(self, extra_saving: float = 0.0) -> float:
+        base = self.channels0 if self.target == "channels" else self.total0
+        return (self.total0 - self.cost + extra_saving) / base if base else 0.0
+
+
+@dataclass(frozen=True)
+class _Unit:
+    group: int
+    channels: torch.Tensor
+
+
+def _units(group: ChannelGroup, order: torch.Tensor, max_layer_ratio: float, round_to: int) -> list[_Unit]:
+    """Removal steps for one group, least important first, each leaving a multiple of `round_to` channels."""
+    n = group.channels
+    max_remove = min(int(math.floor(max_layer_ratio * n)), n - 1)
+    keep_min = max(round_to, math.ceil((n - max_remove) / round_to) * round_to)
+    removable = n - keep_min
+    sizes = []
+    if removable > 0 and n % round_to:
+        sizes.append(n % round_to)
+    while sum(sizes) + round_to <= removable:
+        sizes.append(round_to)
+    units, start = [], 0
+    for size in sizes:
+        units.append(_Unit(group.index, order[start:start + size]))
+        start += size
+    return units
+
+
+def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, ratio: float,
+                 max_layer_ratio: float, round_to: int | None) -> dict[int, list[int]]:
+    """Channels to remove per group index so that `cost.reduction()` reaches `ratio`.
+
+    Raises:
+        ValueError: the caps (max_layer_ratio, protected outputs, round_to) leave too little to remove; the
+            message says how much could be reached.
+    """
+    step = int(round_to or 1)
+    queue: list[tuple[float, int, int]] = []
+    units: dict[int, list[_Unit]] = {}
+    normalised: dict[int, torch.Tensor] = {}
+    for group, score in zip(groups, scores):
+        if group.blocked or group.channels < 2:
+            continue
+        score = torch.nan_to_num(score.detach().float().cpu(), nan=0.0)
+        mean = float(score.abs().mean())
+        normalised[group.index] = score / mean if mean > 0 else torch.zeros_like(score)
+        order = torch.argsort(normalised[group.index], stable=True)
+        units[group.index] = _units(group, order, max_layer_ratio, step)
+        if units[group.index]:
+            _push(queue, normalised[group.index], units[group.index][0], 0)
+    plan: dict[int, list[int]] = {}
+    overshooting: list[_Unit] = []
+
+    def take(unit: _Unit) -> None:
+        cost.removal(unit.group, unit.channels, commit=True)
+        plan.setdefault(unit.group, []).extend(int(c) for c in unit.channels)
+
+    while queue and cost.reduction() < ratio - _TOLERANCE:
+        _, index, position = heapq.heappop(queue)
+        unit = units[index][position]
+        if cost.reduction(cost.removal(index, unit.channels)) > ratio + _TOLERANCE:
+            overshooting.append(unit)  # this group's next step overshoots; smaller steps elsewhere may still fit
+            continue
+        take(unit)
+        if position + 1 < len(units[index]):
+            _push(queue, normalised[index], units[index][position + 1], position + 1)
+    if cost.reduction() < ratio - _TOLERANCE and overshooting:
+        # coarse models: one last step that lands closest to the request, if that is nearer than stopping short
+        best = min(overshooting, key=lambda u: abs(cost.reduction(cost.removal(u.group, u.channels)) - ratio))
+        if abs(cost.reduction(cost.removal(best.group, best.channels)) - ratio) < ratio - cost.reduction():
+            take(best)
+    if abs(cost.reduction() - ratio) > 3 * _TOLERANCE:
+        raise ValueError(
+            f"cannot remove {ratio:.1%} of {cost.target}: with max_layer_ratio={max_layer_ratio}, round_to={round_to}"
+            f" and the protected output layers, at most {cost.reduction():.1%} can go; lower ratio or relax the caps"
+        )
+    return {index: sorted(channels) for index, channels in plan.items()}
+
+
+def _push(queue: list[tuple[float, int, int]], normalised: torch.Tensor, unit: _Unit, position: int) -> None:
+    heapq.heappush(queue, (float(normalised[unit.channels].mean()), unit.group, position))

@@ -1,0 +1,21 @@
+"""Channel importance criteria: a registry by name and one file per family."""
+
+from . import conflict as conflict
+from . import magnitude as magnitude
+from . import random as random
+from . import taylor as taylor
+from .base import Criterion as Criterion
+from .base import ScoringContext as ScoringContext
+from .conflict import ConflictTaylor as ConflictTaylor
+from .magnitude import Magnitude as Magnitude
+from .random import Random as Random
+from .registry import get_criterion as get_criterion
+from .registry import list_criteria as list_criteria
+from .registry import register_criterion as register_criterion
+from .taylor import TaskTaylor as TaskTaylor
+from .taylor import Taylor as Taylor
+
+__all__ = [
+    "Criterion", "ScoringContext", "register_criterion", "get_criterion", "list_criteria",
+    "Magnitude", "Taylor", "TaskTaylor", "ConflictTaylor", "Random",
+]

@@ -1,0 +1,50 @@
+"""The criterion protocol and the scoring context every criterion reads its inputs from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ..gradients import GradientStats
+from ..graph import ChannelGroup
+
+__all__ = ["Criterion", "ScoringContext"]
+
+
+@dataclass
+class ScoringContext:
+    """Everything a criterion may use, passed explicitly (never read from stale `.grad` fields).
+
+    Attributes:
+        model: the model being pruned (its current weights).
+        groups: the channel groups to score.
+        gradients: the statistics collected for the criterion's `needs`, or None for data-free criteria.
+        seed: seed for criteria with randomness.
+        graph: the `PruningGraph`, for criteria that delegate to torch-pruning importances.
+    """
+
+    model: nn.Module
+    groups: list[ChannelGroup]
+    gradients: GradientStats | None = None
+    seed: int = 0
+    graph: Any = None
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach() for name, p in self.model.named_parameters()}
+
+
+@runtime_checkable
+class Criterion(Protocol):
+    """Ranks channels: `score(context)` gives one 1-D tensor per group, higher means keep.
+
+    `needs` names the gradient statistics the criterion reads (a subset of `taskprune.gradients.NEEDS`);
+    an empty set means it works without data.
+    """
+
+    name: str
+    needs: frozenset[str]
+
+    def score(self, context: ScoringContext) -> list[torch.Tensor]: ...

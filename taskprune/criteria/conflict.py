@@ -1,0 +1,57 @@
+"""Conflict-penalised task Taylor: TCI times (1 - lambda * k), k the channel's task-gradient conflict."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from ..channels import SliceReducer
+from ..gradients import GradientStats
+from ..graph import ChannelGroup
+from .base import ScoringContext
+from .registry import register_criterion
+from .taylor import _stats, task_taylor_scores
+
+__all__ = ["ConflictTaylor", "conflict_scores"]
+
+
+def conflict_scores(stats: GradientStats, groups: list[ChannelGroup]) -> list[torch.Tensor]:
+    """k(c) = mean over pairs of the tasks the group reaches of max(0, -cos(G_t(c), G_s(c))), in [0, 1];
+    G_t(c) is task t's mean gradient restricted to the channel's slices. Zero for single-task groups."""
+    mean_grads = {t: {n: g / stats.batches for n, g in grads.items()} for t, grads in stats.task_gradients.items()}
+    norms = {t: SliceReducer({n: g * g for n, g in grads.items()}) for t, grads in mean_grads.items()}
+    conflicts = []
+    for group in groups:
+        tasks = sorted(group.tasks & set(mean_grads))
+        pairs = list(itertools.combinations(tasks, 2))
+        total = torch.zeros(group.channels)
+        for a, b in pairs:
+            dots = SliceReducer(lambda n, a=a, b=b: mean_grads[a][n] * mean_grads[b][n]).group(group)
+            denominator = (norms[a].group(group) * norms[b].group(group)).sqrt().clamp_min(1e-30)
+            total += torch.clamp(-dots / denominator, min=0.0, max=1.0)
+        conflicts.append(total / len(pairs) if pairs else total)
+    return conflicts
+
+
+@register_criterion("conflict_taylor")
+class ConflictTaylor:
+    """S(c) = TCI(c) * (1 - lam * k(c)).
+
+    Args:
+        lam: weight of the conflict penalty, in [0, 1].
+    """
+
+    name = "conflict_taylor"
+    needs = frozenset({"task_taylor", "task_gradients"})
+
+    def __init__(self, lam: float = 0.5):
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"conflict_taylor lam must be in [0, 1], got {lam}")
+        self.lam = float(lam)
+
+    def score(self, context: ScoringContext) -> list[torch.Tensor]:
+        stats = _stats(context, self.name)
+        importance = task_taylor_scores(stats, [g.tasks for g in context.groups])
+        penalty = conflict_scores(stats, context.groups)
+        return [i * (1.0 - self.lam * k) for i, k in zip(importance, penalty)]

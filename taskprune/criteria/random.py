@@ -1,0 +1,22 @@
+"""Random scores: the floor every other criterion must beat."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import ScoringContext
+from .registry import register_criterion
+
+__all__ = ["Random"]
+
+
+@register_criterion("random")
+class Random:
+    """Uniform random scores from a generator seeded with `context.seed`."""
+
+    name = "random"
+    needs: frozenset[str] = frozenset()
+
+    def score(self, context: ScoringContext) -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(context.seed)
+        return [torch.rand(group.channels, generator=generator) for group in context.groups]

@@ -1,0 +1,55 @@
+"""Criteria by name: register, look up, list."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+from .base import Criterion
+
+__all__ = ["register_criterion", "get_criterion", "list_criteria"]
+
+_REGISTRY: dict[str, Callable[..., Criterion]] = {}
+
+
+def register_criterion(name: str) -> Callable[[Callable[..., Criterion]], Callable[..., Criterion]]:
+    """Decorator registering a criterion factory (usually the class) under `name`.
+
+    Example:
+        >>> @register_criterion("l1")
+        ... class L1:
+        ...     name, needs = "l1", frozenset()
+        ...     def score(self, context): ...
+    """
+
+    def add(factory: Callable[..., Criterion]) -> Callable[..., Criterion]:
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise ValueError(f"a criterion named {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def list_criteria(pattern: str = "*") -> list[str]:
+    """Registered names matching an fnmatch pattern, sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_criterion(criterion: str | Criterion | Any, **options: Any) -> Criterion:
+    """A criterion from a registered name, a criterion instance, or a `torch_pruning` importance instance."""
+    if isinstance(criterion, str):
+        if criterion not in _REGISTRY:
+            raise ValueError(f"Unknown criterion {criterion!r}; available: {', '.join(list_criteria())}")
+        return _REGISTRY[criterion](**options)
+    if isinstance(criterion, Criterion):
+        return criterion
+    from .external import TorchPruningImportance
+
+    if TorchPruningImportance.accepts(criterion):
+        return TorchPruningImportance(criterion)
+    raise TypeError(
+        f"importance must be a criterion name ({', '.join(list_criteria())}), an object with name/needs/score, "
+        f"or a torch_pruning.importance.Importance; got {type(criterion).__name__}"
+    )

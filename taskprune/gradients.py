@@ -1,0 +1,147 @@
+"""Per-task gradient statistics over a few batches: exactly what the gradient criteria need, nothing kept per batch.
+
+For every batch and task t: one forward, one backward of L_t (`torch.autograd.grad`, so no stale `.grad` is ever
+read), then per channel c the Taylor term s_t(c) = sum over the channel's slices of theta * dL_t/dtheta. The running
+sums kept are sum_b s_t(c)^2 per task, sum_b (sum_t w_t s_t(c))^2 for the summed loss, and, for the conflict
+penalty, sum_b dL_t/dtheta per task. Under torch.distributed every sum is all-reduced, so every rank gets the same
+statistics (and the same pruning plan).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .channels import SliceReducer
+from .graph import ChannelGroup
+from .tasks import MultiTaskAdapter, call_model
+
+__all__ = ["GradientStats", "collect_gradients", "NEEDS"]
+
+# What a criterion can ask for.
+NEEDS = frozenset({"summed_taylor", "task_taylor", "task_gradients"})
+
+
+@dataclass
+class GradientStats:
+    """Accumulated statistics; `batches` is the number of batches summed (over all ranks)."""
+
+    tasks: tuple[str, ...]
+    batches: int = 0
+    summed_taylor: list[torch.Tensor] = field(default_factory=list)
+    task_taylor: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    task_gradients: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: MultiTaskAdapter, data: Iterable[Any],
+                      num_batches: int, needs: frozenset[str], progress: bool = False) -> GradientStats:
+    """Run `num_batches` batches of `data` through `model` and accumulate the statistics in `needs`.
+
+    The model runs in eval mode (BatchNorm statistics and dropout stay as they are) and is given back in the mode it
+    came in. A task whose loss does not reach a parameter contributes zero there.
+
+    Raises:
+        ValueError: `data` yields no batch.
+        RuntimeError: a task's loss is not finite (the error names the task and the batch).
+    """
+    unknown = needs - NEEDS
+    if unknown:
+        raise ValueError(f"unknown gradient statistics {sorted(unknown)}; choose from {sorted(NEEDS)}")
+    names = sorted({piece.param for group in groups for piece in group.slices})
+    all_params = dict(model.named_parameters())
+    params = [all_params[n] for n in names]
+    tasks = tuple(adapter.names)
+    per_task = bool(needs & {"task_taylor", "task_gradients"})
+    stats = GradientStats(tasks=tasks)
+    stats.summed_taylor = [torch.zeros(g.channels) for g in groups]
+    stats.task_taylor = {t: [torch.zeros(g.channels) for g in groups] for t in tasks}
+    if "task_gradients" in needs:
+        stats.task_gradients = {t: {n: torch.zeros_like(p, dtype=torch.float32) for n, p in zip(names, params)}
+                                for t in tasks}
+    was_training = model.training
+    model.eval()
+    try:
+        for index, batch in enumerate(_limited(data, num_batches, progress)):
+            output = call_model(model, adapter.model_inputs(batch))
+            losses = {t: _task_loss(adapter, t, output, batch, index) for t in tasks}
+            if per_task:
+                summed = [torch.zeros(g.channels) for g in groups]
+                for position, task in enumerate(tasks):
+                    grads = _grads(losses[task], params, retain=position < len(tasks) - 1)
+                    terms = _taylor_terms(groups, names, params, grads)
+                    for acc, s, term in zip(stats.task_taylor[task], summed, terms):
+                        acc += term**2
+                        s += _weight(adapter, task) * term
+                    if "task_gradients" in needs:
+                        for name, grad in zip(names, grads):
+                            if grad is not None:
+                                stats.task_gradients[task][name] += grad.float()
+            else:
+                total = sum(_weight(adapter, t) * losses[t] for t in tasks)
+                summed = _taylor_terms(groups, names, params, _grads(total, params, retain=False))
+            for acc, s in zip(stats.summed_taylor, summed):
+                acc += s**2
+            stats.batches += 1
+    finally:
+        model.train(was_training)
+    if stats.batches == 0:
+        raise ValueError("data yielded no batch: gradient criteria need at least one batch")
+    _all_reduce(stats)
+    return stats
+
+
+def _limited(data: Iterable[Any], num_batches: int, progress: bool) -> Iterable[Any]:
+    batches = itertools.islice(iter(data), num_batches)
+    if not progress:
+        return batches
+    from rich.progress import track
+
+    return track(batches, total=num_batches, description="collecting task gradients", transient=True)
+
+
+def _weight(adapter: MultiTaskAdapter, task: str) -> float:
+    weight = getattr(adapter, "weight", None)
+    return float(weight(task)) if callable(weight) else 1.0
+
+
+def _task_loss(adapter: MultiTaskAdapter, task: str, output: Any, batch: Any, index: int) -> torch.Tensor:
+    loss = adapter.loss(task, adapter.task_output(task, output), batch)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TypeError(f"the loss of task {task!r} must return a scalar tensor, got {type(loss).__name__}")
+    if not math.isfinite(float(loss.detach())):
+        raise RuntimeError(f"the loss of task {task!r} is not finite ({float(loss.detach())}) on batch {index}")
+    return loss.reshape(())
+
+
+def _grads(loss: torch.Tensor, params: list[nn.Parameter], retain: bool) -> list[torch.Tensor | None]:
+    if not loss.requires_grad:
+        return [None] * len(params)
+    return list(torch.autograd.grad(loss, params, retain_graph=retain, allow_unused=True))
+
+
+def _taylor_terms(groups: list[ChannelGroup], names: list[str], params: list[nn.Parameter],
+                  grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    products = {n: p.detach() * g for n, p, g in zip(names, params, grads) if g is not None}
+    reducer = SliceReducer(products)
+    return [reducer.group(group) for group in groups]
+
+
+def _all_reduce(stats: GradientStats) -> None:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    tensors = list(stats.summed_taylor)
+    tensors += [t for per_group in stats.task_taylor.values() for t in per_group]
+    tensors += [t for grads in stats.task_gradients.values() for t in grads.values()]
+    for tensor in tensors:
+        dist.all_reduce(tensor)
+    count = torch.tensor([stats.batches], dtype=torch.long)
+    dist.all_reduce(count)
+    stats.batches = int(count.item())

@@ -1,0 +1,310 @@
+"""The one module that talks to torch-pruning: the dependency graph, its channel groups, and applying a plan.
+
+torch-pruning's API churns between releases; everything that touches it lives here so the rest of taskprune sees
+plain data: `ChannelGroup`s with the parameter slices every channel owns, the output layers that must keep their
+channels, and a `PruningGraph.apply` that removes the channels a plan names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch_pruning import ops as tp_ops
+
+from .attribution import NodeInfo, attribute_tasks
+from .tasks import MultiTaskAdapter, call_model, flatten_outputs, output_leaves
+
+__all__ = [
+    "ChannelGroup",
+    "ParamSlice",
+    "PruningGraph",
+    "count_macs",
+    "count_macs_and_params",
+    "count_params",
+    "module_task_attribution",
+    "replay_history",
+]
+
+# Layers whose output channel count is their own choice (not copied from their input): where tracing back from
+# an output stops, and what is protected there.
+_CHANNEL_DEFINING = {tp_ops.OPTYPE.CONV, tp_ops.OPTYPE.LINEAR, tp_ops.OPTYPE.EMBED, tp_ops.OPTYPE.MHA,
+                     tp_ops.OPTYPE.LSTM, tp_ops.OPTYPE.PARAMETER}
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """The part of one parameter that a group's channels own: `param[..., local[i], ...]` (along `dim`) belongs
+    to the group's channel `root[i]`."""
+
+    param: str
+    dim: int
+    local: torch.Tensor
+    root: torch.Tensor
+
+
+@dataclass
+class ChannelGroup:
+    """Channels that must be removed together (one root layer's outputs and everything coupled to them)."""
+
+    index: int
+    root: str
+    channels: int
+    out_layers: tuple[str, ...]
+    in_layers: tuple[str, ...]
+    slices: tuple[ParamSlice, ...]
+    tasks: frozenset[str] = field(default_factory=frozenset)
+    blocked: str = ""  # why the group may not be pruned, empty when it may
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameter elements."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, example_inputs: Any) -> int:
+    """MACs of one forward on `example_inputs`, counted by torch-pruning's op counter."""
+    with torch.no_grad():
+        macs, _ = tp.utils.count_ops_and_params(model, example_inputs)
+    return int(macs)
+
+
+def count_macs_and_params(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
+    """(MACs, parameter elements) of `model` on `example_inputs`."""
+    return count_macs(model, example_inputs), count_params(model)
+
+
+def layer_macs(model: nn.Module, example_inputs: Any) -> dict[str, float]:
+    """MACs of every module with parameters of its own, by qualified name."""
+    with torch.no_grad():
+        _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example_inputs, layer_wise=True)
+    names = {m: n for n, m in model.named_modules()}
+    return {names[m]: float(v) for m, v in per_layer.items()
+            if v and m in names and any(True for _ in m.parameters(recurse=False))}
+
+
+class PruningGraph:
+    """torch-pruning's DependencyGraph of a model, read into plain `ChannelGroup`s with task attribution.
+
+    Args:
+        model: the module to analyse (and later prune in place through `apply`).
+        example_inputs: what `model` is called with (tensor, tuple of args or dict of kwargs).
+        adapter: splits the model output into tasks.
+        protect: fnmatch patterns of module names whose output channels are never pruned.
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter,
+                 protect: Sequence[str] = ()):
+        self.model = model
+        self.names = {m: n for n, m in model.named_modules()}
+        self._by_name = dict(model.named_modules())
+        traced: dict[str, Any] = {}
+
+        def forward(module: nn.Module, inputs: Any) -> Any:
+            traced["output"] = call_model(module, inputs)
+            return traced["output"]
+
+        was_training = model.training
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.dg = tp.DependencyGraph().build_dependency(
+                model, example_inputs, forward_fn=forward, output_transform=flatten_outputs, verbose=True)
+        model.train(was_training)
+        self.warnings = [str(w.message).strip() for w in caught if "Unwrapped" in str(w.message)
+                         or "Unknown operation" in str(w.message)]
+        self._output_fns = {t.grad_fn for t in flatten_outputs(traced["output"]) if t.grad_fn is not None}
+        self.output_layers_by_key = self._find_output_layers(traced["output"])
+        self.output_layers = {name for names in self.output_layers_by_key.values() for name in names}
+        self.protected = self.output_layers | self._match_protect(protect)
+        self.node_tasks = attribute_tasks(self._node_infos(), adapter, traced["output"])
+        self.groups = self._read_groups()
+
+    # -- analysis ---------------------------------------------------------------------------------------------
+    def _node_infos(self) -> list[NodeInfo]:
+        infos = []
+        for module, node in self.dg.module2node.items():
+            infos.append(NodeInfo(key=id(module), name=self._node_name(module), grad_fn=node.grad_fn,
+                                  inputs=tuple(id(n.module) for n in node.inputs),
+                                  is_output=node.grad_fn in self._output_fns))
+        return infos
+
+    def _node_name(self, module: Any) -> str:
+        return self.names.get(module) or self.dg._module2name.get(module) or repr(module)
+
+    def _find_output_layers(self, model_output: Any) -> dict[str, list[str]]:
+        """Per output key, the layers whose output channels reach it without another channel-defining layer."""
+        nodes_by_fn = {node.grad_fn: node for node in self.dg.module2node.values()}
+        found: dict[str, list[str]] = {}
+        for key, tensor in output_leaves(model_output):
+            start = nodes_by_fn.get(tensor.grad_fn)
+            stack, seen, layers = ([start] if start is not None else []), set(), []
+            while stack:
+                current = stack.pop()
+                if id(current) in seen:
+                    continue
+                seen.add(id(current))
+                is_depthwise = current.type == tp_ops.OPTYPE.DEPTHWISE_CONV
+                if current.module in self.names or is_depthwise:
+                    layers.append(self._node_name(current.module))
+                if current.type in _CHANNEL_DEFINING and not is_depthwise:
+                    continue  # this layer chose the channel count: nothing before it decides the output shape
+                stack.extend(current.inputs)
+            found[key] = sorted(set(layers))
+        return found
+
+    def _match_protect(self, patterns: Sequence[str]) -> set[str]:
+        matched: set[str] = set()
+        for pattern in patterns:
+            hits = {n for n in self._by_name if n and fnmatch.fnmatchcase(n, pattern)}
+            if not hits:
+                sample = ", ".join(list(n for n in self._by_name if n)[:8])
+                raise ValueError(f"protect pattern {pattern!r} matches no module; module names look like: {sample}")
+            matched |= hits
+        return matched
+
+    def _read_groups(self) -> list[ChannelGroup]:
+        ignored = [self._by_name[n] for n in self.protected if n in self._by_name]
+        groups: list[ChannelGroup] = []
+        self._roots: list[tuple[nn.Module, Any]] = []
+        for tp_group in self.dg.get_all_groups(ignored_layers=ignored,
+                                               root_module_types=(tp_ops.TORCH_CONV, tp_ops.TORCH_LINEAR)):
+            group = self._read_group(len(groups), tp_group)
+            if group is None:
+                continue
+            groups.append(group)
+            self._roots.append((tp_group[0].dep.target.module, tp_group[0].dep.handler))
+        return groups
+
+    def _read_group(self, index: int, tp_group: Any) -> ChannelGroup | None:
+        root_module = tp_group[0].dep.target.module
+        channels = len(tp_group[0].idxs)
+        out_layers, in_layers, slices, tasks = [], [], [], set()
+        blocked = ""
+        for item in tp_group:
+            module, handler = item.dep.target.module, item.dep.handler
+            if not isinstance(module, (nn.Module, nn.Parameter)) or isinstance(module, _TP_VIRTUAL):
+                continue
+            name = self._node_name(module)
+            tasks |= self.node_tasks.get(id(module), frozenset())
+            is_out = self.dg.is_out_channel_pruning_fn(handler)
+            (out_layers if is_out else in_layers).append(name)
+            if any(r is None for r in item.root_idxs):
+                continue
+            if isinstance(module, tp_ops.TORCH_CONV) and 1 < module.groups < module.out_channels:
+                blocked = f"grouped convolution {name} (groups={module.groups}) is kept whole"
+            local = torch.as_tensor(list(item.idxs), dtype=torch.long)
+            root = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
+            slices.extend(_param_slices(name, module, is_out, local, root))
+        if not slices:
+            return None
+        return ChannelGroup(index=index, root=self._node_name(root_module), channels=channels,
+                            out_layers=tuple(dict.fromkeys(out_layers)), in_layers=tuple(dict.fromkeys(in_layers)),
+                            slices=tuple(slices), tasks=frozenset(tasks), blocked=blocked)
+
+    # -- changes ----------------------------------------------------------------------------------------------
+    def apply(self, plan: dict[int, Sequence[int]]) -> dict[str, list[int]]:
+        """Remove, for every group index in `plan`, the listed channels (root indices). Returns the channel map:
+        for every layer whose output channels changed, the original indices it keeps."""
+        alive: dict[str, list[int]] = {}
+        for index in sorted(plan):
+            idxs = sorted(int(i) for i in plan[index])
+            if not idxs:
+                continue
+            module, handler = self._roots[index]
+            tp_group = self.dg.get_pruning_group(module, handler, idxs)
+            for item in tp_group:
+                target = item.dep.target.module
+                if not self.dg.is_out_channel_pruning_fn(item.dep.handler) or target not in self.names:
+                    continue
+                name = self.names[target]
+                current = alive.setdefault(name, list(range(self.dg.get_out_channels(target) or 0)))
+                removed = set(int(i) for i in item.idxs)
+                alive[name] = [orig for pos, orig in enumerate(current) if pos not in removed]
+            tp_group.prune()
+        return alive
+
+    def tp_scores(self, importance: Any, index: int) -> torch.Tensor:
+        """Scores of group `index` by a torch-pruning importance (zeros where it has none)."""
+        module, handler = self._roots[index]
+        channels = self.groups[index].channels
+        scores = importance(self.dg.get_pruning_group(module, handler, list(range(channels))))
+        return torch.zeros(channels) if scores is None else scores.detach().float().cpu()
+
+    def history(self) -> list[list[Any]]:
+        """What was removed, in torch-pruning's pruning-history form [layer, is_out_channels, indices]."""
+        return [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in self.dg.pruning_history()]
+
+
+_TP_VIRTUAL = (tp_ops._ConcatOp, tp_ops._SplitOp, tp_ops._ElementWiseOp, tp_ops._ReshapeOp, tp_ops._OutputOp,
+               tp_ops._UnbindOp, tp_ops._ExpandOp, tp_ops._SliceOp)
+
+
+def _param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor,
+                  root: torch.Tensor) -> list[ParamSlice]:
+    """The parameters a channel of `module` owns, and along which dimension."""
+    if isinstance(module, nn.Parameter):
+        return []  # unwrapped parameters: scored by their modules' slices, pruned by torch-pruning
+    dims: list[tuple[str, int]] = []
+    if isinstance(module, tp_ops.TORCH_CONV):
+        depthwise = module.groups == module.out_channels and module.groups > 1
+        transposed = bool(module.transposed)
+        if is_out or depthwise:
+            dims = [("weight", 1 if transposed and not depthwise else 0), ("bias", 0)]
+        elif module.groups == 1:
+            dims = [("weight", 0 if transposed else 1)]
+    elif isinstance(module, nn.Linear):
+        dims = [("weight", 0), ("bias", 0)] if is_out else [("weight", 1)]
+    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)):
+        dims = [("weight", 0), ("bias", 0)]
+    elif isinstance(module, nn.LayerNorm):
+        dims = [("weight", -1), ("bias", -1)]
+    elif isinstance(module, nn.PReLU) and module.num_parameters > 1:
+        dims = [("weight", 0)]
+    elif isinstance(module, nn.Embedding):
+        dims = [("weight", 1)]
+    slices = []
+    for attr, dim in dims:
+        param = getattr(module, attr, None)
+        if isinstance(param, nn.Parameter):
+            dim = dim % param.dim()
+            keep = local < param.shape[dim]
+            slices.append(ParamSlice(f"{name}.{attr}", dim, local[keep], root[keep]))
+    return slices
+
+
+def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter | None = None,
+                            ) -> dict[str, frozenset[str]]:
+    """Every traced layer's qualified name -> the tasks whose outputs it reaches.
+
+    Without an adapter every output leaf is its own task. The model is traced on a copy and left as it was.
+    """
+    import copy
+
+    from .tasks import Tasks
+
+    work = copy.deepcopy(model)
+    if adapter is None:
+        with torch.no_grad():
+            adapter = Tasks.from_output(call_model(work, example_inputs))
+    graph = PruningGraph(work, example_inputs, adapter)
+    return {graph.names[m]: graph.node_tasks.get(id(m), frozenset())
+            for m in graph.dg.module2node if m in graph.names}
+
+
+def replay_history(model: nn.Module, example_inputs: Any, history: Iterable[Sequence[Any]]) -> None:
+    """Prune `model` in place the way a recorded history says (see `PruningGraph.history`)."""
+    dg = tp.DependencyGraph().build_dependency(model, example_inputs, output_transform=flatten_outputs,
+                                               verbose=False)
+    dg.load_pruning_history([[str(n), bool(o), [int(i) for i in idxs]] for n, o, idxs in history])
+
+
+def is_tp_importance(obj: Any) -> bool:
+    """Whether `obj` is a torch-pruning importance."""
+    return isinstance(obj, tp.importance.Importance)
+

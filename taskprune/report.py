@@ -1,0 +1,109 @@
+"""PruneReport: what a prune did, as a rich table, JSON or markdown."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["GroupChange", "PruneReport"]
+
+
+@dataclass(frozen=True)
+class GroupChange:
+    """One channel group: its root layer, channels before and after, and the tasks it serves."""
+
+    layer: str
+    before: int
+    after: int
+    tasks: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def serves(self) -> str:
+        return "shared" if len(self.tasks) > 1 else (self.tasks[0] if self.tasks else "none")
+
+
+@dataclass
+class PruneReport:
+    """Numbers of one `prune()` call. `print(report)` shows a table; `to_json()` and `to_markdown()` keep it."""
+
+    criterion: str
+    target: str
+    ratio: float
+    reached: float
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    groups: list[GroupChange] = field(default_factory=list)
+    protected_outputs: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def task_attribution(self) -> dict[str, int]:
+        """Number of prunable groups per kind: "shared" or the single task a group serves."""
+        counts: dict[str, int] = {}
+        for group in self.groups:
+            counts[group.serves] = counts.get(group.serves, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["task_attribution"] = self.task_attribution
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        params_cut = 1 - self.params_after / self.params_before if self.params_before else 0.0
+        macs_cut = 1 - self.macs_after / self.macs_before if self.macs_before else 0.0
+        return [
+            ("criterion", self.criterion),
+            ("target", f"{self.target}: asked {self.ratio:.1%}, reached {self.reached:.1%}"),
+            ("params", f"{self.params_before:,} -> {self.params_after:,} (-{params_cut:.1%})"),
+            ("MACs", f"{self.macs_before:,} -> {self.macs_after:,} (-{macs_cut:.1%})"),
+            ("groups", ", ".join(f"{k}: {v}" for k, v in self.task_attribution.items())),
+            ("protected outputs", ", ".join(self.protected_outputs) or "-"),
+            ("time", ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())),
+        ] + [("warning", w) for w in self.warnings]
+
+    def changed_groups(self) -> list[GroupChange]:
+        return [g for g in self.groups if g.after != g.before or g.note]
+
+    def to_markdown(self) -> str:
+        lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in self.summary_rows()]
+        lines += ["", "| layer | channels | serves | note |", "|---|---|---|---|"]
+        lines += [f"| {g.layer} | {g.before} -> {g.after} | {g.serves} | {g.note} |" for g in self.changed_groups()]
+        return "\n".join(lines) + "\n"
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+
+        summary = Table(title="taskprune", show_header=False)
+        for key, value in self.summary_rows():
+            summary.add_row(key, value)
+        layers = Table(title="pruned groups")
+        for column in ("layer", "channels", "serves", "note"):
+            layers.add_column(column)
+        for g in self.changed_groups():
+            layers.add_row(g.layer, f"{g.before} -> {g.after}", g.serves, g.note)
+        return Group(summary, layers)
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        console = Console(width=120, record=True, file=_Discard())
+        console.print(self)
+        return console.export_text()
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass

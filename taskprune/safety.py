@@ -1,0 +1,75 @@
+"""Checks that a pruned model still answers like the original, and moving a pruned copy into the caller's model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .tasks import call_model, output_leaves
+
+__all__ = ["output_shapes", "run_model", "verify_outputs", "transplant"]
+
+
+def output_shapes(model_output: Any) -> dict[str, tuple[int, ...]]:
+    """Shape of every tensor leaf of an output, keyed by its access path ("0", "det", "aux.1")."""
+    return {key: tuple(t.shape) for key, t in output_leaves(model_output)}
+
+
+def run_model(model: nn.Module, example_inputs: Any, what: str) -> Any:
+    """Forward under no_grad; a failure raises RuntimeError naming the innermost layer that was running."""
+    running: list[str] = []
+    names = {m: n for n, m in model.named_modules()}
+
+    def enter(module: nn.Module, _inputs: Any) -> None:
+        running.append(names.get(module, type(module).__name__))
+
+    def leave(module: nn.Module, _inputs: Any, _output: Any) -> None:
+        if running:
+            running.pop()
+
+    hooks = [m.register_forward_pre_hook(enter) for m in model.modules() if m is not model]
+    hooks += [m.register_forward_hook(leave) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            return call_model(model, example_inputs)
+    except Exception as error:
+        where = f" in layer {running[-1]!r}" if running else ""
+        raise RuntimeError(f"{what} fails{where}: {type(error).__name__}: {error}") from error
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def verify_outputs(model: nn.Module, example_inputs: Any, expected: dict[str, tuple[int, ...]],
+                   output_layers: dict[str, list[str]]) -> None:
+    """Every output keeps its shape and is finite, or RuntimeError names the output and the layers producing it."""
+    was_training = model.training
+    model.eval()
+    try:
+        output = run_model(model, example_inputs, "the pruned model")
+    finally:
+        model.train(was_training)
+    shapes = output_shapes(output)
+    for key, shape in expected.items():
+        got = shapes.get(key)
+        layers = ", ".join(output_layers.get(key, [])) or "unknown"
+        if got != shape:
+            raise RuntimeError(f"pruning changed output {key!r} from {list(shape)} to {got}; "
+                               f"it is produced by layer(s) {layers}")
+    for key, tensor in output_leaves(output):
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise RuntimeError(f"pruned model output {key!r} has non-finite values; produced by "
+                               f"{', '.join(output_layers.get(key, [])) or 'unknown layers'}")
+
+
+def transplant(source: nn.Module, target: nn.Module) -> None:
+    """Make `target` (the caller's module objects) hold the pruned state of `source`, a pruned deep copy of it.
+
+    Module identities stay, so references and hooks the caller holds keep working.
+    """
+    for pruned, original in zip(source.modules(), target.modules()):
+        # parameters, buffers and the public size attributes (out_channels, num_features, ...); hooks stay
+        state = {k: v for k, v in pruned.__dict__.items() if not k.startswith("_") or k in ("_parameters", "_buffers")}
+        original.__dict__.update(state)

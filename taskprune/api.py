@@ -93,7 +93,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     gradients = None
     if criterion.needs:
         with _timed(timings, "gradients"):
-            gradients = collect_gradients(work, graph.groups, adapter, data, num_batches, criterion.needs,
+            gradients = collect_gradients(work, graph.groups, adapter, data or [], num_batches, criterion.needs,
                                           progress=progress)
     with _timed(timings, "scoring"):
         context = ScoringContext(model=work, groups=graph.groups, gradients=gradients, seed=seed, graph=graph)
@@ -144,7 +144,7 @@ def _validate(model: Any, ratio: Any, target: Any, num_batches: Any, round_to: A
 def _check_scores(scores: Any, graph: PruningGraph, name: str) -> None:
     if len(scores) != len(graph.groups):
         raise RuntimeError(f"criterion {name!r} returned {len(scores)} score vectors for {len(graph.groups)} groups")
-    for group, score in zip(graph.groups, scores):
+    for group, score in zip(graph.groups, scores, strict=True):
         if score.shape != (group.channels,):
             raise RuntimeError(f"criterion {name!r} scored group {group.root!r} with shape {tuple(score.shape)}, "
                                f"expected ({group.channels},)")

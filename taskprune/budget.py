@@ -107,7 +107,7 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
     queue: list[tuple[float, int, int]] = []
     units: dict[int, list[_Unit]] = {}
     normalised: dict[int, torch.Tensor] = {}
-    for group, score in zip(groups, scores):
+    for group, score in zip(groups, scores, strict=True):
         if group.blocked or group.channels < 2:
             continue
         score = torch.nan_to_num(score.detach().float().cpu(), nan=0.0)

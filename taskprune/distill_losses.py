@@ -1,4 +1,4 @@
-"""Feature distillation losses between an aligned student feature map and the teacher's.
+"""Feature distillation losses, and the channel alignment between a pruned student and its teacher.
 
 Every loss takes two tensors of the same shape `[N, C, *spatial]` (the student's, already aligned to the teacher's
 channels, and the teacher's), computes in float32 and returns a scalar that is exactly zero when they are equal.
@@ -12,12 +12,14 @@ channels, and the teacher's), computes in float32 and returns a scalar that is e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["FEATURE_LOSSES", "mse_loss", "pkd_loss", "cwd_loss", "feature_loss"]
+__all__ = ["FEATURE_LOSSES", "check_channel_map", "cwd_loss", "feature_loss", "mse_loss", "pkd_loss",
+           "selection_adapter"]
 
 _EPS = 1e-6
 
@@ -74,3 +76,36 @@ def feature_loss(name: str, student: torch.Tensor, teacher: torch.Tensor, tau: f
     if name not in FEATURE_LOSSES:
         raise ValueError(f"Unknown distillation loss {name!r}; available: {', '.join(sorted(FEATURE_LOSSES))}")
     return FEATURE_LOSSES[name](student, teacher, tau)
+
+
+def check_channel_map(channel_map: Mapping[str, Sequence[int]] | None) -> dict[str, torch.Tensor]:
+    """`PruneResult.channel_map` as index tensors, checked: each entry non-empty, non-negative, strictly ascending.
+
+    Raises:
+        TypeError: not a mapping.
+        ValueError: an entry that is not a valid list of kept indices (the error names the module).
+    """
+    if channel_map is None:
+        return {}
+    if not isinstance(channel_map, Mapping):
+        raise TypeError(f"channel_map must map module names to kept channel indices, got {type(channel_map).__name__}")
+    checked = {}
+    for name, kept in channel_map.items():
+        indices = torch.as_tensor(list(kept), dtype=torch.long)
+        if indices.dim() != 1 or indices.numel() == 0 or indices.min() < 0 or (indices.diff() <= 0).any():
+            raise ValueError(f"channel_map[{name!r}] must be non-empty, non-negative, sorted ascending and unique")
+        checked[name] = indices
+    return checked
+
+
+def selection_adapter(kept: torch.Tensor | None, student_channels: int, teacher_channels: int) -> nn.Conv2d:
+    """A 1x1 conv from the student's channels to all of the teacher's that starts as the channel selection:
+    output channel `kept[i]` copies student channel i, every other output (a pruned teacher channel) starts at 0.
+    `kept=None` means the identity."""
+    kept = torch.arange(student_channels) if kept is None else kept.cpu()
+    adapter = nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
+    with torch.no_grad():
+        adapter.weight.zero_()
+        adapter.bias.zero_()  # type: ignore[union-attr]
+        adapter.weight[kept, torch.arange(student_channels), 0, 0] = 1.0
+    return adapter

@@ -62,7 +62,7 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
     stats.summed_taylor = [torch.zeros(g.channels) for g in groups]
     stats.task_taylor = {t: [torch.zeros(g.channels) for g in groups] for t in tasks}
     if "task_gradients" in needs:
-        stats.task_gradients = {t: {n: torch.zeros_like(p, dtype=torch.float32) for n, p in zip(names, params)}
+        stats.task_gradients = {t: {n: torch.zeros_like(p, dtype=torch.float32) for n, p in zip(names, params, strict=True)}
                                 for t in tasks}
     was_training = model.training
     model.eval()
@@ -75,17 +75,17 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
                 for position, task in enumerate(tasks):
                     grads = _grads(losses[task], params, retain=position < len(tasks) - 1)
                     terms = _taylor_terms(groups, names, params, grads)
-                    for acc, s, term in zip(stats.task_taylor[task], summed, terms):
+                    for acc, s, term in zip(stats.task_taylor[task], summed, terms, strict=True):
                         acc += term**2
                         s += _weight(adapter, task) * term
                     if "task_gradients" in needs:
-                        for name, grad in zip(names, grads):
+                        for name, grad in zip(names, grads, strict=True):
                             if grad is not None:
                                 stats.task_gradients[task][name] += grad.float()
             else:
-                total = sum(_weight(adapter, t) * losses[t] for t in tasks)
+                total = torch.stack([_weight(adapter, t) * losses[t] for t in tasks]).sum()
                 summed = _taylor_terms(groups, names, params, _grads(total, params, retain=False))
-            for acc, s in zip(stats.summed_taylor, summed):
+            for acc, s in zip(stats.summed_taylor, summed, strict=True):
                 acc += s**2
             stats.batches += 1
     finally:
@@ -127,7 +127,7 @@ def _grads(loss: torch.Tensor, params: list[nn.Parameter], retain: bool) -> list
 
 def _taylor_terms(groups: list[ChannelGroup], names: list[str], params: list[nn.Parameter],
                   grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
-    products = {n: p.detach() * g for n, p, g in zip(names, params, grads) if g is not None}
+    products = {n: p.detach() * g for n, p, g in zip(names, params, grads, strict=True) if g is not None}
     reducer = SliceReducer(products)
     return [reducer.group(group) for group in groups]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,7 +184,10 @@ class PruningGraph:
     def _read_group(self, index: int, tp_group: Any) -> ChannelGroup | None:
         root_module = tp_group[0].dep.target.module
         channels = len(tp_group[0].idxs)
-        out_layers, in_layers, slices, tasks = [], [], [], set()
+        out_layers: list[str] = []
+        in_layers: list[str] = []
+        slices: list[ParamSlice] = []
+        tasks: set[str] = set()
         blocked = ""
         for item in tp_group:
             module, handler = item.dep.target.module, item.dep.handler
@@ -208,7 +211,7 @@ class PruningGraph:
                             slices=tuple(slices), tasks=frozenset(tasks), blocked=blocked)
 
     # -- changes ----------------------------------------------------------------------------------------------
-    def apply(self, plan: dict[int, Sequence[int]]) -> dict[str, list[int]]:
+    def apply(self, plan: Mapping[int, Sequence[int]]) -> dict[str, list[int]]:
         """Remove, for every group index in `plan`, the listed channels (root indices). Returns the channel map:
         for every layer whose output channels changed, the original indices it keeps."""
         alive: dict[str, list[int]] = {}

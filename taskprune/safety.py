@@ -69,7 +69,7 @@ def transplant(source: nn.Module, target: nn.Module) -> None:
 
     Module identities stay, so references and hooks the caller holds keep working.
     """
-    for pruned, original in zip(source.modules(), target.modules()):
+    for pruned, original in zip(source.modules(), target.modules(), strict=True):
         # parameters, buffers and the public size attributes (out_channels, num_features, ...); hooks stay
         state = {k: v for k, v in pruned.__dict__.items() if not k.startswith("_") or k in ("_parameters", "_buffers")}
         original.__dict__.update(state)

@@ -87,8 +87,8 @@ class Tasks:
                 raise ValueError(
                     f"Tasks.{kind} names unknown task(s) {unknown}; tasks are: {', '.join(self.outputs)}"
                 )
-        for name, fn in self.losses.items():
-            if not callable(fn):
+        for name, loss in self.losses.items():
+            if not callable(loss):
                 raise TypeError(f"Tasks.losses[{name!r}] must be callable loss(task_output, batch) -> tensor")
         if not callable(self.inputs):
             raise TypeError("Tasks.inputs must be callable: batch -> model inputs")

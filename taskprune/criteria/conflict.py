@@ -27,11 +27,16 @@ def conflict_scores(stats: GradientStats, groups: list[ChannelGroup]) -> list[to
         pairs = list(itertools.combinations(tasks, 2))
         total = torch.zeros(group.channels)
         for a, b in pairs:
-            dots = SliceReducer(lambda n, a=a, b=b: mean_grads[a][n] * mean_grads[b][n]).group(group)
+            products = {n: mean_grads[a][n] * mean_grads[b][n] for n in _params_of(group)}
+            dots = SliceReducer(products).group(group)
             denominator = (norms[a].group(group) * norms[b].group(group)).sqrt().clamp_min(1e-30)
             total += torch.clamp(-dots / denominator, min=0.0, max=1.0)
         conflicts.append(total / len(pairs) if pairs else total)
     return conflicts
+
+
+def _params_of(group: ChannelGroup) -> set[str]:
+    return {piece.param for piece in group.slices}
 
 
 @register_criterion("conflict_taylor")
@@ -52,6 +57,6 @@ class ConflictTaylor:
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = _stats(context, self.name)
-        importance = task_taylor_scores(stats, [g.tasks for g in context.groups])
+        importance = task_taylor_scores(stats, context.groups)
         penalty = conflict_scores(stats, context.groups)
-        return [i * (1.0 - self.lam * k) for i, k in zip(importance, penalty)]
+        return [i * (1.0 - self.lam * k) for i, k in zip(importance, penalty, strict=True)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..gradients import GradientStats
+from ..graph import ChannelGroup
 from .base import ScoringContext
 from .registry import register_criterion
 
@@ -31,17 +32,17 @@ class Taylor:
         return [acc / stats.batches for acc in stats.summed_taylor]
 
 
-def task_taylor_scores(stats: GradientStats, groups_tasks: list[frozenset[str]]) -> list[torch.Tensor]:
+def task_taylor_scores(stats: GradientStats, groups: list[ChannelGroup]) -> list[torch.Tensor]:
     """Per-task Taylor importance normalised by its mean over all channels, combined by max over the tasks each
     group reaches (a channel is a removal candidate only if no task needs it)."""
-    combined = [torch.zeros_like(acc) for acc in stats.summed_taylor]
+    combined = [torch.zeros(group.channels) for group in groups]
     for task in stats.tasks:
         per_group = [acc / stats.batches for acc in stats.task_taylor[task]]
         mean = torch.cat(per_group).mean() if per_group else torch.tensor(0.0)
         if mean <= 0:
             continue  # this task's loss reaches no prunable channel
-        for i, (score, tasks) in enumerate(zip(per_group, groups_tasks)):
-            if task in tasks or not tasks:
+        for i, (score, group) in enumerate(zip(per_group, groups, strict=True)):
+            if task in group.tasks or not group.tasks:
                 combined[i] = torch.maximum(combined[i], score / mean)
     return combined
 
@@ -55,4 +56,4 @@ class TaskTaylor:
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = _stats(context, self.name)
-        return task_taylor_scores(stats, [g.tasks for g in context.groups])
+        return task_taylor_scores(stats, context.groups)

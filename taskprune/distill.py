@@ -1,0 +1,341 @@
+"""Head-agnostic feature distillation from the unpruned teacher into the pruned student.
+
+`FeatureDistiller` hooks the same named layers in both models, runs the teacher under `no_grad` in eval mode and
+the student normally, aligns the student's channels to the teacher's and returns `alpha * sum over layers of the
+feature loss` together with the student's outputs, so it drops into any training loop:
+
+    >>> distiller = FeatureDistiller(teacher, student, Distill(loss="pkd"), channel_map=result.channel_map)
+    >>> kd_loss, outputs = distiller(images)
+    >>> loss = task_loss(outputs, batch) + kd_loss
+
+Channel alignment: the student is the teacher with channels removed, so student channel i of layer `name` is
+teacher channel `channel_map[name][i]`. `align="select"` compares against those teacher channels (no parameters);
+`align="adapter"` maps the student's channels onto all of the teacher's with a 1x1 convolution initialised to that
+selection and trained with the student (FitNets' regressor). Adapters live in the distiller, never in the student.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from .distill_losses import FEATURE_LOSSES, check_channel_map, feature_loss, selection_adapter
+from .tasks import MultiTaskAdapter, call_model
+
+__all__ = ["ALIGNMENTS", "Distill", "FeatureDistiller", "auto_layers"]
+
+ALIGNMENTS = ("adapter", "select")
+
+
+@dataclass(frozen=True)
+class Distill:
+    """How to distil: which layers, which loss, how to align channels, and the weight of the distillation term.
+
+    Args:
+        layers: "auto" (the shared trunk's outputs, one per spatial scale; see `auto_layers`) or qualified module
+            names present in both teacher and student. A list is stored as a tuple.
+        loss: "mse", "pkd" (1 - Pearson per channel) or "cwd" (channel-wise spatial softmax KL).
+        align: "select" (compare with the teacher channels the student kept) or "adapter" (a trained 1x1 conv from
+            the student's channels to all of the teacher's, initialised to that selection).
+        alpha: weight of the summed distillation loss in the total loss, >= 0.
+        tau: softmax temperature of "cwd", > 0 (ignored by the other losses).
+
+    Example:
+        >>> Distill(layers=["backbone.stage3", "neck.p3"], loss="cwd", tau=4.0, alpha=2.0)
+    """
+
+    layers: str | tuple[str, ...] = "auto"
+    loss: str = "mse"
+    align: str = "select"
+    alpha: float = 1.0
+    tau: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str):
+            if self.layers != "auto":
+                raise ValueError(
+                    f"Distill.layers must be 'auto' or a tuple of qualified module names, got {self.layers!r}; "
+                    f"for one layer write layers=({self.layers!r},)"
+                )
+        elif isinstance(self.layers, (list, tuple)):
+            if not self.layers or not all(isinstance(name, str) and name for name in self.layers):
+                raise ValueError(f"Distill.layers must be a non-empty tuple of module names, got {self.layers!r}")
+            duplicates = sorted({name for name in self.layers if list(self.layers).count(name) > 1})
+            if duplicates:
+                raise ValueError(f"Distill.layers names {duplicates} more than once")
+            object.__setattr__(self, "layers", tuple(self.layers))
+        else:
+            raise TypeError(
+                f"Distill.layers must be 'auto' or a tuple of module names, got {type(self.layers).__name__}"
+            )
+        if self.loss not in FEATURE_LOSSES:
+            raise ValueError(f"Unknown Distill.loss {self.loss!r}; available: {', '.join(sorted(FEATURE_LOSSES))}")
+        if self.align not in ALIGNMENTS:
+            raise ValueError(f"Unknown Distill.align {self.align!r}; available: {', '.join(ALIGNMENTS)}")
+        for name, value, low_ok in (("alpha", self.alpha, True), ("tau", self.tau, False)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"Distill.{name} must be a number, got {type(value).__name__}")
+            if not math.isfinite(value) or value < 0 or (value == 0 and not low_ok):
+                raise ValueError(f"Distill.{name} must be finite and {'>=' if low_ok else '>'} 0, got {value}")
+            object.__setattr__(self, name, float(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `Distill.from_dict(d.to_dict()) == d`."""
+        data = asdict(self)
+        if isinstance(self.layers, tuple):
+            data["layers"] = list(self.layers)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Distill:
+        """Rebuild from `to_dict()` output. Unknown keys raise ValueError listing the valid ones."""
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown Distill field(s) {unknown}; valid: {', '.join(valid)}")
+        return cls(**data)
+
+
+@contextmanager
+def _eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Every module in eval mode inside the block; each module's own mode restored afterwards."""
+    modes = [(module, module.training) for model in models for module in model.modules()]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a (Distributed)DataParallel wrapper, whose module names the user knows."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    return model.module if isinstance(model, wrappers) else model
+
+
+def auto_layers(model: nn.Module, example_inputs: Any, tasks: MultiTaskAdapter | None = None) -> tuple[str, ...]:
+    """The shared trunk's outputs: per spatial scale, the last module to run that reaches every task.
+
+    The rule: take the leaf modules whose output reaches all tasks (`graph.module_task_attribution`), run one
+    forward (eval mode, no_grad) recording when each runs and its output, keep those whose output is a 4-D feature
+    map [N, C, H, W], group them by (H, W), and in each group keep the module that runs last. The result is in
+    forward order. Without `tasks`, every output leaf of the model is its own task.
+
+    Raises:
+        ValueError: no module reaching every task outputs a 4-D feature map (name the layers instead).
+    """
+    from .graph import module_task_attribution
+
+    attribution = module_task_attribution(model, example_inputs, tasks)
+    all_tasks = frozenset().union(*attribution.values())
+    shared = {name for name, reached in attribution.items() if reached and reached == all_tasks}
+    last_call: dict[str, tuple[int, tuple[int, ...]]] = {}
+    order = itertools.count()
+
+    def record(name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            step = next(order)
+            if isinstance(output, torch.Tensor) and output.dim() == 4:
+                last_call[name] = (step, tuple(output.shape[-2:]))
+            else:
+                last_call.pop(name, None)
+
+        return hook
+
+    handles = [module.register_forward_hook(record(name))
+               for name, module in model.named_modules() if name in shared]
+    try:
+        with torch.no_grad(), _eval_mode(model):
+            call_model(model, example_inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    last_by_scale: dict[tuple[int, ...], tuple[int, str]] = {}
+    for name, (step, scale) in last_call.items():
+        if scale not in last_by_scale or step > last_by_scale[scale][0]:
+            last_by_scale[scale] = (step, name)
+    if not last_by_scale:
+        raise ValueError(
+            f"layers='auto' found no module that reaches every task ({', '.join(sorted(all_tasks))}) and outputs "
+            "a 4-D feature map; name the layers: Distill(layers=('backbone.stage3', ...))"
+        )
+    return tuple(name for _, name in sorted(last_by_scale.values()))
+
+
+def _close_matches(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+class FeatureDistiller(nn.Module):
+    """Distillation loss between hooked teacher and student layers; call it instead of the student.
+
+    `distiller(inputs)` runs the teacher (eval mode, no_grad) and the student on `inputs` (called like
+    `tasks.call_model`: a tuple is positional args, a dict keyword args) and returns `(kd_loss, student_outputs)`
+    with `kd_loss = alpha * sum over layers of loss(aligned student feature, teacher feature)`.
+
+    Only the adapters are registered as parameters (`distiller.parameters()` is empty with align="select"): give
+    them to the optimizer beside the student's. The student may be wrapped in DistributedDataParallel; layers are
+    named as in the unwrapped model. Call `remove()` (or use the distiller as a context manager) to take the hooks
+    off the models when done.
+
+    Args:
+        teacher: the unpruned model.
+        student: the pruned model (same qualified names, fewer channels).
+        distill: the `Distill` config (default `Distill()`).
+        channel_map: module name -> the teacher channel indices the student kept (`PruneResult.channel_map`);
+            a layer not in the map (or `None`) has the teacher's channels.
+        example_inputs: one batch of model inputs; resolves layers="auto", checks every layer's shapes and builds
+            the adapters now. Required with align="adapter" so the adapters exist before the optimizer does;
+            otherwise layers="auto" is resolved on the first call.
+        tasks: the tasks, for layers="auto" (default: every output leaf is a task).
+
+    Raises:
+        ValueError: a layer name in neither model (with close matches), a feature shape that does not fit the
+            channel map (naming the layer and both shapes), align="adapter" without example_inputs.
+    """
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, distill: Distill | None = None,
+                 channel_map: Mapping[str, Sequence[int]] | None = None, *, example_inputs: Any = None,
+                 tasks: MultiTaskAdapter | None = None) -> None:
+        super().__init__()
+        for arg, value in (("teacher", teacher), ("student", student)):
+            if not isinstance(value, nn.Module):
+                raise TypeError(f"FeatureDistiller {arg} must be an nn.Module, got {type(value).__name__}")
+        distill = Distill() if distill is None else distill
+        if not isinstance(distill, Distill):
+            raise TypeError(f"distill must be a taskprune.Distill, got {type(distill).__name__}")
+        if distill.align == "adapter" and example_inputs is None:
+            raise ValueError("align='adapter' needs example_inputs= so the adapters exist before the optimizer does")
+        self.distill = distill
+        self.tasks = tasks
+        # A plain tuple keeps both models out of this module's parameters, state_dict and .to().
+        self._models = (teacher, student)
+        self._selection = check_channel_map(channel_map)
+        self.adapters = nn.ModuleDict()
+        self._features: dict[str, dict[str, Any]] = {"teacher": {}, "student": {}}
+        self._active: str | None = None
+        self._handles: list[Any] = []
+        self.layers: tuple[str, ...] | None = None
+        if isinstance(distill.layers, tuple):
+            self._attach(distill.layers)
+        if example_inputs is not None:
+            self._setup(example_inputs)
+
+    def _attach(self, layers: tuple[str, ...]) -> None:
+        teacher, student = self._models
+        for role, model in (("student", _unwrap(student)), ("teacher", _unwrap(teacher))):
+            modules = dict(model.named_modules())
+            for name in layers:
+                if name not in modules:
+                    raise ValueError(f"layer {name!r} is not a module of the {role}{_close_matches(name, list(modules))}")
+            for name in layers:
+                self._handles.append(modules[name].register_forward_hook(self._hook(role, name)))
+        self.layers = layers
+
+    def _hook(self, role: str, name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if self._active == role:
+                self._features[role][name] = output
+
+        return hook
+
+    @contextmanager
+    def _capture(self, role: str) -> Iterator[dict[str, Any]]:
+        self._features[role] = {}
+        self._active = role
+        try:
+            yield self._features[role]
+        finally:
+            self._active = None
+
+    def _setup(self, example_inputs: Any) -> None:
+        """Resolve auto layers, check every layer's shapes, build adapters (models in eval mode, no_grad)."""
+        teacher, student = self._models
+        if self.layers is None:
+            self._attach(auto_layers(_unwrap(teacher), example_inputs, self.tasks))
+        with torch.no_grad(), _eval_mode(teacher, student):
+            teacher_features, student_features = self._run(example_inputs, _unwrap(student))[:2]
+        if self.distill.align != "adapter":
+            return
+        for name in self.layers or ():
+            s, t = student_features[name], teacher_features[name]
+            if s.dim() != 4:
+                raise ValueError(f"align='adapter' needs 4-D feature maps; layer {name!r} gives {tuple(s.shape)}")
+            adapter = selection_adapter(self._selection.get(name), s.shape[1], t.shape[1]).to(s.device, s.dtype)
+            self.adapters[name.replace(".", "/")] = adapter
+
+    def _run(self, inputs: Any, student: nn.Module) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        teacher = self._models[0]
+        if teacher.training:
+            teacher.eval()
+        with torch.no_grad(), self._capture("teacher") as teacher_features:
+            call_model(teacher, inputs)
+        with self._capture("student") as student_features:
+            outputs = call_model(student, inputs)
+        for name in self.layers or ():
+            self._check(name, student_features, teacher_features)
+        return teacher_features, student_features, outputs
+
+    def _check(self, name: str, student_features: dict[str, Any], teacher_features: dict[str, Any]) -> None:
+        for role, captured in (("student", student_features), ("teacher", teacher_features)):
+            if name not in captured:
+                raise RuntimeError(f"layer {name!r} did not run in the {role}'s forward")
+            if not isinstance(captured[name], torch.Tensor):
+                raise TypeError(f"layer {name!r} returns {type(captured[name]).__name__} in the {role}, "
+                                "not a tensor; name a module that returns one feature map")
+        s, t = student_features[name].shape, teacher_features[name].shape
+        kept = self._selection.get(name)
+        fits = len(s) == len(t) >= 2 and s[0] == t[0] and s[2:] == t[2:]
+        if kept is None:
+            fits = fits and s[1] == t[1]
+            how = "channel_map has no entry for it (identity)" + _close_matches(name, list(self._selection))
+        else:
+            fits = fits and len(kept) == s[1] and int(kept[-1]) < t[1]
+            how = f"channel_map[{name!r}] keeps {len(kept)} channels, the largest index {int(kept[-1])}"
+        if not fits:
+            raise ValueError(f"layer {name!r}: student feature shape {tuple(s)} does not fit teacher feature shape "
+                             f"{tuple(t)}; {how}")
+
+    def forward(self, inputs: Any) -> tuple[torch.Tensor, Any]:
+        """`(alpha * summed feature loss, the student's outputs)` for one batch of model inputs."""
+        if self.layers is None:
+            self._attach(auto_layers(_unwrap(self._models[0]), inputs, self.tasks))
+        teacher_features, student_features, outputs = self._run(inputs, self._models[1])
+        total = torch.zeros((), device=next(iter(student_features.values())).device)
+        for name in self.layers or ():
+            total = total + self._layer_loss(name, student_features[name], teacher_features[name])
+        return self.distill.alpha * total, outputs
+
+    def _layer_loss(self, name: str, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if self.distill.align == "adapter":
+            student = self.adapters[name.replace(".", "/")](student)
+        elif name in self._selection:
+            kept = self._selection[name]
+            if kept.device != teacher.device:
+                kept = self._selection[name] = kept.to(teacher.device)
+            teacher = teacher.index_select(1, kept)
+        return feature_loss(self.distill.loss, student, teacher, self.distill.tau)
+
+    def remove(self) -> None:
+        """Take the hooks off teacher and student; the distiller is unusable afterwards."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._features = {"teacher": {}, "student": {}}
+
+    def __enter__(self) -> FeatureDistiller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

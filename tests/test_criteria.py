@@ -1,0 +1,131 @@
+"""Criteria: registry, and each score against a reference computed another way."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch_pruning as tp
+
+import taskprune
+from taskprune.criteria import ScoringContext, get_criterion, list_criteria, register_criterion
+from taskprune.criteria.conflict import conflict_scores
+from taskprune.gradients import GradientStats, collect_gradients
+from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph
+
+
+def _graph(model, x, tasks):
+    return PruningGraph(model, x, tasks)
+
+
+def test_registry_lists_and_rejects():
+    assert list_criteria() == ["conflict_taylor", "magnitude", "random", "task_taylor", "taylor"]
+    assert list_criteria("*taylor") == ["conflict_taylor", "task_taylor", "taylor"]
+    with pytest.raises(ValueError, match="Unknown criterion 'tylor'; available: conflict_taylor, magnitude"):
+        get_criterion("tylor")
+    with pytest.raises(TypeError, match="importance must be"):
+        get_criterion(3.5)
+    with pytest.raises(ValueError, match="lam must be in"):
+        get_criterion("conflict_taylor", lam=2.0)
+
+
+def test_register_custom_criterion(two_head):
+    @register_criterion("test_first_channels")
+    class FirstChannels:
+        name = "test_first_channels"
+        needs: frozenset[str] = frozenset()
+
+        def score(self, context: ScoringContext) -> list[torch.Tensor]:
+            return [-torch.arange(g.channels, dtype=torch.float32) for g in context.groups]
+
+    model, x = two_head
+    result = taskprune.prune(model, x, ratio=0.3, importance="test_first_channels", progress=False)
+    # the highest indices score lowest, so the lowest indices survive
+    kept = result.channel_map["trunk.3"]
+    assert kept == list(range(len(kept)))
+
+
+def test_magnitude_is_group_l2(two_head, two_head_tasks):
+    model, x = two_head
+    graph = _graph(model, x, two_head_tasks)
+    scores = get_criterion("magnitude").score(ScoringContext(model=model, groups=graph.groups))
+    group = next(g for g in graph.groups if g.root == "trunk.3")
+    conv, bn, a0, b0 = model.trunk[3], model.trunk[4], model.a[0], model.b[0]
+    reference = (conv.weight.flatten(1).pow(2).sum(1) + conv.bias.pow(2) + bn.weight.pow(2) + bn.bias.pow(2)
+                 + a0.weight.transpose(0, 1).flatten(1).pow(2).sum(1)
+                 + b0.weight.transpose(0, 1).flatten(1).pow(2).sum(1)).sqrt()
+    torch.testing.assert_close(scores[group.index], reference.detach())
+
+
+def test_taylor_matches_hand_computed_reference_with_batchnorm(two_head, two_head_tasks, batches):
+    model, x = two_head
+    graph = _graph(model, x, two_head_tasks)
+    stats = collect_gradients(model, graph.groups, two_head_tasks, batches, 3, frozenset({"summed_taylor"}))
+    scores = get_criterion("taylor").score(ScoringContext(model=model, groups=graph.groups, gradients=stats))
+    group = next(g for g in graph.groups if g.root == "trunk.3")
+    conv, bn, a0, b0 = model.trunk[3], model.trunk[4], model.a[0], model.b[0]
+    reference = torch.zeros(32)
+    for batch in batches:
+        model.zero_grad()
+        out = model(batch)
+        (out["a"].pow(2).mean() + (out["b"] - 1).pow(2).mean()).backward()
+        term = ((conv.weight * conv.weight.grad).flatten(1).sum(1) + conv.bias * conv.bias.grad
+                + bn.weight * bn.weight.grad + bn.bias * bn.bias.grad
+                + (a0.weight * a0.weight.grad).transpose(0, 1).flatten(1).sum(1)
+                + (b0.weight * b0.weight.grad).transpose(0, 1).flatten(1).sum(1))
+        reference += term.detach() ** 2
+    torch.testing.assert_close(scores[group.index], reference / 3, rtol=1e-4, atol=1e-12)
+    model.zero_grad()
+
+
+def test_task_taylor_normalises_per_task_and_takes_max(two_head, two_head_tasks, batches):
+    model, x = two_head
+    graph = _graph(model, x, two_head_tasks)
+    stats = collect_gradients(model, graph.groups, two_head_tasks, batches, 3, frozenset({"task_taylor"}))
+    scores = get_criterion("task_taylor").score(ScoringContext(model=model, groups=graph.groups, gradients=stats))
+    by_root = {g.root: g.index for g in graph.groups}
+    per_task = {t: [acc / 3 for acc in stats.task_taylor[t]] for t in ("a", "b")}
+    means = {t: torch.cat(v).mean() for t, v in per_task.items()}
+    # b's loss does not reach a.0: zero there, and a.0's score is task a's alone
+    assert torch.count_nonzero(per_task["b"][by_root["a.0"]]) == 0
+    torch.testing.assert_close(scores[by_root["a.0"]], per_task["a"][by_root["a.0"]] / means["a"])
+    shared = by_root["trunk.3"]
+    expected = torch.maximum(per_task["a"][shared] / means["a"], per_task["b"][shared] / means["b"])
+    torch.testing.assert_close(scores[shared], expected)
+
+
+def _toy_group(tasks=frozenset({"a", "b"})) -> ChannelGroup:
+    piece = ParamSlice("w", 0, torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]))
+    return ChannelGroup(index=0, root="w", channels=3, out_layers=("w",), in_layers=(), slices=(piece,), tasks=tasks)
+
+
+def test_conflict_near_one_when_tasks_oppose_and_zero_when_they_agree():
+    direction = torch.tensor([1.0, -2.0, 3.0, 0.5])
+    grads_a = torch.stack([direction, direction, direction])
+    grads_b = torch.stack([-direction, direction, -0.2 * direction + 0.01])
+    stats = GradientStats(tasks=("a", "b"), batches=2,
+                          task_gradients={"a": {"w": 2 * grads_a}, "b": {"w": 2 * grads_b}})
+    conflict = conflict_scores(stats, [_toy_group()])[0]
+    assert conflict[0] == pytest.approx(1.0, abs=1e-6)
+    assert conflict[1] == pytest.approx(0.0, abs=1e-6)
+    assert 0.9 < conflict[2] <= 1.0
+    single = conflict_scores(stats, [_toy_group(frozenset({"a"}))])[0]
+    assert torch.count_nonzero(single) == 0
+
+
+def test_conflict_taylor_penalises_conflicting_channels():
+    direction = torch.tensor([1.0, 1.0])
+    stats = GradientStats(tasks=("a", "b"), batches=1,
+                          task_taylor={"a": [torch.ones(3)], "b": [torch.ones(3)]},
+                          task_gradients={"a": {"w": torch.stack([direction] * 3)},
+                                          "b": {"w": torch.stack([-direction, direction, direction])}})
+    context = ScoringContext(model=torch.nn.Identity(), groups=[_toy_group()], gradients=stats)
+    scores = get_criterion("conflict_taylor", lam=0.5).score(context)[0]
+    torch.testing.assert_close(scores, torch.tensor([0.5, 1.0, 1.0]))
+
+
+def test_torch_pruning_importance_is_accepted(two_head):
+    model, x = two_head
+    result = taskprune.prune(model, x, ratio=0.3, importance=tp.importance.GroupMagnitudeImportance(),
+                             progress=False)
+    assert result.report.criterion == "GroupMagnitudeImportance"
+    assert abs(result.report.reached - 0.3) <= 0.01

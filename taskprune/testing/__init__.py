@@ -1,0 +1,130 @@
+"""Small models for exercising the pruner, in users' tests and ours.
+
+Three registries map a name to a factory ``() -> (model, example_inputs)``; every factory is seeded (the
+caller's RNG state is left untouched), randomises BatchNorm statistics and returns the model in eval mode.
+
+- :data:`TINY_MODELS`: tiny multi-task models, each covering one or more awkward graph features.
+- :data:`ZOO_MODELS`: width-reduced lookalikes of published architectures (YOLOP, ESPNet, DeepLab, ViT, ...).
+- :data:`LARGE_MODELS`: full-size models, too slow for the default test run.
+
+Example:
+    >>> from taskprune.testing import get_tiny_model, list_tiny_models
+    >>> "yolo_seg" in list_tiny_models("yolo*")
+    True
+    >>> model, example_inputs = get_tiny_model("yolo_seg")()
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from ._util import flatten_outputs as flatten_outputs
+from ._util import randomize_norms as randomize_norms
+from .tiny import ATTRIBUTION_ANSWER as ATTRIBUTION_ANSWER
+from .tiny import AttributionNet as AttributionNet
+from .tiny import DrivingOutput as DrivingOutput
+from .tiny import PlainDetSegNet as PlainDetSegNet
+from .tiny import TinyDrivingNet as TinyDrivingNet
+from .tiny import YoloSegNet as YoloSegNet
+from .tiny import attribution_net, plain_det_seg, tiny_driving, yolo_seg
+from .tiny_blocks import ConcatDictNet as ConcatDictNet
+from .tiny_blocks import DetSegOutput as DetSegOutput
+from .tiny_blocks import GroupedSplitNet as GroupedSplitNet
+from .tiny_blocks import SpatialAttentionNet as SpatialAttentionNet
+from .tiny_blocks import TransposedDecoderNet as TransposedDecoderNet
+from .tiny_blocks import concat_dict, grouped_split_dataclass, spatial_attention, transposed_decoder
+
+__all__ = [
+    # registries
+    "LARGE_MODELS",
+    "TINY_MODELS",
+    "ZOO_MODELS",
+    "ModelFactory",
+    "get_large_model",
+    "get_tiny_model",
+    "get_zoo_model",
+    "list_large_models",
+    "list_tiny_models",
+    "list_zoo_models",
+    # helpers
+    "flatten_outputs",
+    "randomize_norms",
+    # tiny models
+    "ATTRIBUTION_ANSWER",
+    "AttributionNet",
+    "ConcatDictNet",
+    "DetSegOutput",
+    "DrivingOutput",
+    "GroupedSplitNet",
+    "PlainDetSegNet",
+    "SpatialAttentionNet",
+    "TinyDrivingNet",
+    "TransposedDecoderNet",
+    "YoloSegNet",
+]
+
+ModelFactory = Callable[[], tuple[nn.Module, Any]]
+"""A zero-argument callable returning ``(model, example_inputs)``."""
+
+TINY_MODELS: dict[str, ModelFactory] = {
+    "yolo_seg": yolo_seg,
+    "plain_det_seg": plain_det_seg,
+    "tiny_driving": tiny_driving,
+    "attribution": attribution_net,
+    "concat_dict": concat_dict,
+    "grouped_split_dataclass": grouped_split_dataclass,
+    "transposed_decoder": transposed_decoder,
+    "spatial_attention": spatial_attention,
+}
+"""Tiny multi-task models (a few thousand to ~200k parameters, inputs 32x32 to 64x64)."""
+
+ZOO_MODELS: dict[str, ModelFactory] = {}
+"""Small lookalikes of published architectures (inputs about 64x64)."""
+
+LARGE_MODELS: dict[str, ModelFactory] = {
+}
+"""Full-size models (tens of millions of parameters); kept out of the default test run."""
+
+
+def _list(registry: dict[str, ModelFactory], pattern: str) -> list[str]:
+    return sorted(name for name in registry if fnmatch.fnmatchcase(name, pattern))
+
+
+def _get(registry: dict[str, ModelFactory], name: str, kind: str) -> ModelFactory:
+    if name not in registry:
+        raise ValueError(f"Unknown {kind} model {name!r}; available: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def list_tiny_models(pattern: str = "*") -> list[str]:
+    """Sorted names in :data:`TINY_MODELS` matching the fnmatch ``pattern``."""
+    return _list(TINY_MODELS, pattern)
+
+
+def get_tiny_model(name: str) -> ModelFactory:
+    """The factory registered in :data:`TINY_MODELS` as ``name``; raises ``ValueError`` listing valid names."""
+    return _get(TINY_MODELS, name, "tiny")
+
+
+def list_zoo_models(pattern: str = "*") -> list[str]:
+    """Sorted names in :data:`ZOO_MODELS` matching the fnmatch ``pattern``."""
+    return _list(ZOO_MODELS, pattern)
+
+
+def get_zoo_model(name: str) -> ModelFactory:
+    """The factory registered in :data:`ZOO_MODELS` as ``name``; raises ``ValueError`` listing valid names."""
+    return _get(ZOO_MODELS, name, "zoo")
+
+
+def list_large_models(pattern: str = "*") -> list[str]:
+    """Sorted names in :data:`LARGE_MODELS` matching the fnmatch ``pattern``."""
+    return _list(LARGE_MODELS, pattern)
+
+
+def get_large_model(name: str) -> ModelFactory:
+    """The factory registered in :data:`LARGE_MODELS` as ``name``; raises ``ValueError`` listing valid names."""
+    return _get(LARGE_MODELS, name, "large")

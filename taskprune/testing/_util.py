@@ -1,0 +1,91 @@
+"""Helpers shared by the test-model factories: seeding, BatchNorm randomisation, output flattening."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+__all__ = ["conv_bn_act", "flatten_outputs", "randomize_norms", "seeded_factory"]
+
+Factory = TypeVar("Factory", bound=Callable[..., tuple[nn.Module, Any]])
+
+
+def randomize_norms(model: nn.Module) -> nn.Module:
+    """Give every BatchNorm non-trivial affine weights and running statistics, in place.
+
+    Freshly built BatchNorm layers have gamma=1, beta=0, mean=0, var=1, so every channel looks alike to a
+    magnitude criterion; a slight spread gives the criteria something to rank. Uses the current RNG.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if module.weight is not None and module.bias is not None:
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.normal_(0.0, 0.1)
+                if module.running_mean is not None and module.running_var is not None:
+                    module.running_mean.normal_(0.0, 0.1)
+                    module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def seeded_factory(factory: Factory) -> Factory:
+    """Decorate a ``() -> (model, example_inputs)`` factory so it is deterministic and side-effect free.
+
+    The factory runs under ``torch.manual_seed(0)`` inside a forked RNG, so calling it does not disturb the
+    caller's random stream; the model's norms are randomised and it is returned in eval mode.
+    """
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> tuple[nn.Module, Any]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, example_inputs = factory(*args, **kwargs)
+            randomize_norms(model)
+        return model.eval(), example_inputs
+
+    return build  # type: ignore[return-value]
+
+
+def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
+    """Every tensor in a model output, depth first, in a stable order.
+
+    Handles tensors, tuples, lists, namedtuples, dicts (in insertion order) and dataclasses, nested freely.
+
+    Example:
+        >>> flatten_outputs({"a": torch.zeros(1), "b": (torch.ones(1), torch.ones(2))})
+        [tensor([0.]), tensor([1.]), tensor([1., 1.])]
+    """
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, dict):
+        return [t for value in outputs.values() for t in flatten_outputs(value)]
+    if dataclasses.is_dataclass(outputs) and not isinstance(outputs, type):
+        return [t for f in dataclasses.fields(outputs) for t in flatten_outputs(getattr(outputs, f.name))]
+    if isinstance(outputs, (tuple, list)):
+        return [t for value in outputs for t in flatten_outputs(value)]
+    return []
+
+
+def conv_bn_act(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 3,
+    stride: int = 1,
+    groups: int = 1,
+    dilation: int = 1,
+    act: type[nn.Module] | None = nn.ReLU,
+) -> nn.Sequential:
+    """Conv (no bias, 'same' padding) + BatchNorm + optional activation, as an ``nn.Sequential``."""
+    padding = dilation * (kernel_size - 1) // 2
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)

@@ -24,6 +24,8 @@ from torch import nn
 
 from ._util import flatten_outputs as flatten_outputs
 from ._util import randomize_norms as randomize_norms
+from .large import ResNet50ThreeHead as ResNet50ThreeHead
+from .large import resnet50_three_head as resnet50_three_head
 from .tiny import ATTRIBUTION_ANSWER as ATTRIBUTION_ANSWER
 from .tiny import AttributionNet as AttributionNet
 from .tiny import DrivingOutput as DrivingOutput
@@ -65,6 +67,9 @@ __all__ = [
     "TinyDrivingNet",
     "TransposedDecoderNet",
     "YoloSegNet",
+    # large models
+    "ResNet50ThreeHead",
+    "resnet50_three_head",
 ]
 
 ModelFactory = Callable[[], tuple[nn.Module, Any]]
@@ -86,6 +91,7 @@ ZOO_MODELS: dict[str, ModelFactory] = {}
 """Small lookalikes of published architectures (inputs about 64x64)."""
 
 LARGE_MODELS: dict[str, ModelFactory] = {
+    "resnet50_three_head": resnet50_three_head,
 }
 """Full-size models (tens of millions of parameters); kept out of the default test run."""
 

@@ -147,8 +147,16 @@ def test_torch_pruning_alone_prunes_an_unreshaped_4d_head() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(LARGE_MODELS))
 def test_large_models(name: str) -> None:
-    factory = LARGE_MODELS[name]
-    model, example_inputs = factory()
-    outputs = flatten_outputs(_run(model, example_inputs))
-    assert all(torch.isfinite(t).all() for t in outputs)
+    _check_factory(LARGE_MODELS[name])
+    model, example_inputs = LARGE_MODELS[name]()
     assert len(list(_build_graph(model, example_inputs).get_all_groups())) > 0
+
+
+@pytest.mark.slow
+def test_resnet50_three_head_is_resnet50_sized() -> None:
+    model, example_inputs = LARGE_MODELS["resnet50_three_head"]()
+    assert 23_000_000 <= model.backbone_parameters() <= 26_000_000
+    assert tuple(example_inputs.shape) == (1, 3, 384, 640)
+    det, drivable, lane = _run(model, example_inputs)
+    assert det.dim() == 4
+    assert drivable.shape[-2:] == lane.shape[-2:] == (384, 640)

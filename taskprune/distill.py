@@ -136,7 +136,8 @@ def auto_layers(model: nn.Module, example_inputs: Any, tasks: MultiTaskAdapter |
     """
     from .graph import module_task_attribution
 
-    attribution = module_task_attribution(model, example_inputs, tasks)
+    with torch.enable_grad():  # the dependency graph is traced through autograd, even inside a no_grad loop
+        attribution = module_task_attribution(model, example_inputs, tasks)
     all_tasks = frozenset().union(*attribution.values())
     shared = {name for name, reached in attribution.items() if reached and reached == all_tasks}
     last_call: dict[str, tuple[int, tuple[int, ...]]] = {}

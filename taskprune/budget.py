@@ -50,15 +50,17 @@ class CostModel:
     def _element_cost(self, name: str, sizes: list[int]) -> float:
         return self.rates.get(name, 0.0) * math.prod(sizes)
 
-    def removal(self, group: int, channels: torch.Tensor, commit: bool = False) -> float:
-        """Cost saved by removing `channels` (root indices) of `group`; `commit` applies it."""
+    def removal(self, group: int, channels: torch.Tensor, commit: bool = False, restore: bool = False) -> float:
+        """Cost saved by removing `channels` (root indices) of `group` (negative with `restore`: putting them
+        back); `commit` applies it."""
+        sign = -1 if restore else 1
         if self.target == "channels":
-            saved = float(len(channels))
+            saved = float(sign * len(channels))
         else:
             new_sizes: dict[str, list[int]] = {}
             for param, dim, mult in self._multiplicity[group]:
                 sizes = new_sizes.setdefault(param, list(self.sizes[param]))
-                sizes[dim] -= int(mult[channels].sum())
+                sizes[dim] -= sign * int(mult[channels].sum())
             saved = sum(self._element_cost(p, self.sizes[p]) - self._element_cost(p, s) for p, s in new_sizes.items())
             if commit:
                 self.sizes.update(new_sizes)
@@ -101,7 +103,7 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
 
     Raises:
         ValueError: the caps (max_layer_ratio, protected outputs, round_to) leave too little to remove; the
-            message says how much could be reached.
+            message says how much could be reached and which groups are kept whole.
     """
     step = int(round_to or 1)
     queue: list[tuple[float, int, int]] = []
@@ -117,33 +119,49 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
         units[group.index] = _units(group, order, max_layer_ratio, step)
         if units[group.index]:
             _push(queue, normalised[group.index], units[group.index][0], 0)
-    plan: dict[int, list[int]] = {}
-    overshooting: list[_Unit] = []
-
-    def take(unit: _Unit) -> None:
-        cost.removal(unit.group, unit.channels, commit=True)
-        plan.setdefault(unit.group, []).extend(int(c) for c in unit.channels)
-
+    taken = dict.fromkeys(units, 0)
     while queue and cost.reduction() < ratio - _TOLERANCE:
         _, index, position = heapq.heappop(queue)
         unit = units[index][position]
         if cost.reduction(cost.removal(index, unit.channels)) > ratio + _TOLERANCE:
-            overshooting.append(unit)  # this group's next step overshoots; smaller steps elsewhere may still fit
-            continue
-        take(unit)
+            continue  # this group's next step overshoots; smaller steps elsewhere may still fit
+        cost.removal(index, unit.channels, commit=True)
+        taken[index] += 1
         if position + 1 < len(units[index]):
             _push(queue, normalised[index], units[index][position + 1], position + 1)
-    if cost.reduction() < ratio - _TOLERANCE and overshooting:
-        # coarse models: one last step that lands closest to the request, if that is nearer than stopping short
-        best = min(overshooting, key=lambda u: abs(cost.reduction(cost.removal(u.group, u.channels)) - ratio))
-        if abs(cost.reduction(cost.removal(best.group, best.channels)) - ratio) < ratio - cost.reduction():
-            take(best)
+    _refine(cost, units, taken, ratio)
     if abs(cost.reduction() - ratio) > 3 * _TOLERANCE:
+        blocked = "; ".join(sorted({g.blocked for g in groups if g.blocked}))
         raise ValueError(
             f"cannot remove {ratio:.1%} of {cost.target}: with max_layer_ratio={max_layer_ratio}, round_to={round_to}"
-            f" and the protected output layers, at most {cost.reduction():.1%} can go; lower ratio or relax the caps"
+            f" and the protected output layers, {cost.reduction():.1%} is the closest reachable; lower ratio or "
+            f"relax the caps" + (f" ({blocked})" if blocked else "")
         )
-    return {index: sorted(channels) for index, channels in plan.items()}
+    return {index: sorted(int(c) for unit in units[index][:count] for c in unit.channels)
+            for index, count in taken.items() if count}
+
+
+def _refine(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int], ratio: float,
+            max_moves: int = 16) -> None:
+    """Coarse models, where whole steps overshoot: add a step, give one back, or swap one group's step for
+    another's, while that lands closer to the request."""
+    for _ in range(max_moves):
+        gap = abs(cost.reduction() - ratio)
+        if gap <= _TOLERANCE:
+            return
+        adds = {i: cost.removal(i, units[i][n].channels) for i, n in taken.items() if n < len(units[i])}
+        backs = {i: cost.removal(i, units[i][n - 1].channels, restore=True) for i, n in taken.items() if n}
+        moves = [((i,), (), s) for i, s in adds.items()] + [((), (i,), s) for i, s in backs.items()]
+        moves += [((a,), (b,), sa + sb) for a, sa in adds.items() for b, sb in backs.items() if a != b]
+        best = min(moves, key=lambda move: abs(cost.reduction(move[2]) - ratio), default=None)
+        if best is None or abs(cost.reduction(best[2]) - ratio) >= gap:
+            return
+        for index in best[1]:
+            taken[index] -= 1
+            cost.removal(index, units[index][taken[index]].channels, commit=True, restore=True)
+        for index in best[0]:
+            cost.removal(index, units[index][taken[index]].channels, commit=True)
+            taken[index] += 1
 
 
 def _push(queue: list[tuple[float, int, int]], normalised: torch.Tensor, unit: _Unit, position: int) -> None:

@@ -12,7 +12,7 @@ Layout (YOLOP, Wu et al. 2022, with YOLOv5's C3 and SPPF blocks):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
@@ -131,8 +131,8 @@ class DrivingNet(nn.Module):
     def _init_det_bias(self) -> None:
         # YOLOv5's prior: about 8 objects per 640x640 image, so objectness starts low rather than at 0.5.
         per_anchor = 5 + self.num_classes
-        for head, stride in zip(self.det_heads, STRIDES):
-            bias = head.bias.detach().view(self.num_anchors, per_anchor)
+        for head, stride in zip(self.det_heads, STRIDES, strict=True):
+            bias = cast(torch.Tensor, head.bias).detach().view(self.num_anchors, per_anchor)
             bias[:, 4] = math.log(8 / (640 / stride) ** 2)
             bias[:, 5:] = math.log(0.6 / (self.num_classes - 0.99))
 
@@ -151,12 +151,12 @@ class DrivingNet(nn.Module):
         out4 = self.pan4(torch.cat((self.down3(out3), top4), 1))
         out5 = self.pan5(torch.cat((self.down4(out4), top5), 1))
 
-        det = tuple(head(x) for head, x in zip(self.det_heads, (out3, out4, out5)))
+        det = tuple(head(x) for head, x in zip(self.det_heads, (out3, out4, out5), strict=True))
         return DrivingOutput(det=det, drivable=self.drivable_head(out3), lane=self.lane_head(out3))
 
     def decode_raw(self, det: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """All anchors' boxes before NMS: [B, K, 5 + nc] as (x1, y1, x2, y2, objectness, class probs...)."""
-        return decode_raw(det, self.anchors, self.num_classes)
+        return decode_raw(det, cast(torch.Tensor, self.anchors), self.num_classes)
 
     @torch.no_grad()
     def decode(self, output: DrivingOutput | tuple[torch.Tensor, ...], conf_threshold: float = 0.25,
@@ -176,7 +176,7 @@ class DrivingNet(nn.Module):
 def decode_raw(det: tuple[torch.Tensor, ...], anchors: torch.Tensor, num_classes: int) -> torch.Tensor:
     """YOLOv5 box coding: centre = (2 sigmoid(t) - 0.5 + cell) * stride, size = (2 sigmoid(t))^2 * anchor."""
     decoded = []
-    for level, (raw, stride) in enumerate(zip(det, STRIDES)):
+    for level, (raw, stride) in enumerate(zip(det, STRIDES, strict=True)):
         batch, _, height, width = raw.shape
         num_anchors = anchors.shape[1]
         pred = raw.view(batch, num_anchors, 5 + num_classes, height, width).permute(0, 1, 3, 4, 2).sigmoid()

@@ -1,0 +1,67 @@
+"""Train a DrivingNet teacher on synthetic driving scenes on the CPU and save its state_dict.
+
+    python examples/driving/train_teacher.py --size s --image-size 192 320 --train-images 6000 --epochs 4
+
+Writes benchmarks/checkpoints/driving_<size>_teacher.pt (a plain state_dict: torch.load(path, weights_only=True))
+and prints the validation metrics; a resumable checkpoint goes to runs/driving_<size>/last.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from taskprune.driving import DrivingNet, SyntheticDriving, evaluate, loader
+from taskprune.driving.train import TrainConfig, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="s", choices=("n", "s", "m"))
+    parser.add_argument("--image-size", type=int, nargs=2, default=(192, 320), metavar=("H", "W"))
+    parser.add_argument("--train-images", type=int, default=6000)
+    parser.add_argument("--val-images", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
+    parser.add_argument("--time-limit", type=float, default=None, help="minutes; stops after that epoch")
+    parser.add_argument("--out", type=Path, default=None, help="default benchmarks/checkpoints/driving_<size>_teacher.pt")
+    parser.add_argument("--run-dir", type=Path, default=None, help="default runs/driving_<size>")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    size = tuple(args.image_size)
+    out = args.out or Path(f"benchmarks/checkpoints/driving_{args.size}_teacher.pt")
+    run_dir = args.run_dir or Path(f"runs/driving_{args.size}")
+    # Train and validation scenes come from different dataset seeds, so no validation scene is seen in training.
+    train_data = SyntheticDriving(args.train_images, size=size, seed=args.seed + 1)
+    val_data = SyntheticDriving(args.val_images, size=size, seed=10_000 + args.seed)
+    model = DrivingNet(size=args.size)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         time_limit_minutes=args.time_limit)
+    started = time.perf_counter()
+    history = train(model, train_data, val_data, config, checkpoint=run_dir / "last.pt",
+                    progress=not args.no_progress)
+    minutes = (time.perf_counter() - started) / 60
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out)
+    metrics = history[-1].get("metrics") or evaluate(model, loader(val_data, batch_size=args.batch_size))
+    summary = {"size": args.size, "image_size": list(size), "train_images": args.train_images,
+               "epochs_run": history[-1]["epoch"], "val_images": args.val_images,
+               "train_minutes_this_run": round(minutes, 1), "train_seconds_total": history[-1]["seconds"],
+               "threads": args.threads, "metrics": metrics, "checkpoint": str(out)}
+    (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "history": history}, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

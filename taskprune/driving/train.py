@@ -1,0 +1,153 @@
+"""Training a DrivingNet teacher from scratch on the CPU: AdamW, warmup + cosine, checkpoints, evaluation.
+
+This is the driving example's own loop, kept simple and deterministic (seeded shuffling, fixed data). Fine-tuning a
+pruned student with distillation is `taskprune.finetune`, not this.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .metrics import evaluate
+from .tasks import driving_tasks, loader
+
+__all__ = ["TrainConfig", "train"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of `train`.
+
+    Args:
+        epochs: passes over the training set.
+        batch_size: images per step.
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warmup from lr/20, then cosine decay to lr/20 at the last step.
+        seed: seed of the weights' initialisation is the caller's; this one orders the batches.
+        eval_every: evaluate on the validation set every this many epochs (and after the last).
+        time_limit_minutes: stop after the epoch during which this much wall time has passed (None: no limit).
+    """
+
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    seed: int = 0
+    eval_every: int = 1
+    time_limit_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError("TrainConfig needs lr > 0, weight_decay >= 0 and warmup_steps >= 0")
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    floor = 0.05
+    if step < warmup:
+        return floor + (1 - floor) * step / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
+          config: TrainConfig | None = None, checkpoint: str | Path | None = None, progress: bool = True,
+          log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Train `model` on the three driving tasks; returns one record per evaluated epoch.
+
+    Args:
+        model: a DrivingNet.
+        train_data: training dataset (items as `SyntheticDriving` gives them).
+        val_data: validation dataset, evaluated with `evaluate` every `config.eval_every` epochs.
+        config: training settings (defaults: `TrainConfig()`).
+        checkpoint: path of a resumable checkpoint (model, optimiser, epoch) written after every epoch; if it
+            exists, training resumes from it.
+        progress: show a rich progress bar.
+        log: where per-epoch summaries go.
+
+    Returns:
+        [{"epoch", "step", "seconds", "loss": {task: mean}, "metrics": {...}}], one per evaluated epoch.
+    """
+    config = config or TrainConfig()
+    tasks = driving_tasks()
+    device = next(model.parameters()).device
+    batches = loader(train_data, batch_size=config.batch_size, shuffle=True, seed=config.seed, drop_last=True)
+    total_steps = config.epochs * len(batches)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, total_steps, config.warmup_steps))
+    start_epoch, history, elapsed = 0, [], 0.0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, elapsed = int(state["epoch"]), float(state["seconds"])
+        log(f"resumed from {checkpoint} after epoch {start_epoch}")
+
+    started = time.perf_counter() - elapsed
+    for epoch in range(start_epoch, config.epochs):
+        # Reseeding per epoch keeps the batch order the same whether or not the run was resumed.
+        batches.generator.manual_seed(config.seed + epoch)  # type: ignore[union-attr]
+        sums = {name: 0.0 for name in tasks.names}
+        model.train()
+        for batch in _progress(batches, f"epoch {epoch + 1}/{config.epochs}", progress):
+            batch = {key: value.to(device) for key, value in batch.items()}
+            output = model(tasks.model_inputs(batch))
+            losses = {name: tasks.loss(name, tasks.task_output(name, output), batch) for name in tasks.names}
+            total = torch.stack([tasks.weight(name) * loss for name, loss in losses.items()]).sum()
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+            optimizer.step()
+            scheduler.step()
+            for name, loss in losses.items():
+                sums[name] += float(loss.detach())
+        steps = len(batches)
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": (epoch + 1) * len(batches),
+                                  "seconds": round(time.perf_counter() - started, 1),
+                                  "loss": {name: round(value / steps, 4) for name, value in sums.items()}}
+        last = epoch + 1 == config.epochs or _out_of_time(started, config)
+        if val_data is not None and ((epoch + 1) % config.eval_every == 0 or last):
+            val_batches = loader(val_data, batch_size=config.batch_size)
+            record["metrics"] = {k: round(v, 4) for k, v in evaluate(model, val_batches).items()}
+        history.append(record)
+        log(f"epoch {epoch + 1}: {record}")
+        if checkpoint is not None:
+            Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                        "seconds": time.perf_counter() - started, "config": asdict(config)}, checkpoint)
+        if last:
+            break
+    return history
+
+
+def _out_of_time(started: float, config: TrainConfig) -> bool:
+    limit = config.time_limit_minutes
+    return limit is not None and time.perf_counter() - started > 60 * limit
+
+
+def _progress(batches: Any, description: str, enabled: bool) -> Any:
+    if not enabled:
+        yield from batches
+        return
+    # rich is imported here so that importing the driving package does not pull it in.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        yield from bar.track(batches, total=len(batches), description=description)

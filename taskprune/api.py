@@ -15,6 +15,7 @@ from .budget import TARGETS, CostModel, plan_pruning
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import PruningGraph, count_macs, count_params, layer_macs
+from .probe import find_unsafe_groups
 from .report import GroupChange, PruneReport
 from .safety import output_shapes, run_model, transplant, verify_outputs
 from .tasks import MultiTaskAdapter, Tasks
@@ -43,7 +44,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
           importance: Any = "magnitude", tasks: MultiTaskAdapter | None = None, data: Iterable[Any] | None = None,
           num_batches: int = 16, protect: Sequence[str] = (), round_to: int | None = None,
           max_layer_ratio: float = 0.8, inplace: bool = False, progress: bool = True, seed: int = 0,
-          ) -> PruneResult:
+          strict: bool = False) -> PruneResult:
     """Remove whole channels from a (multi-task) model until `ratio` of `target` is gone.
 
     Args:
@@ -63,6 +64,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         inplace: prune `model` itself; otherwise it is left untouched and a pruned copy is returned.
         progress: show a progress bar while collecting gradients.
         seed: seed of randomised criteria.
+        strict: raise instead of protecting what the graph cannot follow (groups whose one-channel removal breaks
+            the forward, torch-pruning's unwrapped parameters and unknown operations).
 
     Returns:
         PruneResult with the pruned model, a report, the pruning history and the channel map.
@@ -90,6 +93,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         adapter = tasks if tasks is not None else Tasks.from_output(reference)
         macs_before, params_before = count_macs(work, example_inputs), count_params(work)
         graph = PruningGraph(work, example_inputs, adapter, protect=protect)
+        _protect_unsafe_groups(graph, work, example_inputs, adapter, protect, output_shapes(reference), strict)
     gradients = None
     if criterion.needs:
         with _timed(timings, "gradients"):
@@ -119,6 +123,20 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         transplant(work, model)
         work = model
     return PruneResult(model=work, report=report, history=history, channel_map=channel_map)
+
+
+def _protect_unsafe_groups(graph: PruningGraph, model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter,
+                           protect: Sequence[str], expected: dict[str, tuple[int, ...]], strict: bool) -> None:
+    """Probe every group once; keep whole (or, with strict, refuse) the ones the graph gets wrong."""
+    roots = [g.root for g in graph.groups if not g.blocked]
+    unsafe = find_unsafe_groups(model, example_inputs, adapter, protect, roots, expected)
+    for group in graph.groups:
+        if group.root in unsafe:
+            group.blocked = f"kept whole: removing one channel fails ({unsafe[group.root]})"
+            graph.warnings.append(f"{group.root}: {group.blocked}")
+    if strict and graph.warnings:
+        raise ValueError("strict=True and the graph has parts taskprune cannot prune safely:\n  "
+                         + "\n  ".join(graph.warnings))
 
 
 def _validate(model: Any, ratio: Any, target: Any, num_batches: Any, round_to: Any, max_layer_ratio: Any,

@@ -116,8 +116,8 @@ class PruningGraph:
             self.dg = tp.DependencyGraph().build_dependency(
                 model, example_inputs, forward_fn=forward, output_transform=flatten_outputs, verbose=True)
         model.train(was_training)
-        self.warnings = [str(w.message).strip() for w in caught if "Unwrapped" in str(w.message)
-                         or "Unknown operation" in str(w.message)]
+        self.warnings = [str(w.message).strip().splitlines()[0] for w in caught
+                         if "Unwrapped" in str(w.message) or "Unknown operation" in str(w.message)]
         self._output_fns = {t.grad_fn for t in flatten_outputs(traced["output"]) if t.grad_fn is not None}
         self.output_layers_by_key = self._find_output_layers(traced["output"])
         self.output_layers = {name for names in self.output_layers_by_key.values() for name in names}

@@ -1,0 +1,62 @@
+"""Find the channel groups the dependency graph gets wrong, before anything is pruned.
+
+Some graphs cannot be followed: a `view` with a channel count written into the code, a `bmm` that mixes channels
+with positions, a custom autograd function. Removing one channel from such a group breaks the forward or changes an
+output. Every candidate group loses one channel at once on a copy; if the copy still answers like the original,
+all groups are fine (the common case: one extra trace). Otherwise the set is bisected until the culprits are named.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from .graph import PruningGraph
+from .safety import verify_outputs
+from .tasks import MultiTaskAdapter
+
+__all__ = ["find_unsafe_groups"]
+
+
+def find_unsafe_groups(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter, protect: Sequence[str],
+                       roots: Sequence[str], expected: dict[str, tuple[int, ...]]) -> dict[str, str]:
+    """Root layer name -> why removing one of its channels is unsafe, for every unsafe group among `roots`.
+
+    `model` is not changed; every probe works on a deep copy.
+    """
+    unsafe: dict[str, str] = {}
+
+    def probe(candidates: list[str]) -> None:
+        failure = _try_removing_one(model, example_inputs, adapter, protect, candidates, expected)
+        if failure is None:
+            return
+        if len(candidates) == 1:
+            unsafe[candidates[0]] = failure
+            return
+        middle = len(candidates) // 2
+        before = len(unsafe)
+        probe(candidates[:middle])
+        probe(candidates[middle:])
+        if len(unsafe) == before:  # each half alone is fine, only together they fail: keep them all whole
+            unsafe.update(dict.fromkeys(candidates, failure))
+
+    if roots:
+        probe(list(roots))
+    return unsafe
+
+
+def _try_removing_one(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter, protect: Sequence[str],
+                      roots: list[str], expected: dict[str, tuple[int, ...]]) -> str | None:
+    trial = copy.deepcopy(model)
+    try:
+        graph = PruningGraph(trial, example_inputs, adapter, protect=protect)
+        wanted = set(roots)
+        graph.apply({g.index: [0] for g in graph.groups if g.root in wanted and g.channels > 1})
+        verify_outputs(trial, example_inputs, expected, graph.output_layers_by_key)
+    except Exception as error:  # any failure means "do not prune these"; the message says what happened
+        return f"{type(error).__name__}: {error}".splitlines()[0][:200]
+    return None
+

@@ -1,0 +1,332 @@
+"""Keeping a pruned model: `save` / `load` without pickled code, and `export_onnx` with a parity check.
+
+A taskprune file is a `torch.save` of plain containers only (dict, list, str, int, float, bool, tensors), so
+`torch.load(path, weights_only=True)` reads it and loading never runs code from the file. It holds the
+pruning history, the pruned weights and metadata; `load` rebuilds the pruned architecture by replaying the
+history on a fresh instance of the original model, then loads the weights with strict checking.
+
+Example:
+    >>> result = taskprune.prune(model, torch.randn(1, 3, 384, 640), ratio=0.3)
+    >>> taskprune.save(result, "pruned.pt", example_inputs=torch.randn(1, 3, 384, 640))
+    >>> pruned = taskprune.load("pruned.pt", MyNet())
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._version import __version__
+from .graph import replay_history
+from .tasks import call_model, flatten_outputs, output_leaves
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "export_onnx", "load", "read_metadata", "save"]
+
+FORMAT = "taskprune.pruned-model"
+"""The value of the `format` entry that marks a taskprune file."""
+FORMAT_VERSION = 1
+"""Bumped when the file layout changes incompatibly; `load` refuses newer versions."""
+
+_METADATA_KEYS = ("format", "format_version", "versions", "architecture", "criterion", "target", "ratio",
+                  "reached", "params_before", "params_after", "macs_before", "macs_after", "inputs",
+                  "channel_map")
+
+
+def save(result: Any, path: str | os.PathLike[str], *, example_inputs: Any = None) -> None:
+    """Write a `PruneResult` to `path`: pruning history, weights and metadata, no pickled code.
+
+    Args:
+        result: what `taskprune.prune` returned (`.model`, `.history`, `.report`, `.channel_map`).
+        path: the file to write (conventionally `*.pt`).
+        example_inputs: the inputs the model was pruned with (tensor or tuple of tensors), recorded by shape
+            and dtype so `load` can replay the pruning without them. Defaults to `result.example_inputs` when
+            the result carries them. Without either, `load` needs `example_inputs=`.
+
+    Raises:
+        TypeError: `result` is not a `PruneResult`-like object.
+    """
+    if not all(hasattr(result, a) for a in ("history", "report", "channel_map")) \
+            or not isinstance(getattr(result, "model", None), nn.Module):
+        raise TypeError(f"result must be a taskprune.PruneResult, got {type(result).__name__}")
+    if example_inputs is None:
+        example_inputs = getattr(result, "example_inputs", None)
+    report = result.report
+    model = result.model
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": {"taskprune": __version__, "torch": str(torch.__version__),
+                     "torch_pruning": _package_version("torch-pruning")},
+        "architecture": f"{type(model).__module__}.{type(model).__qualname__}",
+        "criterion": str(report.criterion), "target": str(report.target),
+        "ratio": float(report.ratio), "reached": float(report.reached),
+        "params_before": int(report.params_before), "params_after": int(report.params_after),
+        "macs_before": int(report.macs_before), "macs_after": int(report.macs_after),
+        "inputs": _input_spec(example_inputs),
+        "channel_map": {str(k): [int(i) for i in v] for k, v in result.channel_map.items()},
+        "history": [[str(name), bool(out), [int(i) for i in idxs]] for name, out, idxs in result.history],
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    torch.save(payload, os.fspath(path))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Everything a taskprune file records except the weights and the history (versions, budget, inputs, ...).
+
+    Raises:
+        ValueError: `path` is not a taskprune file (or one written by a newer taskprune).
+    """
+    payload = _read(path)
+    return {key: payload[key] for key in _METADATA_KEYS}
+
+
+def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: Any = None) -> nn.Module:
+    """Rebuild a saved pruned model: replay the pruning on `fresh_model`, then load the weights strictly.
+
+    `fresh_model` is pruned in place and returned. Mismatches found before any change (a layer or weight the
+    fresh model lacks) leave it untouched; after a failed replay it is partly pruned and should be discarded.
+
+    Args:
+        path: a file written by `taskprune.save`.
+        fresh_model: a new, unpruned instance of the architecture that was pruned.
+        example_inputs: inputs to trace `fresh_model` with. By default zero tensors of the recorded shapes and
+            dtypes; required when the model was pruned with dict (keyword) inputs or none were recorded.
+
+    Returns:
+        `fresh_model`, pruned and holding the saved weights.
+
+    Raises:
+        TypeError: `fresh_model` is not an `nn.Module`.
+        ValueError: `path` is not a taskprune file, it comes from another architecture (the message names the
+            first mismatching layer or weight), or example inputs are needed and missing.
+
+    Example:
+        >>> pruned = taskprune.load("pruned.pt", DrivingNet(size="s")).eval()
+    """
+    if not isinstance(fresh_model, nn.Module):
+        raise TypeError(f"fresh_model must be a torch.nn.Module, got {type(fresh_model).__name__}")
+    payload = _read(path)
+    where = f"{os.fspath(path)!r} (saved from {payload['architecture']})"
+    if example_inputs is None:
+        device = next(fresh_model.parameters(), torch.zeros(0)).device
+        example_inputs = _zeros_like_spec(payload["inputs"], device, where)
+    saved: dict[str, torch.Tensor] = payload["state_dict"]
+    _check_layers(fresh_model, payload["history"], saved, where)
+    was_training = fresh_model.training
+    try:
+        replay_history(fresh_model, example_inputs, payload["history"])
+    except Exception as error:
+        raise ValueError(f"replaying the pruning of {where} on {type(fresh_model).__name__} failed: "
+                         f"{type(error).__name__}: {error}; is it the same architecture, unpruned?"
+                         ) from error
+    fresh_model.train(was_training)
+    _check_shapes(fresh_model, saved, where)
+    fresh_model.load_state_dict(saved, strict=True)
+    return fresh_model
+
+
+def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike[str], check: bool = True, *,
+                opset_version: int | None = None, atol: float = 1e-4) -> dict[str, float]:
+    """Export `model` (in eval mode) to ONNX and, with `check`, compare ONNX Runtime's outputs to PyTorch's.
+
+    Uses the TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`), which needs no `onnxscript`.
+    Outputs are flattened in taskprune's order (tuple, list, dict, namedtuple and dataclass outputs all work)
+    and named by their access path ("det", "aux.1"; "output_0" for position 0); inputs are named "input",
+    "input_<i>" or by their dict key.
+
+    Args:
+        model: the module to export; its train/eval mode is restored afterwards.
+        example_inputs: a tensor, a tuple of positional args or a dict of keyword args; its tensors become
+            the graph's inputs.
+        path: the `.onnx` file to write.
+        check: run ONNX Runtime on `example_inputs` and compare every output with PyTorch's.
+        opset_version: ONNX opset; torch's default when None.
+        atol: largest absolute difference accepted per output element.
+
+    Returns:
+        ONNX output name -> largest absolute difference between ONNX Runtime and PyTorch; empty when
+        `check=False`.
+
+    Raises:
+        ImportError: `onnx` or `onnxruntime` is missing (`pip install taskprune[onnx]`).
+        RuntimeError: an output's shape differs or it differs by more than `atol`; the message names the
+            output and the largest difference.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _require("onnx")
+    flat = _FlatModel(model, example_inputs)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            reference = output_leaves(call_model(model, example_inputs))
+        with warnings.catch_warnings():
+            # the TorchScript exporter is chosen on purpose (the dynamo one needs onnxscript): hide its notice
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", message="The feature will be removed.*")
+            names = [_onnx_name(key) for key, _ in reference]
+            torch.onnx.export(flat, flat.args, os.fspath(path), dynamo=False, opset_version=opset_version,
+                              input_names=flat.input_names, output_names=names)
+    finally:
+        model.train(was_training)
+    if not check:
+        return {}
+    return _compare_with_onnxruntime(os.fspath(path), flat, reference, atol)
+
+
+# -- save / load helpers -------------------------------------------------------------------------------------
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _tensor_spec(tensor: torch.Tensor) -> dict[str, Any]:
+    return {"shape": [int(s) for s in tensor.shape], "dtype": str(tensor.dtype).removeprefix("torch.")}
+
+
+def _input_spec(example_inputs: Any) -> dict[str, Any]:
+    """Shapes and dtypes of the example inputs, or why they cannot be rebuilt from zeros."""
+    if isinstance(example_inputs, torch.Tensor):
+        return {"kind": "tensor", "items": [_tensor_spec(example_inputs)]}
+    if isinstance(example_inputs, (tuple, list)) and example_inputs \
+            and all(isinstance(x, torch.Tensor) for x in example_inputs):
+        return {"kind": "tuple", "items": [_tensor_spec(x) for x in example_inputs]}
+    if isinstance(example_inputs, Mapping):
+        return {"kind": "dict", "items": []}
+    return {"kind": "none" if example_inputs is None else "unsupported", "items": []}
+
+
+def _zeros_like_spec(spec: Mapping[str, Any], device: torch.device, where: str) -> Any:
+    why = {"dict": "the model was pruned with dict (keyword) example inputs", "tensor": "", "tuple": "",
+           "none": "no example inputs were recorded when it was saved"}.get(spec["kind"], "they were not "
+                                                                                       "tensors")
+    dtypes = [getattr(torch, item["dtype"], None) for item in spec["items"]]
+    if not why and not all(isinstance(d, torch.dtype) for d in dtypes):
+        why = f"it records an unknown input dtype among {[item['dtype'] for item in spec['items']]}"
+    if why:
+        raise ValueError(f"cannot rebuild example inputs for {where}: {why}; pass example_inputs= to load")
+    zeros = [torch.zeros(item["shape"], dtype=dtype, device=device)
+             for item, dtype in zip(spec["items"], dtypes, strict=True)]
+    return zeros[0] if spec["kind"] == "tensor" else tuple(zeros)
+
+
+def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise ValueError(f"{os.fspath(path)!r} is not a taskprune file (torch.load with weights_only=True "
+                         f"failed: {type(error).__name__}); write one with taskprune.save") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{os.fspath(path)!r} is not a taskprune file (no format={FORMAT!r} entry); "
+                         "write one with taskprune.save")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{os.fspath(path)!r} has taskprune file format {version!r}; this taskprune "
+                         f"({__version__}) reads up to {FORMAT_VERSION}: upgrade taskprune")
+    missing = [key for key in (*_METADATA_KEYS, "history", "state_dict") if key not in payload]
+    if missing:
+        raise ValueError(f"{os.fspath(path)!r} is a damaged taskprune file: it lacks {', '.join(missing)}")
+    return payload
+
+
+def _check_layers(model: nn.Module, history: list[list[Any]], saved: Mapping[str, torch.Tensor],
+                  where: str) -> None:
+    """Before touching the model: every layer in the history and every saved weight exists in it."""
+    for name, _, _ in history:
+        target: Any = model
+        for part in str(name).split("."):
+            target = getattr(target, part, None)
+        if not isinstance(target, (nn.Module, nn.Parameter)):
+            raise ValueError(f"layer {name!r} in the pruning history of {where} does not exist in "
+                             f"{type(model).__name__}; the file comes from another architecture")
+    own = model.state_dict()
+    extra, lacking = [k for k in saved if k not in own], [k for k in own if k not in saved]
+    if extra or lacking:
+        what = f"weight {extra[0]!r} of {where} does not exist in" if extra else \
+            f"weight {lacking[0]!r} is missing from {where} but exists in"
+        raise ValueError(f"{what} {type(model).__name__}; the file comes from another architecture")
+
+
+def _check_shapes(model: nn.Module, saved: Mapping[str, torch.Tensor], where: str) -> None:
+    own = model.state_dict()
+    for key, tensor in saved.items():
+        if own[key].shape != tensor.shape:
+            raise ValueError(f"after replaying the pruning, weight {key!r} of {type(model).__name__} has "
+                             f"shape {list(own[key].shape)} but {where} holds {list(tensor.shape)}; "
+                             "the file comes from another architecture (or the model was not fresh)")
+
+
+# -- ONNX helpers --------------------------------------------------------------------------------------------
+def _require(package: str) -> Any:
+    try:
+        return __import__(package)
+    except ImportError as error:
+        raise ImportError(f"export_onnx needs the {package!r} package: pip install taskprune[onnx]"
+                          ) from error
+
+
+def _onnx_name(key: str) -> str:
+    return f"output_{key}" if key[:1].isdigit() else key  # ONNX value names may not be bare numbers
+
+
+class _FlatModel(nn.Module):
+    """`model` called with positional tensors only and returning a flat tuple, the form ONNX export takes."""
+
+    def __init__(self, model: nn.Module, example_inputs: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.keyword = isinstance(example_inputs, Mapping)
+        if isinstance(example_inputs, torch.Tensor):
+            self.slots = [("input", example_inputs)]
+        elif isinstance(example_inputs, Mapping):
+            self.slots = [(str(k), v) for k, v in example_inputs.items()]
+        elif isinstance(example_inputs, (tuple, list)):
+            self.slots = [(f"input_{i}", v) for i, v in enumerate(example_inputs)]
+        else:
+            raise TypeError("example_inputs must be a tensor, a tuple/list of args or a dict of kwargs, "
+                            f"got {type(example_inputs).__name__}")
+        # tensors become graph inputs; anything else stays a constant of the exported graph
+        self.input_names = [name for name, value in self.slots if isinstance(value, torch.Tensor)]
+        self.args = tuple(value for value in dict(self.slots).values() if isinstance(value, torch.Tensor))
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        given = dict(zip(self.input_names, tensors, strict=True))
+        values = {name: given.get(name, value) for name, value in self.slots}
+        output = self.model(**values) if self.keyword else self.model(*values.values())
+        return tuple(flatten_outputs(output))
+
+
+def _compare_with_onnxruntime(path: str, flat: _FlatModel, reference: list[tuple[str, torch.Tensor]],
+                              atol: float) -> dict[str, float]:
+    _require("onnx").checker.check_model(path)
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = dict(zip(flat.input_names, flat.args, strict=True))
+    wanted = {i.name for i in session.get_inputs()}  # the exporter drops inputs the graph does not use
+    outputs = session.run(None, {k: v.detach().cpu().numpy() for k, v in feeds.items() if k in wanted})
+    if len(outputs) != len(reference):
+        raise RuntimeError(f"the ONNX model has {len(outputs)} outputs, PyTorch's {len(reference)}")
+    differences: dict[str, float] = {}
+    for (leaf, expected), got in zip(reference, outputs, strict=True):
+        key = _onnx_name(leaf)
+        actual = torch.from_numpy(got)
+        if tuple(actual.shape) != tuple(expected.shape):
+            raise RuntimeError(f"ONNX output {key!r} has shape {list(actual.shape)}, PyTorch's "
+                               f"{list(expected.shape)}")
+        difference = (actual.double() - expected.detach().cpu().double()).abs()
+        differences[key] = float(difference.max()) if difference.numel() else 0.0
+        if not differences[key] <= atol:  # also catches NaN
+            raise RuntimeError(f"ONNX Runtime output {key!r} differs from PyTorch's by up to "
+                               f"{differences[key]:.3g} (atol={atol:g})")
+    return differences

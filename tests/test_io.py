@@ -1,0 +1,260 @@
+"""save / load / export_onnx: exact round trips, no pickled code, clear errors for foreign files."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import taskprune
+from taskprune.io import FORMAT, FORMAT_VERSION, export_onnx, load, read_metadata, save
+from taskprune.testing import TINY_MODELS, flatten_outputs
+
+# tiny models that prune at ratio 0.3 (the others are refused by prune itself, which test_api covers)
+ROUND_TRIP_MODELS = ["yolo_seg", "plain_det_seg", "tiny_driving", "attribution", "concat_dict",
+                     "transposed_decoder"]
+
+
+class Branchy(nn.Module):
+    """Configurable widths, so two instances can share layer names but not shapes."""
+
+    def __init__(self, width: int = 16, head_b: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.a = nn.Sequential(nn.Conv2d(width, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 4, 1))
+        self.b = nn.Sequential(nn.Conv2d(width, head_b, 3, padding=1), nn.ReLU(), nn.Conv2d(head_b, 2, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.stem(x)
+        return self.a(features), self.b(features)
+
+
+class TwoInputs(nn.Module):
+    """Positional (image, guide) or keyword inputs; returns a dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+        self.guide = nn.Conv2d(1, 16, 1)
+        self.seg = nn.Conv2d(16, 2, 1)
+        self.det = nn.Conv2d(16, 6, 1)
+
+    def forward(self, image: torch.Tensor, guide: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = F.relu(self.image(image) + self.guide(guide))
+        return {"seg": self.seg(features), "det": self.det(features)}
+
+
+def _build(factory, seed: int = 0):
+    torch.manual_seed(seed)
+    return factory().eval()
+
+
+def _outputs(model: nn.Module, inputs) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return flatten_outputs(taskprune.tasks.call_model(model.eval(), inputs))
+
+
+def _assert_plain(obj, where: str = "file") -> None:
+    """Only the containers and scalars a weights-only file should hold."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            assert isinstance(key, str), f"{where}: key {key!r}"
+            _assert_plain(value, f"{where}.{key}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            _assert_plain(value, f"{where}[{i}]")
+    else:
+        assert type(obj) in (torch.Tensor, str, int, float, bool), f"{where} is a {type(obj).__name__}"
+
+
+@pytest.mark.parametrize("name", ROUND_TRIP_MODELS)
+def test_round_trip_is_exact(tmp_path, name):
+    model, x = TINY_MODELS[name]()
+    result = taskprune.prune(model, x, ratio=0.3, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=x)
+    fresh, _ = TINY_MODELS[name]()
+    with torch.no_grad():  # different weights, so only the file can make the outputs match
+        for p in fresh.parameters():
+            p.add_(1.0)
+    loaded = load(tmp_path / "pruned.pt", fresh)
+    assert loaded is fresh
+    assert taskprune.graph.count_params(loaded) == result.report.params_after
+    expected, got = _outputs(result.model, x), _outputs(loaded, x)
+    assert len(got) == len(expected)
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def test_file_is_plain_data_read_with_weights_only(tmp_path):
+    model, x = TINY_MODELS["tiny_driving"]()
+    result = taskprune.prune(model, x, ratio=0.4, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=x)
+    payload = torch.load(tmp_path / "pruned.pt", weights_only=True)
+    _assert_plain(payload)
+    assert payload["history"] == result.history
+    assert payload["channel_map"] == result.channel_map
+    assert payload["state_dict"].keys() == result.model.state_dict().keys()
+
+
+def test_metadata_records_versions_budget_and_inputs(tmp_path):
+    model, x = TINY_MODELS["yolo_seg"]()
+    result = taskprune.prune(model, x, ratio=0.25, target="macs", progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=x)
+    meta = read_metadata(tmp_path / "pruned.pt")
+    assert meta["versions"] == {"taskprune": taskprune.__version__, "torch": str(torch.__version__),
+                                "torch_pruning": "1.6.1"}
+    assert (meta["criterion"], meta["target"], meta["ratio"]) == ("magnitude", "macs", 0.25)
+    assert meta["reached"] == pytest.approx(result.report.reached)
+    assert meta["params_after"] == result.report.params_after
+    assert meta["inputs"] == {"kind": "tensor", "items": [{"shape": [1, 3, 32, 32], "dtype": "float32"}]}
+    assert meta["architecture"].endswith("YoloSegNet")
+    assert meta["format_version"] == FORMAT_VERSION
+
+
+def test_tuple_inputs_are_rebuilt_from_recorded_shapes(tmp_path):
+    model = _build(TwoInputs)
+    inputs = (torch.randn(1, 3, 16, 16), torch.randn(1, 1, 16, 16))
+    result = taskprune.prune(model, inputs, ratio=0.3, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=inputs)
+    loaded = load(tmp_path / "pruned.pt", _build(TwoInputs, seed=1))
+    assert all(torch.equal(a, b) for a, b in zip(_outputs(result.model, inputs), _outputs(loaded, inputs),
+                                                 strict=True))
+
+
+def test_dict_inputs_must_be_given_to_load(tmp_path):
+    model = _build(TwoInputs)
+    inputs = {"image": torch.randn(1, 3, 16, 16), "guide": torch.randn(1, 1, 16, 16)}
+    result = taskprune.prune(model, inputs, ratio=0.3, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=inputs)
+    fresh = _build(TwoInputs, seed=1)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ValueError, match="dict .*example_inputs="):
+        load(tmp_path / "pruned.pt", fresh)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in before.items())
+    loaded = load(tmp_path / "pruned.pt", fresh, example_inputs=inputs)
+    assert all(torch.equal(a, b) for a, b in zip(_outputs(result.model, inputs), _outputs(loaded, inputs),
+                                                 strict=True))
+
+
+def test_without_recorded_inputs_load_asks_for_them(tmp_path):
+    model, x = TINY_MODELS["plain_det_seg"]()
+    save(taskprune.prune(model, x, ratio=0.3, progress=False), tmp_path / "pruned.pt")
+    with pytest.raises(ValueError, match="no example inputs were recorded.*example_inputs="):
+        load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0])
+    assert load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0], example_inputs=x) is not None
+
+
+def test_other_architecture_names_the_missing_layer(tmp_path):
+    model, x = TINY_MODELS["yolo_seg"]()
+    save(taskprune.prune(model, x, ratio=0.3, progress=False), tmp_path / "pruned.pt", example_inputs=x)
+    other, _ = TINY_MODELS["plain_det_seg"]()
+    with pytest.raises(ValueError, match=r"layer '\w+(\.\w+)*' in the pruning history .* does not exist in "
+                                         r"PlainDetSegNet"):
+        load(tmp_path / "pruned.pt", other)
+
+
+def test_same_names_other_widths_names_the_weight_and_both_shapes(tmp_path):
+    x = torch.randn(1, 3, 16, 16)
+    result = taskprune.prune(_build(Branchy), x, ratio=0.5, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=x)
+    kept_b = result.model.b[0].out_channels
+    with pytest.raises(ValueError) as caught:
+        load(tmp_path / "pruned.pt", _build(lambda: Branchy(head_b=12)))
+    message = str(caught.value)
+    assert "weight 'b.0.weight'" in message or "weight 'b.0.bias'" in message
+    assert f"[{kept_b}" in message and f"[{kept_b + 4}" in message
+
+
+def test_narrower_architecture_fails_replay_with_a_clear_error(tmp_path):
+    x = torch.randn(1, 3, 16, 16)
+    save(taskprune.prune(_build(Branchy), x, ratio=0.5, progress=False), tmp_path / "pruned.pt",
+         example_inputs=x)
+    with pytest.raises(ValueError, match="another architecture|replaying the pruning"):
+        load(tmp_path / "pruned.pt", _build(lambda: Branchy(width=4, head_b=2)))
+
+
+def test_not_a_taskprune_file(tmp_path):
+    (tmp_path / "notes.pt").write_text("hello")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "state.pt")
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION + 1}, tmp_path / "new.pt")
+    fresh, _ = TINY_MODELS["yolo_seg"]()
+    with pytest.raises(ValueError, match="is not a taskprune file"):
+        load(tmp_path / "notes.pt", fresh)
+    with pytest.raises(ValueError, match="is not a taskprune file"):
+        load(tmp_path / "state.pt", fresh)
+    with pytest.raises(ValueError, match="upgrade taskprune"):
+        load(tmp_path / "new.pt", fresh)
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "missing.pt", fresh)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    torch.save({"format": FORMAT, "hook": Branchy}, tmp_path / "code.pt")
+    with pytest.raises(ValueError, match="weights_only=True"):
+        load(tmp_path / "code.pt", _build(Branchy))
+
+
+def test_bad_arguments_raise_type_errors(tmp_path):
+    with pytest.raises(TypeError, match="PruneResult"):
+        save(object(), tmp_path / "x.pt")
+    with pytest.raises(TypeError, match="fresh_model"):
+        load(tmp_path / "x.pt", "not a model")  # type: ignore[arg-type]
+
+
+# -- ONNX ---------------------------------------------------------------------------------------------------
+needs_onnxruntime = pytest.mark.skipif(
+    importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None,
+    reason="the ONNX export tests need onnx and onnxruntime (pip install taskprune[onnx])")
+
+
+@needs_onnxruntime
+@pytest.mark.parametrize("name", ["yolo_seg", "tiny_driving", "concat_dict", "grouped_split_dataclass"])
+def test_export_matches_pytorch(tmp_path, name):
+    import onnx
+
+    model, x = TINY_MODELS[name]()
+    model.train()
+    differences = export_onnx(model, x, tmp_path / "model.onnx")
+    assert model.training  # mode restored
+    assert len(differences) == len(flatten_outputs(model.eval()(x)))
+    assert all(d <= 1e-4 for d in differences.values())
+    onnx.checker.check_model(str(tmp_path / "model.onnx"))
+
+
+@needs_onnxruntime
+def test_export_of_a_pruned_model_with_keyword_inputs(tmp_path):
+    inputs = {"image": torch.randn(1, 3, 16, 16), "guide": torch.randn(1, 1, 16, 16)}
+    pruned = taskprune.prune(_build(TwoInputs), inputs, ratio=0.3, progress=False).model
+    differences = export_onnx(pruned, inputs, tmp_path / "model.onnx")
+    assert set(differences) == {"seg", "det"}
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image", "guide"]
+
+
+class Noisy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.conv(x)
+        return y, y + torch.rand_like(y)  # ONNX Runtime draws other random numbers
+
+
+@needs_onnxruntime
+def test_parity_failure_names_the_output_and_difference(tmp_path):
+    with pytest.raises(RuntimeError, match=r"output 'output_1' differs from PyTorch's by up to [0-9.e-]+"):
+        export_onnx(Noisy(), torch.randn(1, 3, 8, 8), tmp_path / "noisy.onnx")
+    assert export_onnx(Noisy(), torch.randn(1, 3, 8, 8), tmp_path / "noisy.onnx", check=False) == {}
+
+
+@pytest.mark.parametrize("package", ["onnx", "onnxruntime"])
+def test_missing_package_names_the_extra(tmp_path, monkeypatch, package):
+    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` raise ImportError
+    with pytest.raises(ImportError, match=r"pip install taskprune\[onnx\]"):
+        export_onnx(Noisy(), torch.randn(1, 3, 8, 8), tmp_path / "model.onnx")

@@ -1,0 +1,35 @@
+"""Iterative pruning: cumulative budget, composed channel map, the callback between steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import taskprune
+from taskprune.iterative import compose_channel_maps
+
+
+def test_schedule_reaches_the_last_ratio_and_calls_between(two_head):
+    model, x = two_head
+    calls = []
+    result = taskprune.prune_iteratively(model, x, schedule=[0.2, 0.4], progress=False,
+                                         between=lambda m, step: calls.append(step))
+    assert calls == [0]
+    params = sum(p.numel() for p in result.model.parameters())
+    assert abs(1 - params / sum(p.numel() for p in model.parameters()) - 0.4) <= 0.015
+    assert abs(result.report.reached - 0.4) <= 0.015
+    assert result.report.params_before == sum(p.numel() for p in model.parameters())
+    # the composed channel map indexes the ORIGINAL model: the pruned weights are slices of the original ones
+    kept_out, kept_in = result.channel_map["trunk.3"], result.channel_map.get("trunk.0", list(range(16)))
+    assert torch.equal(result.model.trunk[3].weight, model.trunk[3].weight[kept_out][:, kept_in])
+
+
+def test_compose_channel_maps():
+    assert compose_channel_maps({"a": [1, 3, 5, 7]}, {"a": [0, 2], "b": [4]}) == {"a": [1, 5], "b": [4]}
+
+
+@pytest.mark.parametrize("schedule", [[], [0.4, 0.2], [0.3, 1.2]])
+def test_bad_schedule(two_head, schedule):
+    model, x = two_head
+    with pytest.raises(ValueError, match="schedule"):
+        taskprune.prune_iteratively(model, x, schedule=schedule)

@@ -1,22 +1,13 @@
 """Head-agnostic feature distillation from the unpruned teacher into the pruned student.
 
-`FeatureDistiller` hooks the same named layers in both models, runs the teacher under `no_grad` in eval mode and
-the student normally, aligns the student's channels to the teacher's and returns `alpha * sum over layers of the
-feature loss` together with the student's outputs, so it drops into any training loop:
-
-    >>> distiller = FeatureDistiller(teacher, student, Distill(loss="pkd"), channel_map=result.channel_map)
-    >>> kd_loss, outputs = distiller(images)
-    >>> loss = task_loss(outputs, batch) + kd_loss
-
-Channel alignment: the student is the teacher with channels removed, so student channel i of layer `name` is
-teacher channel `channel_map[name][i]`. `align="select"` compares against those teacher channels (no parameters);
-`align="adapter"` maps the student's channels onto all of the teacher's with a 1x1 convolution initialised to that
-selection and trained with the student (FitNets' regressor). Adapters live in the distiller, never in the student.
+`FeatureDistiller` hooks the same named layers in both models, runs the teacher in eval mode under `no_grad` and
+the student normally, aligns the student's channels to the teacher's (by selection through `channel_map`, or with a
+trained 1x1 adapter initialised to that selection) and returns `alpha * sum over layers of the feature loss` with
+the student's outputs, so it drops into any training loop. Losses and alignment helpers: `distill_losses`.
 """
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .distill_losses import FEATURE_LOSSES, check_channel_map, feature_loss, selection_adapter
+from .distill_losses import (
+    FEATURE_LOSSES,
+    check_alignment,
+    check_channel_map,
+    close_matches,
+    feature_loss,
+    selection_adapter,
+)
 from .tasks import MultiTaskAdapter, call_model
 
 __all__ = ["ALIGNMENTS", "Distill", "FeatureDistiller", "auto_layers"]
@@ -59,23 +57,16 @@ class Distill:
     tau: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.layers, str):
-            if self.layers != "auto":
-                raise ValueError(
-                    f"Distill.layers must be 'auto' or a tuple of qualified module names, got {self.layers!r}; "
-                    f"for one layer write layers=({self.layers!r},)"
-                )
-        elif isinstance(self.layers, (list, tuple)):
+        if isinstance(self.layers, (list, tuple)):
             if not self.layers or not all(isinstance(name, str) and name for name in self.layers):
                 raise ValueError(f"Distill.layers must be a non-empty tuple of module names, got {self.layers!r}")
-            duplicates = sorted({name for name in self.layers if list(self.layers).count(name) > 1})
-            if duplicates:
-                raise ValueError(f"Distill.layers names {duplicates} more than once")
+            if len(set(self.layers)) != len(self.layers):
+                raise ValueError(f"Distill.layers names a layer more than once: {list(self.layers)}")
             object.__setattr__(self, "layers", tuple(self.layers))
-        else:
-            raise TypeError(
-                f"Distill.layers must be 'auto' or a tuple of module names, got {type(self.layers).__name__}"
-            )
+        elif self.layers != "auto":
+            hint = f"; for one layer write layers=({self.layers!r},)" if isinstance(self.layers, str) else ""
+            raise (ValueError if isinstance(self.layers, str) else TypeError)(
+                f"Distill.layers must be 'auto' or a tuple of qualified module names, got {self.layers!r}{hint}")
         if self.loss not in FEATURE_LOSSES:
             raise ValueError(f"Unknown Distill.loss {self.loss!r}; available: {', '.join(sorted(FEATURE_LOSSES))}")
         if self.align not in ALIGNMENTS:
@@ -173,11 +164,6 @@ def auto_layers(model: nn.Module, example_inputs: Any, tasks: MultiTaskAdapter |
     return tuple(name for _, name in sorted(last_by_scale.values()))
 
 
-def _close_matches(name: str, names: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-
-
 class FeatureDistiller(nn.Module):
     """Distillation loss between hooked teacher and student layers; call it instead of the student.
 
@@ -185,10 +171,9 @@ class FeatureDistiller(nn.Module):
     `tasks.call_model`: a tuple is positional args, a dict keyword args) and returns `(kd_loss, student_outputs)`
     with `kd_loss = alpha * sum over layers of loss(aligned student feature, teacher feature)`.
 
-    Only the adapters are registered as parameters (`distiller.parameters()` is empty with align="select"): give
-    them to the optimizer beside the student's. The student may be wrapped in DistributedDataParallel; layers are
-    named as in the unwrapped model. Call `remove()` (or use the distiller as a context manager) to take the hooks
-    off the models when done.
+    Only the adapters are parameters of the distiller (none with align="select"): optimise them with the student.
+    The student may be wrapped in DistributedDataParallel (name layers as in the unwrapped model). `remove()`, or
+    leaving a `with` block, takes the hooks off both models.
 
     Args:
         teacher: the unpruned model.
@@ -234,14 +219,14 @@ class FeatureDistiller(nn.Module):
             self._setup(example_inputs)
 
     def _attach(self, layers: tuple[str, ...]) -> None:
-        teacher, student = self._models
-        for role, model in (("student", _unwrap(student)), ("teacher", _unwrap(teacher))):
-            modules = dict(model.named_modules())
+        roles = {"student": dict(_unwrap(self._models[1]).named_modules()),
+                 "teacher": dict(_unwrap(self._models[0]).named_modules())}
+        for role, modules in roles.items():
             for name in layers:
                 if name not in modules:
-                    raise ValueError(f"layer {name!r} is not a module of the {role}{_close_matches(name, list(modules))}")
-            for name in layers:
-                self._handles.append(modules[name].register_forward_hook(self._hook(role, name)))
+                    raise ValueError(f"layer {name!r} is not a module of the {role}{close_matches(name, list(modules))}")
+        self._handles = [modules[name].register_forward_hook(self._hook(role, name))
+                         for role, modules in roles.items() for name in layers]
         self.layers = layers
 
     def _hook(self, role: str, name: str) -> Any:
@@ -295,23 +280,14 @@ class FeatureDistiller(nn.Module):
             if not isinstance(captured[name], torch.Tensor):
                 raise TypeError(f"layer {name!r} returns {type(captured[name]).__name__} in the {role}, "
                                 "not a tensor; name a module that returns one feature map")
-        s, t = student_features[name].shape, teacher_features[name].shape
-        kept = self._selection.get(name)
-        fits = len(s) == len(t) >= 2 and s[0] == t[0] and s[2:] == t[2:]
-        if kept is None:
-            fits = fits and s[1] == t[1]
-            how = "channel_map has no entry for it (identity)" + _close_matches(name, list(self._selection))
-        else:
-            fits = fits and len(kept) == s[1] and int(kept[-1]) < t[1]
-            how = f"channel_map[{name!r}] keeps {len(kept)} channels, the largest index {int(kept[-1])}"
-        if not fits:
-            raise ValueError(f"layer {name!r}: student feature shape {tuple(s)} does not fit teacher feature shape "
-                             f"{tuple(t)}; {how}")
+        check_alignment(name, student_features[name].shape, teacher_features[name].shape, self._selection)
 
     def forward(self, inputs: Any) -> tuple[torch.Tensor, Any]:
         """`(alpha * summed feature loss, the student's outputs)` for one batch of model inputs."""
         if self.layers is None:
             self._attach(auto_layers(_unwrap(self._models[0]), inputs, self.tasks))
+        elif not self._handles:
+            raise RuntimeError("this FeatureDistiller was removed; build a new one")
         teacher_features, student_features, outputs = self._run(inputs, self._models[1])
         total = torch.zeros((), device=next(iter(student_features.values())).device)
         for name in self.layers or ():

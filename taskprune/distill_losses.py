@@ -12,14 +12,15 @@ channels, and the teacher's), computes in float32 and returns a scalar that is e
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FEATURE_LOSSES", "check_channel_map", "cwd_loss", "feature_loss", "mse_loss", "pkd_loss",
-           "selection_adapter"]
+__all__ = ["FEATURE_LOSSES", "check_alignment", "check_channel_map", "close_matches", "cwd_loss", "feature_loss",
+           "mse_loss", "pkd_loss", "selection_adapter"]
 
 _EPS = 1e-6
 
@@ -109,3 +110,30 @@ def selection_adapter(kept: torch.Tensor | None, student_channels: int, teacher_
         adapter.bias.zero_()  # type: ignore[union-attr]
         adapter.weight[kept, torch.arange(student_channels), 0, 0] = 1.0
     return adapter
+
+
+def close_matches(name: str, names: Sequence[str]) -> str:
+    """"; did you mean 'a', 'b'?" for the names closest to `name`, or "" when none is close."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_alignment(name: str, student: torch.Size, teacher: torch.Size, selection: Mapping[str, torch.Tensor],
+                    ) -> None:
+    """Check that layer `name`'s student feature shape fits the teacher's under the channel map: the same batch
+    and spatial sizes, and one kept teacher channel per student channel (all of them when `name` has no entry).
+
+    Raises:
+        ValueError: naming the layer, both shapes and the map entry.
+    """
+    kept = selection.get(name)
+    fits = len(student) == len(teacher) >= 2 and student[0] == teacher[0] and student[2:] == teacher[2:]
+    if kept is None:
+        fits = fits and student[1] == teacher[1]
+        how = "channel_map has no entry for it (identity)" + close_matches(name, list(selection))
+    else:
+        fits = fits and len(kept) == student[1] and int(kept[-1]) < teacher[1]
+        how = f"channel_map[{name!r}] keeps {len(kept)} channels, the largest index {int(kept[-1])}"
+    if not fits:
+        raise ValueError(f"layer {name!r}: student feature shape {tuple(student)} does not fit teacher feature "
+                         f"shape {tuple(teacher)}; {how}")

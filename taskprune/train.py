@@ -199,7 +199,10 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
     total = min(v for v in (None if shards.steps is None else epochs * shards.steps, max_steps) if v is not None)
     if total < 1:
         raise ValueError(f"data gives no batch to rank {shards.rank} of {shards.world}")
-    device = next(student.parameters()).device
+    first_param = next(student.parameters(), None)
+    if first_param is None:
+        raise ValueError("student has no parameters to train")
+    device = first_param.device
     was_training = student.training
     student.train()
     model: nn.Module = student
@@ -207,7 +210,10 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         model = nn.parallel.DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
     distiller = None
     if teacher is not None:
-        example = tasks.model_inputs(_to_device(next(iter(shards.epoch(0))), device))
+        first = next(iter(shards.epoch(0)), None)
+        if first is None:
+            raise ValueError("data gives no batch")
+        example = tasks.model_inputs(_to_device(first, device))
         distiller = FeatureDistiller(teacher.to(device), model, distill or Distill(), channel_map,
                                      example_inputs=example, tasks=tasks)
     adapters = list(distiller.parameters()) if distiller is not None else []
@@ -229,7 +235,11 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         with torch.no_grad():
             metrics = dict(eval_fn(student))
         student.train()
+        line = f"step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
         key = best_key if best_key is not None else (next(iter(metrics)) if len(metrics) == 1 else None)
+        if key is None and checkpoint is None:
+            log(line)
+            return
         if key is None or key not in metrics:
             raise ValueError(f"best_key {best_key!r} is not among eval_fn's metrics: {', '.join(metrics)}")
         value = float(metrics[key])
@@ -237,7 +247,7 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
             best = value
             if checkpoint is not None:
                 _save(student.state_dict(), checkpoint)
-        log(f"step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items()) + f" (best {best:.4g})")
+        log(f"{line} (best {key} {best:.4g})")
 
     step = 0
     try:

@@ -150,6 +150,22 @@ def test_best_checkpoint_is_written_and_loads_with_weights_only(tmp_path):
         finetune(model, tasks, batches, epochs=1, eval_fn=eval_fn, best_key="acc", progress=False)
 
 
+def test_min_mode_keeps_the_lowest_and_extra_metrics_need_no_key(tmp_path):
+    model, tasks, batches = TwoTaskNet(), make_tasks(), make_batches(4)
+    losses, states = iter([0.5, 0.2, 0.4, 0.3]), []
+
+    def eval_fn(student: nn.Module) -> dict[str, float]:
+        states.append(copy.deepcopy(student.state_dict()))
+        return {"loss": next(losses)}
+
+    finetune(model, tasks, batches, epochs=1, eval_fn=eval_fn, eval_every=1, best_mode="min",
+             checkpoint=tmp_path / "best.pt", progress=False)
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert len(states) == 4 and all(torch.equal(saved[k], states[1][k]) for k in saved)
+    # Several metrics, no best_key and no checkpoint: evaluation only reports.
+    finetune(model, tasks, batches, epochs=1, eval_fn=lambda m: {"a": 1.0, "b": 2.0}, progress=False)
+
+
 def test_checkpoint_without_eval_fn_is_the_last_state(tmp_path):
     model = TwoTaskNet()
     finetune(model, make_tasks(), make_batches(2), epochs=1, checkpoint=tmp_path / "last.pt", progress=False)
@@ -242,7 +258,7 @@ def test_progress_bar_shows_the_task_losses(capsys):
     finetune(TwoTaskNet(), make_tasks(), make_batches(2), epochs=1, progress=True,
              eval_fn=lambda model: {"score": 1.0})
     out = capsys.readouterr().out
-    assert "seg" in out and "cls" in out and "score 1" in out
+    assert "seg" in out and "cls" in out and "score 1" in out and "best score 1" in out
 
 
 def test_two_processes_end_with_identical_replicas(tmp_path):

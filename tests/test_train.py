@@ -280,3 +280,19 @@ def test_two_processes_end_with_identical_replicas(tmp_path):
         halves = [set(rank["seen_sampler"][6 * epoch: 6 * epoch + 6]) for rank in ranks]
         assert halves[0].isdisjoint(halves[1]) and halves[0] | halves[1] == set(range(12))
     assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_rank0.pt"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_amp_finetune_with_distillation_on_cuda():
+    torch.manual_seed(0)
+    teacher = TwoTaskNet().cuda()
+    student, channel_map = pruned_student(teacher.cpu())
+    teacher, student = teacher.cuda(), student.cuda()
+    tasks = make_tasks()
+    batches = [{k: v.cuda() for k, v in batch.items()} for batch in make_batches()]
+    before = summed_task_loss(student, tasks, batches)
+    finetune(student, tasks, batches, epochs=4, lr=3e-2, teacher=teacher, channel_map=channel_map,
+             distill=Distill(layers=("trunk.0",), align="adapter", loss="cwd"), progress=False)
+    assert next(student.parameters()).dtype == torch.float32
+    assert summed_task_loss(student, tasks, batches) < before

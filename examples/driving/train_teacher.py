@@ -1,6 +1,7 @@
 """Train a DrivingNet teacher on synthetic driving scenes on the CPU and save its state_dict.
 
-    python examples/driving/train_teacher.py --size s --image-size 192 320 --train-images 6000 --epochs 4
+    python examples/driving/train_teacher.py --size s --image-size 192 320 --train-images 8000 --epochs 3 \
+        --time-limit 22 --eval-every 3
 
 Writes benchmarks/checkpoints/driving_<size>_teacher.pt (a plain state_dict: torch.load(path, weights_only=True))
 and prints the validation metrics; a resumable checkpoint goes to runs/driving_<size>/last.pt.
@@ -30,7 +31,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
-    parser.add_argument("--time-limit", type=float, default=None, help="minutes; stops after that epoch")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="wall-time budget in minutes; the schedule anneals by then and training stops")
+    parser.add_argument("--workers", type=int, default=1, help="loader processes rendering scenes")
+    parser.add_argument("--eval-every", type=int, default=1, help="evaluate every this many epochs")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/checkpoints/driving_<size>_teacher.pt")
     parser.add_argument("--run-dir", type=Path, default=None, help="default runs/driving_<size>")
     parser.add_argument("--no-progress", action="store_true")
@@ -46,7 +50,8 @@ def main() -> None:
     val_data = SyntheticDriving(args.val_images, size=size, seed=10_000 + args.seed)
     model = DrivingNet(size=args.size)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         time_limit_minutes=args.time_limit)
+                         eval_every=args.eval_every, time_limit_minutes=args.time_limit,
+                         num_workers=args.workers)
     started = time.perf_counter()
     history = train(model, train_data, val_data, config, checkpoint=run_dir / "last.pt",
                     progress=not args.no_progress)
@@ -56,9 +61,9 @@ def main() -> None:
     torch.save(model.state_dict(), out)
     metrics = history[-1].get("metrics") or evaluate(model, loader(val_data, batch_size=args.batch_size))
     summary = {"size": args.size, "image_size": list(size), "train_images": args.train_images,
-               "epochs_run": history[-1]["epoch"], "val_images": args.val_images,
+               "epochs_run": history[-1]["epoch"], "steps": history[-1]["step"], "val_images": args.val_images,
                "train_minutes_this_run": round(minutes, 1), "train_seconds_total": history[-1]["seconds"],
-               "threads": args.threads, "metrics": metrics, "checkpoint": str(out)}
+               "threads": args.threads, "workers": args.workers, "metrics": metrics, "checkpoint": str(out)}
     (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "history": history}, indent=2))
     print(json.dumps(summary, indent=2))
 

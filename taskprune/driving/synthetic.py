@@ -181,13 +181,13 @@ def render_scene(rng: np.random.Generator, height: int, width: int
 def _draw_vehicles(rng: np.random.Generator, img: np.ndarray, drivable: np.ndarray, lane: np.ndarray,
                    horizon: int, centre: np.ndarray, half: np.ndarray, num_lanes: int,
                    shoulder_width: float, dusk: bool) -> np.ndarray:
-    """Draw vehicles far to near, clearing masks under them; return boxes of those at least 25% visible."""
+    """Draw vehicles far to near, clearing masks under them; boxes of those with 25% of their drawn pixels seen."""
     h, w = drivable.shape
     rows = len(centre)
     count = int(rng.integers(0, 13))
     depth = np.sort(rng.uniform(0.05, 0.95, size=count) ** 1.3)  # far first; more far (small) vehicles
     owner = np.zeros((h, w), np.int32)
-    placed: list[tuple[int, float, float, float, float]] = []
+    placed: list[tuple[int, int, float, float, float, float]] = []
     taken: list[tuple[int, float]] = []
     for index, t in enumerate(depth, start=1):
         row = min(rows - 1, int(t * rows))
@@ -228,12 +228,13 @@ def _draw_vehicles(rng: np.random.Generator, img: np.ndarray, drivable: np.ndarr
         owner[r0:r1, c0:c1][visible] = index
         drivable[r0:r1, c0:c1][visible] = False
         lane[r0:r1, c0:c1][visible] = False
-        placed.append((index, x1, y1, x2, y2))
+        placed.append((index, int(visible.sum()), x1, y1, x2, y2))
     boxes = []
-    for index, x1, y1, x2, y2 in placed:
+    for index, drawn, x1, y1, x2, y2 in placed:
+        # Truncated by the image edge still counts (BDD100K labels it); hidden by nearer vehicles does not.
         r0, r1, c0, c1 = max(0, int(y1)), min(h, int(np.ceil(y2))), max(0, int(x1)), min(w, int(np.ceil(x2)))
-        area = max(1.0, (x2 - x1) * (y2 - y1) * 0.85)  # the parts cover about 85% of the box
-        if (owner[r0:r1, c0:c1] == index).sum() >= 0.25 * area and min(y2, h) - max(y1, 0) >= 3:
+        seen = (owner[r0:r1, c0:c1] == index).sum()
+        if seen >= 0.25 * max(drawn, 1) and min(y2, h) - max(y1, 0) >= 3 and min(x2, w) - max(x1, 0) >= 2:
             boxes.append((0.0, max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)))
     return np.array(boxes, np.float32).reshape(-1, 5)
 

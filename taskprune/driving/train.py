@@ -35,7 +35,10 @@ class TrainConfig:
         warmup_steps: linear warmup from lr/20, then cosine decay to lr/20 at the last step.
         seed: seed of the weights' initialisation is the caller's; this one orders the batches.
         eval_every: evaluate on the validation set every this many epochs (and after the last).
-        time_limit_minutes: stop after the epoch during which this much wall time has passed (None: no limit).
+        time_limit_minutes: wall-time budget (None: no limit). With a budget the learning-rate schedule follows
+            whichever is further along, steps or time, and training stops when the time is up, so a run on a busy
+            machine still ends annealed and on time; the record says how many steps were done.
+        num_workers: loader processes rendering batches while the model trains.
     """
 
     epochs: int = 4
@@ -46,8 +49,11 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 1
     time_limit_minutes: float | None = None
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"TrainConfig.num_workers must be a non-negative int, got {self.num_workers!r}")
         for name in ("epochs", "batch_size", "eval_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {getattr(self, name)!r}")
@@ -55,11 +61,11 @@ class TrainConfig:
             raise ValueError("TrainConfig needs lr > 0, weight_decay >= 0 and warmup_steps >= 0")
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
+def _lr_factor(step: int, warmup: int, progress: float) -> float:
+    """Linear warmup over `warmup` steps, then cosine from 1 to 0.05 as `progress` goes from 0 to 1."""
     floor = 0.05
     if step < warmup:
         return floor + (1 - floor) * step / warmup
-    progress = (step - warmup) / max(1, total - warmup)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -84,27 +90,31 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
     config = config or TrainConfig()
     tasks = driving_tasks()
     device = next(model.parameters()).device
-    batches = loader(train_data, batch_size=config.batch_size, shuffle=True, seed=config.seed, drop_last=True)
+    batches = loader(train_data, batch_size=config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
+                     num_workers=config.num_workers)
     total_steps = config.epochs * len(batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, total_steps, config.warmup_steps))
-    start_epoch, history, elapsed = 0, [], 0.0
+    start_epoch, step, history, elapsed = 0, 0, [], 0.0
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, elapsed = int(state["epoch"]), float(state["seconds"])
+        start_epoch, step, elapsed = int(state["epoch"]), int(state["step"]), float(state["seconds"])
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
 
     started = time.perf_counter() - elapsed
+    out_of_time = False
     for epoch in range(start_epoch, config.epochs):
         # Reseeding per epoch keeps the batch order the same whether or not the run was resumed.
         batches.generator.manual_seed(config.seed + epoch)  # type: ignore[union-attr]
         sums = {name: 0.0 for name in tasks.names}
         model.train()
+        steps_this_epoch = 0
         for batch in _progress(batches, f"epoch {epoch + 1}/{config.epochs}", progress):
+            step_progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+            factor = _lr_factor(step, config.warmup_steps, max(step_progress, _time_progress(started, config)))
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * factor
             batch = {key: value.to(device) for key, value in batch.items()}
             output = model(tasks.model_inputs(batch))
             losses = {name: tasks.loss(name, tasks.task_output(name, output), batch) for name in tasks.names}
@@ -113,14 +123,20 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
             total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
             optimizer.step()
-            scheduler.step()
+            step += 1
+            steps_this_epoch += 1
             for name, loss in losses.items():
                 sums[name] += float(loss.detach())
-        steps = len(batches)
-        record: dict[str, Any] = {"epoch": epoch + 1, "step": (epoch + 1) * len(batches),
-                                  "seconds": round(time.perf_counter() - started, 1),
-                                  "loss": {name: round(value / steps, 4) for name, value in sums.items()}}
-        last = epoch + 1 == config.epochs or _out_of_time(started, config)
+            if not progress and step % 50 == 0:
+                log(f"step {step}/{total_steps}, {time.perf_counter() - started:.0f} s, lr {config.lr * factor:.2e}, "
+                    + ", ".join(f"{name} {float(loss):.3f}" for name, loss in losses.items()))
+            out_of_time = _time_progress(started, config) >= 1
+            if out_of_time:
+                break
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "seconds": round(time.perf_counter() - started, 1),
+                                  "loss": {name: round(value / max(1, steps_this_epoch), 4)
+                                           for name, value in sums.items()}}
+        last = epoch + 1 == config.epochs or out_of_time
         if val_data is not None and ((epoch + 1) % config.eval_every == 0 or last):
             val_batches = loader(val_data, batch_size=config.batch_size)
             record["metrics"] = {k: round(v, 4) for k, v in evaluate(model, val_batches).items()}
@@ -128,17 +144,18 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
         log(f"epoch {epoch + 1}: {record}")
         if checkpoint is not None:
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "epoch": epoch + 1,
                         "seconds": time.perf_counter() - started, "config": asdict(config)}, checkpoint)
         if last:
             break
     return history
 
 
-def _out_of_time(started: float, config: TrainConfig) -> bool:
+def _time_progress(started: float, config: TrainConfig) -> float:
+    """Fraction of the time budget used (0 without a budget)."""
     limit = config.time_limit_minutes
-    return limit is not None and time.perf_counter() - started > 60 * limit
+    return 0.0 if limit is None else (time.perf_counter() - started) / (60 * limit)
 
 
 def _progress(batches: Any, description: str, enabled: bool) -> Any:

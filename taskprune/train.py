@@ -203,8 +203,6 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
     if first_param is None:
         raise ValueError("student has no parameters to train")
     device = first_param.device
-    was_training = student.training
-    student.train()
     model: nn.Module = student
     if shards.world > 1:
         model = nn.parallel.DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
@@ -250,6 +248,8 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         log(f"{line} (best {key} {best:.4g})")
 
     step = 0
+    was_training = student.training
+    student.train()
     try:
         with _display(progress and shards.rank == 0, total) as (advance, log):
             for epoch in range(epochs):

@@ -1,0 +1,223 @@
+"""Hostile input: random small conv graphs x random (sometimes invalid) arguments to `prune`.
+
+The property: `prune` either returns a model that runs, keeps every output's shape and meets the budget
+within one point (and the caps it was given), or raises ValueError / TypeError / RuntimeError with a message.
+Either way the caller's model is untouched. Runs are derandomized (no example database), so CI sees the same
+examples every time; the outcome counts are printed at the end of the module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import Counter
+
+import pytest
+import torch
+from conftest import snapshot, unchanged
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as st
+from random_graphs import BLOCK_KINDS, HEAD_KINDS, build, graph_specs
+from torch import nn
+
+import taskprune
+from taskprune.io import load, save
+from taskprune.tasks import call_model, output_leaves
+
+OUTCOMES: dict[str, Counter[str]] = {}
+ALLOWED = (ValueError, TypeError, RuntimeError)
+# Examples per test: sized so this file runs in about a minute on the 2-core CI machine.
+EXAMPLES = 40
+# No shrinking: one prune takes about a second here, and shrinking a failure took over five minutes. The
+# generated graphs are small already, and hypothesis prints the failing spec, which `build(spec)` rebuilds.
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                    phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# Core bug (see test_macs_target_can_miss_by_more_than_a_point): prune(target="macs") can return a model whose
+# measured MACs reduction is more than a point off the request. While it is open, such examples are counted
+# and printed instead of failing; the strict xfail below turns red once it is fixed: then set this to False.
+MACS_BUDGET_BUG_OPEN = True
+
+
+VALID = {
+    "ratio": st.floats(0.05, 0.9),
+    "target": st.sampled_from(["params", "macs", "channels"]),
+    "importance": st.sampled_from(["magnitude", "random"]),
+    "round_to": st.one_of(st.none(), st.integers(1, 8)),  # not "auto": it times layers on the device
+    "max_layer_ratio": st.floats(0.1, 1.0),
+    "seed": st.integers(0, 1000),
+}
+HOSTILE = {
+    "ratio": [0, 1, -0.1, 1.5, math.nan, math.inf, True, "0.3", None],
+    "target": ["flops", "", "PARAMS", None, 3],
+    "importance": ["tylor", "", None, 3, object()],
+    "round_to": [0, -1, 2.5, True, "8"],
+    "max_layer_ratio": [0, 1.5, -0.2, math.nan, True],
+}
+
+
+@st.composite
+def prune_arguments(draw) -> dict:
+    """Valid keyword arguments, except that about one example in four has one hostile value."""
+    kwargs = {name: draw(strategy, label=name) for name, strategy in VALID.items()}
+    # listed first, so examples shrink towards valid arguments
+    hostile = draw(st.sampled_from([None, None, None, None, None, None, *HOSTILE]), label="hostile argument")
+    if hostile is not None:
+        kwargs[hostile] = draw(st.sampled_from(HOSTILE[hostile]), label=f"hostile {hostile}")
+    return kwargs
+
+
+def _protect_patterns(model: torch.nn.Module) -> st.SearchStrategy:
+    """Nothing, one or two names or globs, a bare string, or (rarely) a hostile value."""
+    names = [n for n, _ in model.named_modules() if n]
+    patterns = st.sampled_from(names + ["heads.*", "blocks.0*", "stem.*", "*.0"])
+    return st.sampled_from(["none", "list", "list", "str", "none", "hostile"]).flatmap(lambda kind: {
+        "none": st.just(()),
+        "list": st.lists(patterns, min_size=1, max_size=2).map(tuple),
+        "str": st.sampled_from(names),
+        "hostile": st.sampled_from([("no_such_layer*",), [3], (None,)]),
+    }[kind])
+
+
+def _record(test: str, outcome: str) -> None:
+    OUTCOMES.setdefault(test, Counter())[outcome] += 1
+    event(outcome)
+
+
+def _out_channels(module: torch.nn.Module) -> int | None:
+    return getattr(module, "out_channels", None) or getattr(module, "out_features", None)
+
+
+def _check_pruned(model, result, example, kwargs, protect) -> str:
+    """Everything a returned result promises; returns the outcome to record."""
+    assert result.model is not model
+    expected = {k: t.shape for k, t in output_leaves(call_model(model, example))}
+    for inputs in (example, torch.randn_like(example)):
+        with torch.no_grad():
+            outputs = output_leaves(call_model(result.model.eval(), inputs))
+        assert {k: t.shape for k, t in outputs} == expected
+        assert all(torch.isfinite(t).all() for _, t in outputs)
+    ratio, target = kwargs["ratio"], kwargs["target"]
+    if target == "params":
+        before = sum(p.numel() for p in model.parameters())
+        after = sum(p.numel() for p in result.model.parameters())
+        assert abs((1 - after / before) - ratio) <= 0.01, (1 - after / before, ratio)
+    if abs(result.report.reached - ratio) > 0.01 and target == "macs" and MACS_BUDGET_BUG_OPEN:
+        return "pruned, macs missed by >1 point (known core bug)"
+    assert abs(result.report.reached - ratio) <= 0.01, (result.report.reached, ratio, target)
+    for group in result.report.groups:
+        if group.after != group.before:
+            assert group.before - group.after <= math.floor(kwargs["max_layer_ratio"] * group.before), group
+            if kwargs["round_to"]:
+                assert group.after % kwargs["round_to"] == 0, group
+    patterns = (protect,) if isinstance(protect, str) else protect
+    pruned_modules = dict(result.model.named_modules())
+    for name, module in model.named_modules():
+        if name and any(fnmatch.fnmatchcase(name, p) for p in patterns) and _out_channels(module):
+            assert _out_channels(pruned_modules[name]) == _out_channels(module), f"{name} is protected"
+    return "pruned"
+
+
+@SETTINGS
+@given(spec=graph_specs(), kwargs=prune_arguments(), data=st.data())
+def test_prune_returns_a_working_model_or_a_clear_error(spec, kwargs, data):
+    model, example = build(spec)
+    protect = data.draw(_protect_patterns(model), label="protect")
+    before = snapshot(model)
+    try:
+        result = taskprune.prune(model, example, protect=protect, progress=False, **kwargs)
+    except ALLOWED as error:
+        assert str(error).strip(), f"{type(error).__name__} without a message"
+        _record("prune", f"raised {type(error).__name__}")
+    else:
+        _record("prune", _check_pruned(model, result, example, kwargs, protect))
+    assert unchanged(model, before), "prune changed the caller's model"
+
+
+@settings(SETTINGS, max_examples=EXAMPLES // 2)
+@given(spec=graph_specs(), ratio=st.floats(0.05, 0.6), target=st.sampled_from(["params", "macs", "channels"]))
+def test_save_load_round_trip_on_random_graphs(tmp_path_factory, spec, ratio, target):
+    model, example = build(spec)
+    try:
+        result = taskprune.prune(model, example, ratio=ratio, target=target, round_to=None, progress=False)
+    except ALLOWED:
+        _record("save/load", "prune raised")
+        return
+    path = tmp_path_factory.mktemp("io") / "pruned.pt"
+    save(result, path, example_inputs=example)
+    loaded = load(path, build(spec)[0])
+    with torch.no_grad():
+        expected = output_leaves(call_model(result.model.eval(), example))
+        got = output_leaves(call_model(loaded.eval(), example))
+    assert [k for k, _ in got] == [k for k, _ in expected]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(expected, got, strict=True))
+    _record("save/load", "round trip exact")
+
+
+class DeadBranchNet(nn.Module):
+    """Two heads off a tiny trunk, plus a conv whose output is computed and never used (a dead branch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _conv_bn_relu(1, 2, 3)
+        self.block = nn.Sequential(nn.Conv2d(2, 2, 1), nn.ReLU())
+        self.unused = nn.Sequential(nn.Conv2d(2, 2, 1), nn.ReLU())
+        self.head_a = nn.Sequential(_conv_bn_relu(2, 2, 3), nn.Conv2d(2, 1, 1))
+        self.head_b = nn.Sequential(_conv_bn_relu(2, 2, 3), nn.Conv2d(2, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        stem = self.stem(x)
+        block = self.block(stem)
+        self.unused(block)
+        return {"a": self.head_a(stem), "b": self.head_b(block)}
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: the MACs cost model leaves out parameter-free layers "
+                                       "(ReLU) that count_macs counts, and prune() does not compare the "
+                                       "measured reduction with the request; found by the random graphs")
+def test_macs_target_can_miss_by_more_than_a_point():
+    torch.manual_seed(0)
+    model, x = DeadBranchNet().eval(), torch.randn(1, 1, 16, 16)
+    try:
+        result = taskprune.prune(model, x, ratio=0.5, target="macs", max_layer_ratio=1.0, round_to=None,
+                                 progress=False)
+    except ValueError:
+        return  # saying why not is also keeping the promise
+    # today: reached 0.515 (MACs 33280 -> 16128) while the planner estimated 0.492: the three ReLUs that lost
+    # half their channels count 768 MACs that no parameter carries
+    assert abs(result.report.reached - 0.5) <= 0.01, result.report.reached
+
+
+def test_generator_covers_every_block_and_head_kind():
+    """The random graphs are not trivially alike: every block kind, head kind and output format is built."""
+    seen: Counter[str] = Counter()
+
+    @settings(max_examples=60, derandomize=True, database=None, deadline=None)
+    @given(spec=graph_specs())
+    def collect(spec):
+        model, example = build(spec)
+        output = model(example)
+        seen.update(block["kind"] for block in spec["blocks"])
+        seen.update(head["kind"] for head in spec["heads"])
+        seen[type(output).__name__] += 1
+        assert len(output_leaves(output)) == len(spec["heads"])
+
+    collect()
+    kinds = {*BLOCK_KINDS, *HEAD_KINDS, "dict", "tuple", "Tensor"}
+    assert kinds <= set(seen), kinds - set(seen)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_outcomes(request):
+    """Print how many examples each property test tried and how they ended, even when output is captured."""
+    yield
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        for test, counts in OUTCOMES.items():
+            outcomes = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            print(f"\nhostile {test}: {sum(counts.values())} examples: {outcomes}")

@@ -20,7 +20,7 @@ from .graph import ChannelGroup
 
 __all__ = ["TARGETS", "CostModel", "plan_pruning"]
 
-TARGETS = ("params", "macs", "channels")
+TARGETS = ("params", "macs", "channels", "latency")
 # The plan aims this close to the request; the rest of the 1-point promise covers what the estimate leaves out.
 _TOLERANCE = 0.003
 
@@ -151,7 +151,8 @@ def _refine(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int
             return
         adds = {i: cost.removal(i, units[i][n].channels) for i, n in taken.items() if n < len(units[i])}
         backs = {i: cost.removal(i, units[i][n - 1].channels, restore=True) for i, n in taken.items() if n}
-        moves = [((i,), (), s) for i, s in adds.items()] + [((), (i,), s) for i, s in backs.items()]
+        moves: list[tuple[tuple[int, ...], tuple[int, ...], float]] = [((i,), (), s) for i, s in adds.items()]
+        moves += [((), (i,), s) for i, s in backs.items()]
         moves += [((a,), (b,), sa + sb) for a, sa in adds.items() for b, sb in backs.items() if a != b]
         best = min(moves, key=lambda move: abs(cost.reduction(move[2]) - ratio), default=None)
         if best is None or abs(cost.reduction(best[2]) - ratio) >= gap:

@@ -111,7 +111,8 @@ class PruningGraph:
             return traced["output"]
 
         was_training = model.training
-        with warnings.catch_warnings(record=True) as caught:
+        # tracing follows autograd, so it must run with gradients on even inside a caller's no_grad
+        with warnings.catch_warnings(record=True) as caught, torch.enable_grad():
             warnings.simplefilter("always")
             self.dg = tp.DependencyGraph().build_dependency(
                 model, example_inputs, forward_fn=forward, output_transform=flatten_outputs, verbose=True)

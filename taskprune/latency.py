@@ -1,0 +1,435 @@
+"""Latency measured on the current device: a quick alignment probe, per-layer latency tables, end-to-end timing.
+
+Fewer parameters are not less time. CPU kernels work on vectors of channels (16 floats with AVX-512), so a layer
+with 49 channels costs as much as one with 64; GPUs behave alike with their tile sizes. So instead of counting
+FLOPs, this module measures:
+
+- `device_alignment()`: the channel multiple at which a representative convolution's time steps up, found by a
+  one-second probe (cached per process and on disk).
+- `measure_table()`: every convolution, linear and norm layer timed alone, on a random input of the shape it sees
+  inside the model, at a few input and output channel counts (multiples of the alignment), interpolated between
+  them. Cached as JSON, keyed by device, torch version, threads, the model's layers and the input shapes.
+- `measure_latency()`: end-to-end medians of several models, interleaved so that load from other processes
+  falls on all of them alike; compare models only within one call.
+
+Tests and users with a table from another device pass it through `override(table=..., alignment=...)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .tasks import call_model
+
+__all__ = ["LayerLatency", "LatencyTable", "cache_dir", "device_alignment", "measure_latency", "measure_table",
+           "override", "time_call"]
+
+_FORMAT = 1
+_FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
+_OVERRIDE: dict[str, Any] = {}
+_ALIGNMENTS: dict[str, int] = {}  # per-process cache of probe results, by device key
+
+
+@dataclass(frozen=True)
+class LayerLatency:
+    """One layer's time per forward at full width, and relative times at other input / output channel counts.
+
+    `kind` says how channel dimensions map to the weight: "conv", "conv_transpose", "depthwise" (one count for
+    both), "linear", "norm" (one count).
+    """
+
+    kind: str
+    base: float
+    in_full: int
+    out_full: int
+    in_counts: tuple[int, ...] = ()
+    in_times: tuple[float, ...] = ()
+    out_counts: tuple[int, ...] = ()
+    out_times: tuple[float, ...] = ()
+
+    def at(self, c_in: int, c_out: int, alignment: int = 1) -> float:
+        """Seconds per forward with `c_in` input and `c_out` output channels (independent factors)."""
+        return (self.base * _relative(self.in_counts, self.in_times, c_in, alignment)
+                * _relative(self.out_counts, self.out_times, c_out, alignment))
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Measured latencies of one model on one device.
+
+    Attributes:
+        total: dense end-to-end seconds per forward.
+        alignment: the channel multiple the device runs fastest (1: none).
+        layers: qualified layer name -> its `LayerLatency`.
+        key: the cache key it was measured under (empty for hand-made tables).
+    """
+
+    total: float
+    alignment: int
+    layers: dict[str, LayerLatency] = field(default_factory=dict)
+    key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": _FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyTable:
+        layers = {name: LayerLatency(kind=str(e["kind"]), base=float(e["base"]), in_full=int(e["in_full"]),
+                                     out_full=int(e["out_full"]), in_counts=tuple(e["in_counts"]),
+                                     in_times=tuple(e["in_times"]), out_counts=tuple(e["out_counts"]),
+                                     out_times=tuple(e["out_times"]))
+                  for name, e in data["layers"].items()}
+        return cls(total=float(data["total"]), alignment=int(data["alignment"]), layers=layers,
+                   key=str(data.get("key", "")))
+
+
+def _relative(counts: Sequence[int], times: Sequence[float], channels: int, alignment: int) -> float:
+    """Time at `channels` relative to full width: a staircase on the alignment, linear between measured counts."""
+    if not counts:
+        return 1.0
+    full = counts[-1]
+    if channels >= full:
+        return 1.0
+    snapped = min(full, math.ceil(channels / alignment) * alignment) if alignment > 1 else channels
+    if snapped <= counts[0]:
+        return times[0] / times[-1] * snapped / counts[0]
+    for low, high, t_low, t_high in zip(counts, counts[1:], times, times[1:], strict=False):
+        if low <= snapped <= high:
+            return (t_low + (t_high - t_low) * (snapped - low) / (high - low)) / times[-1]
+    return 1.0
+
+
+# -- timing -------------------------------------------------------------------------------------------------------
+def _device_of(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 2, repeats: int = 7) -> float:
+    """Median seconds of `fn()` after `warmup` calls (CUDA: timed with events after synchronising)."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            times.append(_once(fn, device))
+    return statistics.median(times)
+
+
+def _once(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000
+    begin = time.perf_counter()
+    fn()
+    return time.perf_counter() - begin
+
+
+def measure_latency(models: Sequence[nn.Module], example_inputs: Any, *, warmup: int = 2,
+                    repeats: int = 9) -> list[float]:
+    """Median end-to-end seconds per forward of each model, in eval mode under no_grad.
+
+    The models run round-robin (one forward each per round, the order rotating), so load from other processes
+    hits all of them alike: compare the numbers of one call with each other, not across calls.
+    """
+    modes = [m.training for m in models]
+    times: list[list[float]] = [[] for _ in models]
+    try:
+        for m in models:
+            m.eval()
+        with torch.no_grad():
+            for _ in range(warmup):
+                for m in models:
+                    call_model(m, example_inputs)
+            for round_ in range(repeats):
+                for offset in range(len(models)):
+                    i = (round_ + offset) % len(models)
+                    model = models[i]
+                    times[i].append(_once(lambda: call_model(model, example_inputs), _device_of(model)))  # noqa: B023
+    finally:
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
+    return [statistics.median(t) for t in times]
+
+
+# -- caching ------------------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Where tables and probe results are kept: `$TASKPRUNE_CACHE`, else `~/.cache/taskprune`."""
+    return Path(os.environ.get("TASKPRUNE_CACHE") or Path.home() / ".cache" / "taskprune")
+
+
+def _device_key(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_name()
+    return {"device": f"{device.type}:{name}", "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == _FORMAT else None
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(data, indent=1))
+        partial.replace(path)  # atomic: a concurrent reader sees the old file or the new one
+    except OSError:
+        pass  # a read-only cache only costs a re-measurement
+
+
+@contextmanager
+def override(*, table: LatencyTable | None = None, alignment: int | None = None) -> Iterator[None]:
+    """Use `table` (and/or `alignment`) instead of measuring, inside the `with` block.
+
+    Example:
+        >>> with taskprune.latency.override(table=table_from_the_target_device):
+        ...     result = taskprune.prune(model, x, ratio=0.4, target="latency")
+    """
+    saved = dict(_OVERRIDE)
+    _OVERRIDE.update({k: v for k, v in (("table", table), ("alignment", alignment)) if v is not None})
+    try:
+        yield
+    finally:
+        _OVERRIDE.clear()
+        _OVERRIDE.update(saved)
+
+
+def injected_table() -> LatencyTable | None:
+    """The table given to `override`, if any."""
+    return _OVERRIDE.get("table")
+
+
+# -- the alignment probe ------------------------------------------------------------------------------------------
+def device_alignment(device: torch.device | str = "cpu") -> int:
+    """The channel multiple the device runs fastest: from `override`, this process, the disk cache or a probe."""
+    if "alignment" in _OVERRIDE:
+        return int(_OVERRIDE["alignment"])
+    if "table" in _OVERRIDE:
+        return int(_OVERRIDE["table"].alignment)
+    device = torch.device(device)
+    key = _device_key(device)
+    digest = _digest({"probe": key})
+    if digest not in _ALIGNMENTS:
+        path = cache_dir() / f"probe-{digest}.json"
+        cached = _read(path)
+        if cached is None:
+            cached = {"format": _FORMAT, **key, **probe_alignment(device)}
+            _write(path, cached)
+        _ALIGNMENTS[digest] = int(cached["alignment"])
+    return _ALIGNMENTS[digest]
+
+
+def probe_alignment(device: torch.device | str = "cpu", low: int = 16, high: int = 64,
+                    size: int = 40) -> dict[str, Any]:
+    """Time a 3x3 convolution (64 channels on the other side, `size`x`size` input) at the multiples of 8 from
+    `low` to `high` and one and two channels past them, for output and input channels, and return
+    {"alignment", "counts", "out_times", "in_times"}."""
+    device = torch.device(device)
+    counts = sorted({c + r for c in range(low, high + 1, 8) for r in (0, 1, 2) if c + r <= high})
+    found: dict[str, Any] = {"counts": counts}
+    for side in ("out", "in"):
+        times = []
+        for c in counts:
+            c_in, c_out = (64, c) if side == "out" else (c, 64)
+            conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False).to(device).eval()
+            x = torch.randn(1, c_in, size, size, device=device)
+            times.append(time_call(lambda: conv(x), device, warmup=1, repeats=5))  # noqa: B023
+        found[f"{side}_times"] = times
+    found["alignment"] = max(_staircase_step(counts, found["out_times"]), _staircase_step(counts, found["in_times"]))
+    return found
+
+
+def _staircase_step(counts: list[int], times: list[float], threshold: float = 0.7) -> int:
+    """The largest multiple m such that one channel past a multiple of m costs (nearly) the whole next step.
+
+    For every multiple k*m in range, w = (t(k*m + 1) - t(k*m)) / (t((k+1)*m) - t(k*m)): about 1 on a staircase
+    of width m, about 1/m on a smooth curve. Steps smaller than 3% of the time are noise and are not judged.
+    """
+    at = dict(zip(counts, times, strict=True))
+    for m in (32, 16, 8):
+        ratios = []
+        for base in range(m * math.ceil(counts[0] / m), counts[-1] - m + 1, m):
+            step = at[base + m] - at[base]
+            if step > 0.03 * at[base + m]:
+                ratios.append((min(at[base + 1], at[base + 2]) - at[base]) / step)
+        if ratios and statistics.median(ratios) >= threshold:
+            return m
+    return 1
+
+
+# -- per-layer tables ---------------------------------------------------------------------------------------------
+def measure_table(model: nn.Module, example_inputs: Any, *, alignment: int = 1, progress: bool = True,
+                  warmup: int = 1, repeats: int = 5) -> LatencyTable:
+    """Latency table of `model` on its device, from the `override` table, the disk cache, or measurement.
+
+    Every convolution, linear and norm layer is timed alone on a random input of the shape it receives in
+    `model(example_inputs)`, at full width and at about 20% to 90% of its input and of its output channels
+    (multiples of `alignment`), the other side held at full width.
+    """
+    if "table" in _OVERRIDE:
+        return _OVERRIDE["table"]
+    device = _device_of(model)
+    shapes, calls = _input_shapes(model, example_inputs)
+    structure = [(name, repr(m)) for name, m in model.named_modules() if name in shapes]
+    inputs = [tuple(t.shape) for t in _tensors(example_inputs)]
+    key = _digest({**_device_key(device), "layers": structure, "inputs": inputs, "alignment": alignment})
+    path = cache_dir() / f"latency-{key}.json"
+    cached = _read(path)
+    if cached is not None:
+        return LatencyTable.from_dict(cached)
+    modules = dict(model.named_modules())
+    layers: dict[str, LayerLatency] = {}
+    with _progress_bar(progress, len(shapes)) as advance:
+        for name, shape in shapes.items():
+            layers[name] = _measure_layer(modules[name], shape, calls[name], alignment, device, warmup, repeats)
+            advance()
+    total = measure_latency([model], example_inputs, warmup=warmup, repeats=repeats)[0]
+    table = LatencyTable(total=total, alignment=alignment, layers=layers, key=key)
+    _write(path, table.to_dict())
+    return table
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _kind(module: nn.Module) -> str | None:
+    if isinstance(module, nn.modules.conv._ConvNd):
+        if module.groups == 1:
+            return "conv_transpose" if module.transposed else "conv"
+        if module.groups == module.in_channels == module.out_channels:
+            return "depthwise"
+        return None  # grouped convolutions are kept whole by the pruner
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "norm"
+    return None
+
+
+def _input_shapes(model: nn.Module, example_inputs: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """Input shape of every measurable layer at its first call, and how often each is called per forward."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+    names = {m: n for n, m in model.named_modules()}
+
+    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+        name = names[module]
+        calls[name] = calls.get(name, 0) + 1
+        if args and isinstance(args[0], torch.Tensor):
+            shapes.setdefault(name, tuple(args[0].shape))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if _kind(m) is not None]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            call_model(model, example_inputs)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return shapes, calls
+
+
+def _counts(full: int, alignment: int) -> tuple[int, ...]:
+    step = max(1, alignment)
+    counts = {min(full, max(step, math.ceil(f * full / step) * step)) for f in _FRACTIONS}
+    return tuple(sorted(counts | {full}))
+
+
+def _resized(module: nn.Module, kind: str, c_in: int, c_out: int) -> nn.Module:
+    if kind in ("conv", "conv_transpose", "depthwise"):
+        assert isinstance(module, nn.modules.conv._ConvNd)
+        groups = c_out if kind == "depthwise" else 1
+        kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation, groups=groups,
+                      bias=module.bias is not None)
+        if kind == "conv_transpose":
+            kwargs["output_padding"] = module.output_padding
+        return type(module)(c_in, c_out, module.kernel_size, **kwargs)  # type: ignore[arg-type]
+    if kind == "linear":
+        return nn.Linear(c_in, c_out, bias=module.bias is not None)  # type: ignore[arg-type]
+    return type(module)(c_out)
+
+
+def _measure_layer(module: nn.Module, shape: tuple[int, ...], calls: int, alignment: int, device: torch.device,
+                   warmup: int, repeats: int) -> LayerLatency:
+    kind = _kind(module)
+    assert kind is not None
+    channel_dim = -1 if kind == "linear" else 1
+    c_in = shape[channel_dim]
+    c_out = {"conv": getattr(module, "out_channels", c_in), "conv_transpose": getattr(module, "out_channels", c_in),
+             "linear": getattr(module, "out_features", c_in)}.get(kind, c_in)
+
+    def timed(cin: int, cout: int) -> float:
+        layer = _resized(module, kind, cin, cout).to(device).eval()
+        size = list(shape)
+        size[channel_dim] = cin
+        x = torch.randn(size, device=device)
+        return calls * time_call(lambda: layer(x), device, warmup, repeats)
+
+    tied = kind in ("depthwise", "norm")
+    out_counts = _counts(c_out, alignment)
+    out_times = tuple(timed(c if tied else c_in, c) for c in out_counts)
+    in_counts = () if tied else _counts(c_in, alignment)
+    in_times = tuple(timed(c, c_out) for c in in_counts[:-1]) + (out_times[-1],) if in_counts else ()
+    return LayerLatency(kind=kind, base=out_times[-1], in_full=c_in, out_full=c_out, in_counts=in_counts,
+                        in_times=in_times, out_counts=out_counts, out_times=out_times)
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("measuring layer latency"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("latency", total=total)
+        yield lambda: bar.advance(task)

@@ -1,0 +1,300 @@
+"""Hardware-aware planning: a latency budget solved on measured tables, and `round_to="auto"` for every target.
+
+`LatencyModel` predicts the model's latency as channels are removed: every measured layer costs
+`base * r_in(c_in) * r_out(c_out)` (its relative times at the current input and output widths), and a group's
+channels change the widths of the layers it touches, through the same parameter slices the params cost model
+uses. Layers that are not measured (activations, concatenations, upsampling) are assumed to shrink in proportion,
+so the predicted fraction of the dense latency is the measured layers' sum over its dense value.
+
+The solver follows HALP (Shen et al., NeurIPS 2022): keep the most importance per second saved. It removes units
+of one alignment step (so every group stays on the fast multiples), cheapest importance per second first; the
+saving of a unit depends on the neighbouring groups' widths, so priorities are re-evaluated lazily when popped.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import latency
+from .budget import CostModel, _Unit, _units, plan_pruning
+from .graph import ChannelGroup
+
+__all__ = ["LatencyModel", "PlanOutcome", "plan_latency", "plan_for_target"]
+
+_RELATIVE_TOLERANCE = 0.05  # the latency target is met within 5% of the requested remaining latency
+_MAX_PASSES = 3
+
+
+class LatencyModel:
+    """Predicted latency as channels of groups are removed, from a `LatencyTable`.
+
+    Args:
+        groups: the channel groups.
+        table: the measured (or given) latency table of the unpruned model.
+    """
+
+    def __init__(self, groups: list[ChannelGroup], table: latency.LatencyTable):
+        self.table = table
+        self.width = {name: [layer.in_full, layer.out_full] for name, layer in table.layers.items()}
+        # per group: (layer, side 0=in / 1=out, layer channels per root channel)
+        self._touches: list[list[tuple[str, int, torch.Tensor]]] = []
+        for group in groups:
+            touches = []
+            for piece in group.slices:
+                layer_name, _, attr = piece.param.rpartition(".")
+                layer = table.layers.get(layer_name)
+                if layer is None or attr != "weight":
+                    continue
+                side = _side(layer.kind, piece.dim)
+                touches.append((layer_name, side, torch.bincount(piece.root, minlength=group.channels)))
+            self._touches.append(touches)
+        self.dense = self._sum(self.width)
+        self.current = self.dense
+
+    def _layer(self, name: str, width: list[int]) -> float:
+        layer = self.table.layers[name]
+        c_in, c_out = width
+        if layer.kind in ("depthwise", "norm"):
+            c_in = c_out
+        return layer.at(c_in, c_out, self.table.alignment)
+
+    def _sum(self, widths: dict[str, list[int]]) -> float:
+        return sum(self._layer(name, width) for name, width in widths.items())
+
+    def copy(self) -> LatencyModel:
+        """An independent copy of the current widths (sharing the table)."""
+        twin = copy.copy(self)
+        twin.width = {name: list(width) for name, width in self.width.items()}
+        return twin
+
+    def removal(self, group: int, channels: torch.Tensor, commit: bool = False, restore: bool = False) -> float:
+        """Seconds saved by removing `channels` (root indices) of `group` (negative with `restore`: putting
+        them back); `commit` applies it."""
+        sign = -1 if restore else 1
+        changed: dict[str, list[int]] = {}
+        for name, side, multiplicity in self._touches[group]:
+            width = changed.setdefault(name, list(self.width[name]))
+            width[side] -= sign * int(multiplicity[channels].sum())
+        saved = sum(self._layer(n, self.width[n]) - self._layer(n, w) for n, w in changed.items())
+        if commit:
+            self.width.update(changed)
+            self.current -= saved
+        return saved
+
+    def fraction(self) -> float:
+        """Predicted latency now, as a fraction of the dense latency."""
+        return self.current / self.dense if self.dense else 1.0
+
+    def predict(self, plan: dict[int, list[int]]) -> float:
+        """Predicted fraction of the dense latency after `plan`, without changing this model."""
+        trial = self.copy()
+        for index, channels in plan.items():
+            trial.removal(index, torch.as_tensor(channels, dtype=torch.long), commit=True)
+        return trial.fraction()
+
+
+def _side(kind: str, dim: int) -> int:
+    if kind == "conv_transpose":
+        return 1 - min(dim, 1)  # weight [in, out, ...]
+    if kind in ("depthwise", "norm"):
+        return 1
+    return 0 if dim == 1 else 1  # conv [out, in, ...], linear [out, in]
+
+
+def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: LatencyModel, fraction: float,
+                 max_layer_ratio: float, round_to: int, strict: bool = True) -> dict[int, list[int]]:
+    """Channels to remove per group so that the predicted latency falls to `fraction` of dense.
+
+    A multiple-choice knapsack (how many units each group gives up) minimises the importance lost for the
+    latency to save, with each group's savings evaluated at its neighbours' widths from the previous solution
+    (three rounds, HALP's augmented knapsack); greedy steps by importance per second then close what the
+    coupling between neighbours leaves over.
+
+    Raises:
+        ValueError: (`strict`) the caps leave too little to remove; the message says how far the latency can
+            fall. Without `strict`, the plan goes as far as the caps allow.
+    """
+    units, lost = {}, {}
+    for group, score in zip(groups, scores, strict=True):
+        if group.blocked or group.channels < 2:
+            continue
+        score = torch.nan_to_num(score.detach().float().cpu(), nan=0.0).abs()
+        mean = float(score.mean())
+        normalised = score / mean if mean > 0 else torch.zeros_like(score)
+        units[group.index] = _units(group, torch.argsort(normalised, stable=True), max_layer_ratio, round_to)
+        lost[group.index] = [float(normalised[u.channels].sum()) for u in units[group.index]]
+    taken = dict.fromkeys(units, 0)
+    for _ in range(3):
+        taken = _knapsack(model, units, lost, taken, (1 - fraction) * model.dense)
+    for index, count in taken.items():
+        for unit in units[index][:count]:
+            model.removal(index, unit.channels, commit=True)
+    queue = [(0.0, i) for i, n in taken.items() if n < len(units[i])]
+    heapq.heapify(queue)
+    while queue and model.fraction() > fraction:
+        _, index = heapq.heappop(queue)
+        unit = units[index][taken[index]]
+        saved = model.removal(index, unit.channels)
+        priority = lost[index][taken[index]] / saved if saved > 0 else math.inf
+        if queue and priority > queue[0][0]:
+            heapq.heappush(queue, (priority, index))  # stale: the neighbours changed its saving
+            continue
+        model.removal(index, unit.channels, commit=True)
+        taken[index] += 1
+        if taken[index] < len(units[index]):
+            heapq.heappush(queue, (priority, index))
+    _give_back(model, units, lost, taken, fraction)
+    if strict and model.fraction() > fraction * (1 + _RELATIVE_TOLERANCE):
+        raise ValueError(f"cannot bring the latency down to {fraction:.1%} of dense: with max_layer_ratio="
+                         f"{max_layer_ratio}, round_to={round_to} and the protected output layers, the "
+                         f"measured layers reach {model.fraction():.1%}; lower ratio or relax the caps")
+    return {index: sorted(int(c) for unit in units[index][:n] for c in unit.channels)
+            for index, n in taken.items() if n}
+
+
+def _give_back(model: LatencyModel, units: dict[int, list[_Unit]], lost: dict[int, list[float]],
+               taken: dict[int, int], fraction: float) -> None:
+    """Put back the most important last units that still fit under `fraction` (the knapsack overshoots when its
+    separable savings overestimate the coupling)."""
+    while True:
+        fits = [(lost[i][n - 1], i) for i, n in taken.items()
+                if n and model.fraction() - model.removal(i, units[i][n - 1].channels, restore=True) / model.dense
+                <= fraction]
+        if not fits:
+            return
+        _, index = max(fits)
+        taken[index] -= 1
+        model.removal(index, units[index][taken[index]].channels, commit=True, restore=True)
+
+
+def _knapsack(model: LatencyModel, units: dict[int, list[_Unit]], lost: dict[int, list[float]],
+              around: dict[int, int], needed: float, bins: int = 2000) -> dict[int, int]:
+    """Units per group that save at least `needed` seconds with the least importance lost, each group's savings
+    taken with the other groups at `around` (dynamic programming over the saving, in `bins` steps)."""
+    base = model.copy()
+    for index, count in around.items():
+        for unit in units[index][:count]:
+            base.removal(index, unit.channels, commit=True)
+    scale = bins / needed if needed > 0 else 0.0
+    best = np.zeros(bins + 1)
+    best[1:] = np.inf  # best[b]: least importance lost saving at least b bins
+    choices, saving_bins = {}, {}
+    for index, steps in units.items():
+        alone = base.copy()
+        for unit in reversed(steps[:around[index]]):
+            alone.removal(index, unit.channels, commit=True, restore=True)
+        savings, lost_sum, saved = [0], [0.0], 0.0
+        for unit, unit_lost in zip(steps, lost[index], strict=True):
+            saved += alone.removal(index, unit.channels, commit=True)
+            savings.append(max(0, round(saved * scale)))
+            lost_sum.append(lost_sum[-1] + unit_lost)
+        options = np.stack([best[np.maximum(np.arange(bins + 1) - s, 0)] + v
+                            for s, v in zip(savings, lost_sum, strict=True)])
+        choices[index] = options.argmin(0)
+        saving_bins[index] = savings
+        best = options.min(0)
+    taken, remaining = {}, bins
+    if not math.isfinite(best[bins]):
+        return dict(around)  # the caps cannot save that much: the greedy steps go as far as they can
+    for index in reversed(list(units)):
+        count = int(choices[index][remaining])
+        taken[index] = count
+        remaining = max(0, remaining - saving_bins[index][count])
+    return taken
+
+
+@dataclass
+class PlanOutcome:
+    """A plan and what planning found: the channel multiple used, the measured latency reduction, notes."""
+
+    plan: dict[int, list[int]]
+    round_to: int
+    reached: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_for_target(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, target: str,
+                    ratio: float, max_layer_ratio: float, round_to: int | str | None, model: nn.Module,
+                    example_inputs: Any, pruned_copy: Callable[[dict[int, list[int]]], nn.Module],
+                    progress: bool = False) -> PlanOutcome:
+    """The planning step of `prune`: resolve `round_to="auto"`, then plan params / MACs / channels with the
+    exact cost model, or latency on the measured table (measured end to end, corrected if it misses).
+
+    `pruned_copy(plan)` returns a pruned copy of `model` (the dense one is left as it is).
+    """
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    alignment = latency.device_alignment(device) if round_to == "auto" else int(round_to or 1)
+    if target == "latency":
+        table = latency.measure_table(model, example_inputs, alignment=alignment, progress=progress)
+        return _plan_measured(groups, scores, table, ratio, max_layer_ratio, alignment, model, example_inputs,
+                              pruned_copy)
+    if round_to != "auto":
+        return PlanOutcome(plan_pruning(groups, scores, cost, ratio, max_layer_ratio, alignment), alignment)
+    return _plan_auto(groups, scores, cost, ratio, max_layer_ratio, alignment)
+
+
+def _plan_auto(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, ratio: float,
+               max_layer_ratio: float, alignment: int) -> PlanOutcome:
+    """The device's multiple if the budget can be met with it, else the next smaller one that can. With a table
+    from `latency.override`, a plan predicted slower than dense is never returned: ValueError says so instead."""
+    table = latency.injected_table()
+    error: ValueError | None = None
+    slower: list[str] = []
+    for multiple in dict.fromkeys(m for m in (alignment, 16, 8, 4, 2, 1) if m <= alignment and alignment % m == 0):
+        attempt = copy.deepcopy(cost)
+        try:
+            plan = plan_pruning(groups, scores, attempt, ratio, max_layer_ratio, multiple)
+        except ValueError as failed:
+            error = error or failed
+            continue
+        predicted = LatencyModel(groups, table).predict(plan) if table is not None else 1.0
+        if predicted > 1.0:
+            slower.append(f"round_to={multiple}: {predicted:.2f}x the dense latency")
+            continue
+        cost.__dict__.update(attempt.__dict__)
+        outcome = PlanOutcome(plan, multiple)
+        if multiple != alignment:
+            outcome.notes.append(f"round_to='auto': this device runs multiples of {alignment} channels fastest, "
+                                 f"but the budget needs steps of {multiple}")
+        return outcome
+    if slower:
+        raise ValueError(f"round_to='auto': every plan that removes {ratio:.1%} of {cost.target} is predicted "
+                         f"slower than the dense model ({'; '.join(slower)}); change ratio, or pass round_to=None "
+                         f"to accept a slower model")
+    raise error or ValueError("no channel multiple meets the budget")
+
+
+def _plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table: latency.LatencyTable,
+                   ratio: float, max_layer_ratio: float, alignment: int, model: nn.Module, example_inputs: Any,
+                   pruned_copy: Callable[[dict[int, list[int]]], nn.Module]) -> PlanOutcome:
+    """Solve on the table, measure the pruned copy against the dense model, and re-aim if it misses by >5%."""
+    wanted = 1 - ratio
+    aim = wanted
+    tried: list[tuple[float, float, PlanOutcome]] = []
+    for attempt in range(_MAX_PASSES):
+        predictor = LatencyModel(groups, table)
+        plan = plan_latency(groups, scores, predictor, aim, max_layer_ratio, alignment, strict=attempt == 0)
+        predicted = predictor.fraction()
+        dense_time, pruned_time = latency.measure_latency([model, pruned_copy(plan)], example_inputs)
+        measured = pruned_time / dense_time
+        outcome = PlanOutcome(plan, alignment, reached=1 - measured)
+        tried.append((abs(measured / wanted - 1), measured, outcome))
+        if abs(measured / wanted - 1) <= _RELATIVE_TOLERANCE or predicted > aim * (1 + _RELATIVE_TOLERANCE):
+            break  # met, or the caps stop the solver short of where it aimed
+        aim = min(1.0, predicted * wanted / measured)  # measured ~ k * predicted near here: aim where k puts it
+    error, measured, outcome = min(tried, key=lambda t: t[0])
+    if error > _RELATIVE_TOLERANCE:
+        outcome.notes.append(
+            f"latency: asked for {wanted:.1%} of dense, measured {measured:.1%} after {len(tried)} passes; the "
+            f"per-layer table predicts this model {'poorly' if len(tried) == _MAX_PASSES else 'at its caps'} "
+            f"(timing noise from other processes, or time in unmeasured ops)")
+    return outcome

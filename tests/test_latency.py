@@ -1,0 +1,219 @@
+"""Latency tables, their cache, the alignment probe's decision, the latency solver and round_to="auto".
+
+Nothing here asserts on a measured time: tables are synthetic or injected, and measuring is only checked for
+what it records and caches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import taskprune
+from taskprune import latency
+from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph
+from taskprune.latency import LatencyTable, LayerLatency
+from taskprune.latency_budget import LatencyModel, plan_latency
+from taskprune.tasks import Tasks
+
+
+class Wide(nn.Module):
+    """Two tasks on a 64-channel trunk: wide enough that multiples of 16 leave room to prune."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                                   nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU())
+        self.a = nn.Sequential(nn.Conv2d(64, 48, 3, padding=1), nn.ReLU(), nn.Conv2d(48, 4, 1))
+        self.b = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 2, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.trunk(x)
+        return self.a(features), self.b(features)
+
+
+@pytest.fixture
+def wide() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    return Wide().eval(), torch.randn(1, 3, 8, 8)
+
+
+def _misaligned_table(model: nn.Module) -> LatencyTable:
+    """Every layer costs its MACs rounded up to 16 channels, and 1.6x more off a multiple of 16: the CPU
+    behaviour that makes plain pruning slower than dense."""
+
+    def cost(c: int) -> float:
+        return math.ceil(c / 16) * 16 * (1.0 if c % 16 == 0 else 1.6)
+
+    layers = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            ins, outs = tuple(range(1, m.in_channels + 1)), tuple(range(1, m.out_channels + 1))
+            layers[name] = LayerLatency("conv", 1.0, m.in_channels, m.out_channels, ins,
+                                        tuple(cost(c) for c in ins), outs, tuple(cost(c) for c in outs))
+        elif isinstance(m, nn.BatchNorm2d):
+            outs = tuple(range(1, m.num_features + 1))
+            layers[name] = LayerLatency("norm", 0.1, m.num_features, m.num_features,
+                                        out_counts=outs, out_times=tuple(cost(c) for c in outs))
+    return LatencyTable(total=1.0, alignment=1, layers=layers)
+
+
+def _predicted(table: LatencyTable, model: nn.Module) -> float:
+    """Latency of a (pruned) model by the table, reading the widths off its layers."""
+    modules = dict(model.named_modules())
+    total = 0.0
+    for name, layer in table.layers.items():
+        m = modules[name]
+        c_in, c_out = (m.in_channels, m.out_channels) if isinstance(m, nn.Conv2d) else (m.num_features,) * 2
+        total += layer.at(c_in, c_out, table.alignment)
+    return total
+
+
+def test_layer_latency_is_a_staircase_on_the_alignment():
+    layer = LayerLatency("norm", 2.0, 64, 64, out_counts=(16, 32, 48, 64), out_times=(1.0, 2.0, 3.0, 4.0))
+    assert layer.at(64, 64, alignment=16) == 2.0
+    assert layer.at(64, 49, alignment=16) == 2.0  # one channel past 48 pays for the whole vector
+    assert layer.at(64, 48, alignment=16) == 1.5
+    assert layer.at(64, 40, alignment=1) == pytest.approx(1.25)  # linear between measured counts
+    assert layer.at(64, 8, alignment=1) == pytest.approx(0.25)  # below the lowest count: proportional
+
+
+def test_table_json_round_trip():
+    table = _misaligned_table(Wide())
+    assert LatencyTable.from_dict(table.to_dict()) == table
+
+
+def test_measured_table_is_cached_and_keyed_by_input_shape(wide, tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKPRUNE_CACHE", str(tmp_path))
+    model, x = wide
+    table = latency.measure_table(model, x, alignment=16, progress=False, warmup=0, repeats=1)
+    assert set(table.layers) == {"trunk.0", "trunk.1", "trunk.3", "trunk.4", "a.0", "a.2", "b.0", "b.2"}
+    assert table.layers["trunk.3"].out_counts == (16, 32, 48, 64)
+    assert table.layers["a.0"].in_full == 64 and table.layers["a.0"].out_full == 48
+    assert len(list(tmp_path.glob("latency-*.json"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("measured again instead of reading the cache")
+
+    monkeypatch.setattr(latency, "_measure_layer", fail)
+    monkeypatch.setattr(latency, "measure_latency", fail)
+    assert latency.measure_table(model, x, alignment=16, progress=False) == table
+    with pytest.raises(AssertionError, match="measured again"):
+        latency.measure_table(model, torch.randn(1, 3, 16, 8), alignment=16, progress=False)
+
+
+def test_probe_runs_once_per_process_and_is_kept_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKPRUNE_CACHE", str(tmp_path))
+    monkeypatch.setattr(latency, "_ALIGNMENTS", {})
+    calls = []
+    monkeypatch.setattr(latency, "probe_alignment", lambda device: calls.append(device) or {"alignment": 8})
+    assert latency.device_alignment() == 8 and latency.device_alignment() == 8
+    assert len(calls) == 1
+    latency._ALIGNMENTS.clear()  # a new process: the disk cache answers
+    assert latency.device_alignment() == 8 and len(calls) == 1
+    with latency.override(alignment=4):
+        assert latency.device_alignment() == 4
+    assert latency.device_alignment() == 8
+
+
+@pytest.mark.parametrize(("step", "expected"), [(16, 16), (8, 8), (32, 32), (0, 1)])
+def test_probe_decision_finds_the_staircase_width(step, expected):
+    counts = list(range(16, 97))
+    times = [float(math.ceil(c / step) * step) if step else float(c) for c in counts]
+    assert latency._staircase_step(counts, times) == expected
+
+
+def _independent_groups(slopes: list[float], channels: int = 64) -> tuple[list[ChannelGroup], LatencyTable]:
+    """One norm layer per group, its latency linear in its width with the given slope per channel."""
+    groups, layers = [], {}
+    counts = tuple(range(1, channels + 1))
+    for index, slope in enumerate(slopes):
+        name = f"layer{index}"
+        idx = torch.arange(channels)
+        groups.append(ChannelGroup(index, name, channels, (name,), (), (ParamSlice(f"{name}.weight", 0, idx, idx),)))
+        layers[name] = LayerLatency("norm", slope * channels, channels, channels, out_counts=counts,
+                                    out_times=tuple(float(c) for c in counts))
+    return groups, LatencyTable(total=1.0, alignment=1, layers=layers)
+
+
+@pytest.mark.parametrize("fraction", [0.75, 0.5, 0.3125])
+def test_latency_solver_matches_brute_force_optimum(fraction):
+    slopes = [4.0, 1.0, 2.0]
+    groups, table = _independent_groups(slopes)
+    generator = torch.Generator().manual_seed(0)
+    scores = [torch.rand(64, generator=generator) * (i + 1) for i in range(3)]
+    step = 16
+    plan = plan_latency(groups, scores, LatencyModel(groups, table), fraction, max_layer_ratio=0.75, round_to=step)
+
+    normalised = [s / s.mean() for s in scores]
+    order = [torch.argsort(n, stable=True) for n in normalised]
+    dense = sum(s * 64 for s in slopes)
+    best = math.inf
+    for removed in itertools.product(range(0, 49, step), repeat=3):  # max_layer_ratio 0.75: at most 48 of 64
+        time = sum(s * (64 - r) for s, r in zip(slopes, removed, strict=True))
+        if time <= fraction * dense + 1e-9:
+            lost = sum(float(n[o[:r]].sum()) for n, o, r in zip(normalised, order, removed, strict=True))
+            best = min(best, lost)
+    lost = sum(float(normalised[i][torch.tensor(c)].sum()) for i, c in plan.items())
+    assert lost == pytest.approx(best)
+    assert LatencyModel(groups, table).predict(plan) <= fraction + 1e-9
+
+
+def test_latency_model_multiplies_input_and_output_widths(wide):
+    model, x = wide
+    graph = PruningGraph(model, x, Tasks.from_output(model(x)))
+    table = _misaligned_table(model)
+    predictor = LatencyModel(graph.groups, table)
+    plan = {g.index: list(range(g.channels // 2)) for g in graph.groups if not g.blocked}
+    graph.apply(plan)
+    assert predictor.predict(plan) * predictor.dense == pytest.approx(_predicted(table, model))
+
+
+def test_auto_rounding_is_never_slower_than_dense_where_plain_pruning_is(wide):
+    model, x = wide
+    table = _misaligned_table(model)
+    dense = _predicted(table, model)
+    returned = 0
+    with latency.override(table=table, alignment=16):
+        for target, ratio in [("params", 0.3), ("params", 0.5), ("macs", 0.4), ("macs", 0.6), ("channels", 0.4)]:
+            plain = taskprune.prune(model, x, ratio=ratio, target=target, round_to=None, progress=False)
+            assert _predicted(table, plain.model) > dense  # the table punishes misaligned widths
+            try:
+                auto = taskprune.prune(model, x, ratio=ratio, target=target, progress=False)
+            except ValueError as refused:  # coarse model: no plan meets the budget without slowing down
+                assert "predicted slower than the dense model" in str(refused)
+                continue
+            returned += 1
+            assert _predicted(table, auto.model) <= dense
+            assert abs(auto.report.reached - ratio) <= 0.01
+    assert returned >= 2
+
+
+def test_latency_target_corrects_a_biased_prediction(wide, monkeypatch):
+    model, x = wide
+    table = _misaligned_table(model)
+    table = LatencyTable(total=1.0, alignment=16, layers=table.layers)
+    dense = _predicted(table, model)
+    passes = []
+
+    def biased_clock(models, example_inputs, **kwargs):  # the device is 20% slower than the table says
+        passes.append(1)
+        return [1.0, min(1.0, 1.2 * _predicted(table, models[1]) / dense)]
+
+    monkeypatch.setattr(latency, "measure_latency", biased_clock)
+    with latency.override(table=table):
+        result = taskprune.prune(model, x, ratio=0.5, target="latency", round_to=4, progress=False)
+    assert len(passes) >= 2
+    assert abs((1 - result.report.reached) / 0.5 - 1) <= 0.05
+    for change in result.report.groups:
+        assert change.after == change.before or change.after % 4 == 0
+
+
+def test_round_to_must_be_auto_none_or_positive_int(wide):
+    model, x = wide
+    with pytest.raises(ValueError, match="round_to must be 'auto', None or a positive int"):
+        taskprune.prune(model, x, ratio=0.3, round_to="fast", progress=False)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from .budget import TARGETS, CostModel, plan_pruning
+from .budget import TARGETS, CostModel
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import PruningGraph, count_macs, count_params, layer_macs
+from .latency_budget import plan_for_target
 from .probe import find_unsafe_groups
 from .report import GroupChange, PruneReport
 from .safety import output_shapes, run_model, transplant, verify_outputs
@@ -42,7 +43,7 @@ class PruneResult:
 
 def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = "params",
           importance: Any = "magnitude", tasks: MultiTaskAdapter | None = None, data: Iterable[Any] | None = None,
-          num_batches: int = 16, protect: Sequence[str] = (), round_to: int | None = None,
+          num_batches: int = 16, protect: Sequence[str] = (), round_to: int | str | None = "auto",
           max_layer_ratio: float = 0.8, inplace: bool = False, progress: bool = True, seed: int = 0,
           strict: bool = False) -> PruneResult:
     """Remove whole channels from a (multi-task) model until `ratio` of `target` is gone.
@@ -50,8 +51,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     Args:
         model: any `nn.Module`; its output may be a tensor or a nested tuple/list/dict/namedtuple/dataclass.
         example_inputs: what the model is called with: a tensor, a tuple of positional args or a dict of kwargs.
-        ratio: fraction of `target` to remove, 0 < ratio < 1; reached within 1 percentage point.
-        target: "params", "macs" or "channels".
+        ratio: fraction of `target` to remove, 0 < ratio < 1; reached within 1 percentage point (latency: within
+            5% of the requested remaining latency, measured end to end, or the report says why not).
+        target: "params", "macs", "channels" or "latency" (measured on the model's device; see
+            `taskprune.latency`).
         importance: a criterion name (see `taskprune.list_criteria()`), a criterion instance, or a
             `torch_pruning.importance.Importance`.
         tasks: the model's tasks (`taskprune.Tasks`); by default every output leaf is its own task.
@@ -59,7 +62,9 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         num_batches: how many batches of `data` gradient criteria read.
         protect: fnmatch patterns of module names whose output channels are never pruned. Output layers are
             protected without being named.
-        round_to: keep every pruned group's channel count a multiple of this.
+        round_to: keep every pruned group's channel count a multiple of this; "auto" picks the multiple the
+            device runs fastest (a cached probe), falling back to smaller ones when the budget needs them; None
+            does not round.
         max_layer_ratio: no group loses more than this fraction of its channels.
         inplace: prune `model` itself; otherwise it is left untouched and a pruned copy is returned.
         progress: show a progress bar while collecting gradients.
@@ -105,19 +110,23 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         _check_scores(scores, graph, criterion.name)
     with _timed(timings, "planning"):
         cost = _cost_model(work, example_inputs, graph, target, macs_before, params_before)
-        plan = plan_pruning(graph.groups, scores, cost, ratio, max_layer_ratio, round_to)
+        planned = plan_for_target(graph.groups, scores, cost, target, ratio, max_layer_ratio, round_to, work,
+                                  example_inputs, _pruned_copy(work, example_inputs, adapter, protect), progress)
+        plan = planned.plan
     with _timed(timings, "applying"):
         channel_map = graph.apply(plan)
     with _timed(timings, "verifying"):
         verify_outputs(work, example_inputs, output_shapes(reference), graph.output_layers_by_key)
         macs_after, params_after = count_macs(work, example_inputs), count_params(work)
-    reached = _reduction(target, macs_before, macs_after, params_before, params_after, graph, plan)
+    reached = planned.reached if planned.reached is not None else \
+        _reduction(target, macs_before, macs_after, params_before, params_after, graph, plan)
     report = PruneReport(
         criterion=criterion.name, target=target, ratio=ratio, reached=reached,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
         groups=[GroupChange(g.root, g.channels, g.channels - len(plan.get(g.index, [])), tuple(sorted(g.tasks)),
                             g.blocked) for g in graph.groups],
-        protected_outputs=sorted(graph.output_layers), timings=timings, warnings=list(graph.warnings))
+        protected_outputs=sorted(graph.output_layers), timings=timings,
+        warnings=list(graph.warnings) + planned.notes)
     history = graph.history()
     if inplace:
         transplant(work, model)
@@ -149,14 +158,25 @@ def _validate(model: Any, ratio: Any, target: Any, num_batches: Any, round_to: A
         raise ValueError(f"Unknown target {target!r}; available: {', '.join(TARGETS)}")
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
         raise ValueError(f"num_batches must be a positive int, got {num_batches!r}")
-    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
-        raise ValueError(f"round_to must be None or a positive int, got {round_to!r}")
+    if round_to not in (None, "auto") and (isinstance(round_to, bool) or not isinstance(round_to, int)
+                                           or round_to < 1):
+        raise ValueError(f"round_to must be 'auto', None or a positive int, got {round_to!r}")
     if isinstance(max_layer_ratio, bool) or not isinstance(max_layer_ratio, (int, float)) \
             or not 0 < max_layer_ratio <= 1:
         raise ValueError(f"max_layer_ratio must be in (0, 1], got {max_layer_ratio!r}")
     patterns = (protect,) if isinstance(protect, str) else protect
     if not all(isinstance(p, str) for p in patterns):
         raise TypeError("protect must be a sequence of module-name patterns (str), e.g. ('head.*',)")
+
+
+def _pruned_copy(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter, protect: Sequence[str],
+                 ) -> Callable[[dict[int, list[int]]], nn.Module]:
+    """A function plan -> a pruned copy of `model` (its groups have the same indices), for measuring a plan."""
+    def pruned(plan: dict[int, list[int]]) -> nn.Module:
+        trial = copy.deepcopy(model)
+        PruningGraph(trial, example_inputs, adapter, protect=protect).apply(plan)
+        return trial
+    return pruned
 
 
 def _check_scores(scores: Any, graph: PruningGraph, name: str) -> None:

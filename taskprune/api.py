@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from torch import nn
 from .budget import TARGETS, CostModel
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
-from .graph import PruningGraph, count_macs, count_params, layer_macs
+from .graph import PruningGraph, activation_macs, count_macs, count_params, layer_macs
 from .latency_budget import plan_for_target
 from .probe import find_unsafe_groups
 from .report import GroupChange, PruneReport
@@ -196,6 +197,8 @@ def _cost_model(model: nn.Module, example_inputs: Any, graph: PruningGraph, targ
         own = {name: sum(p.numel() for p in m.parameters(recurse=False)) for name, m in model.named_modules()}
         rates = {p: per_layer.get(p.rpartition(".")[0], 0.0) / max(own.get(p.rpartition(".")[0], 1), 1)
                  for p in shapes}
+        for param, extra in activation_macs(model, example_inputs).items():
+            rates[param] = rates.get(param, 0.0) + extra / max(math.prod(shapes[param]), 1)
         return CostModel(graph.groups, shapes, rates, macs, target)
     return CostModel(graph.groups, shapes, dict.fromkeys(shapes, 1.0), params, target)
 

@@ -129,7 +129,7 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
                 sums[name] += float(loss.detach())
             if not progress and step % 50 == 0:
                 log(f"step {step}/{total_steps}, {time.perf_counter() - started:.0f} s, lr {config.lr * factor:.2e}, "
-                    + ", ".join(f"{name} {float(loss):.3f}" for name, loss in losses.items()))
+                    + ", ".join(f"{name} {float(loss.detach()):.3f}" for name, loss in losses.items()))
             out_of_time = _time_progress(started, config) >= 1
             if out_of_time:
                 break

@@ -20,7 +20,7 @@ from torch import nn
 from .blocks import C3, SPPF, ConvBNAct
 from .nms import batched_nms
 
-__all__ = ["DrivingNet", "DrivingOutput", "SIZES", "ANCHORS", "STRIDES"]
+__all__ = ["DrivingNet", "DrivingOutput", "decode_raw", "postprocess", "SIZES", "ANCHORS", "STRIDES"]
 
 # (width multiplier, depth multiplier); "m" matches YOLOP's widths and depths (about 8M parameters).
 SIZES: dict[str, tuple[float, float]] = {"n": (0.25, 0.34), "s": (0.5, 0.34), "m": (1.0, 1.0)}

@@ -11,6 +11,8 @@ Distractors that are not targets: buildings and signs, road arrows, a shoulder o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -81,21 +83,42 @@ def render_scene(rng: np.random.Generator, height: int, width: int
         image [H, W, 3] float32 in [0, 1]; boxes [N, 5] float32 (class 0, x1, y1, x2, y2 in pixels);
         drivable [H, W] bool; lane [H, W] bool.
     """
-    h, w = height, width
-    img = np.empty((h, w, 3), np.float32)
-    horizon = int(h * rng.uniform(0.34, 0.5))
-    rows = h - horizon
+    img = np.empty((height, width, 3), np.float32)
+    horizon = int(height * rng.uniform(0.34, 0.5))
     dusk = rng.random() < 0.25
+    _draw_sky(rng, img, horizon, dusk)
+    road = _draw_road(rng, img, horizon)
+    drivable = np.zeros((height, width), bool)
+    drivable[horizon:] = np.abs(road.u) <= 1
+    lane = np.zeros((height, width), bool)
+    lane[horizon:] = _draw_lane_lines(rng, img[horizon:], road)
+    _draw_poles(rng, img, road)
+    boxes = _draw_vehicles(rng, img, drivable, lane, road, dusk)
+    return _camera(rng, img, horizon, dusk), boxes, drivable, lane
 
-    # Sky and a skyline of buildings and trees standing on the horizon (vehicle-coloured boxes as distractors).
+
+@dataclass
+class _Road:
+    """Road geometry per row below the horizon: depth t, centre x, half-width; u = lateral coordinate per pixel."""
+
+    horizon: int
+    t: np.ndarray
+    centre: np.ndarray
+    half: np.ndarray
+    u: np.ndarray
+    shoulder_width: float
+    num_lanes: int = 0
+
+
+def _draw_sky(rng: np.random.Generator, img: np.ndarray, horizon: int, dusk: bool) -> None:
+    """Sky and a skyline of buildings and trees on the horizon (vehicle-coloured boxes as distractors)."""
+    h, w = img.shape[:2]
     sky_top = np.array([0.25, 0.45, 0.85]) * rng.uniform(0.6, 1.1) if not dusk else np.array([0.15, 0.1, 0.3])
     sky_low = np.array([0.75, 0.82, 0.9]) * rng.uniform(0.7, 1.1) if not dusk else np.array([0.95, 0.55, 0.3])
     if rng.random() < 0.3:
         sky_top = sky_low = np.full(3, rng.uniform(0.5, 0.85))  # overcast
     ramp = np.linspace(0, 1, horizon, dtype=np.float32)[:, None, None]
     img[:horizon] = sky_top * (1 - ramp) + sky_low * ramp
-    xx = np.arange(w, dtype=np.float32)[None, :]
-    yy = np.arange(h, dtype=np.float32)[:, None]
     for _ in range(rng.integers(2, 12)):
         bx, bw, bh = rng.uniform(-0.1, 1.0) * w, rng.uniform(0.04, 0.25) * w, rng.uniform(0.03, 0.3) * h
         top = max(0, int(horizon - bh))
@@ -104,37 +127,45 @@ def render_scene(rng: np.random.Generator, height: int, width: int
             colour = np.array([0.12, 0.3, 0.1]) * rng.uniform(0.6, 1.4)  # tree line
         img[top:horizon, max(0, int(bx)):max(0, int(bx + bw))] = colour
 
-    # Ground: grass, dirt or pavement with low-frequency texture.
+
+def _draw_road(rng: np.random.Generator, img: np.ndarray, horizon: int) -> _Road:
+    """Textured ground (grass, dirt or pavement), then the road surface and its non-drivable shoulder."""
+    h, w = img.shape[:2]
+    rows = h - horizon
     ground = np.array([[0.25, 0.42, 0.15], [0.5, 0.42, 0.3], [0.45, 0.45, 0.45]])[rng.integers(3)]
     texture = _smooth_noise(rng, rows, w, max(4.0, w / 40))[:, :, None]
     img[horizon:] = ground * (0.75 + 0.5 * texture)
-
-    # Road geometry per row below the horizon: centre x, half-width, lateral coordinate u of every pixel.
     t = (np.arange(rows, dtype=np.float32) + 0.5) / rows
     vanish = w * rng.uniform(0.35, 0.65)
     centre = vanish + rng.uniform(-0.35, 0.35) * w * t + rng.uniform(-0.6, 0.6) * w * (1 - t) ** 2
     half = t * w * rng.uniform(0.5, 1.1)
-    u = (xx - centre[:, None]) / half[:, None]
-    shoulder_width = rng.uniform(0.05, 0.3)
-    road = np.abs(u) <= 1
-    shoulder = (np.abs(u) > 1) & (np.abs(u) <= 1 + shoulder_width)
+    u = (np.arange(w, dtype=np.float32)[None, :] - centre[:, None]) / half[:, None]
+    road = _Road(horizon, t, centre, half, u, shoulder_width=rng.uniform(0.05, 0.3))
+    surface = np.abs(u) <= 1
+    shoulder = (np.abs(u) > 1) & (np.abs(u) <= 1 + road.shoulder_width)
     asphalt = rng.uniform(0.22, 0.5)
     patches = _smooth_noise(rng, rows, w, max(3.0, w / 25))
     below = img[horizon:]
     below[shoulder] = (asphalt * rng.uniform(0.8, 1.25) + 0.08 * patches[shoulder, None]) * np.array([1, 0.97, 0.92])
-    below[road] = asphalt + 0.12 * (patches[road, None] - 0.5)
+    below[surface] = asphalt + 0.12 * (patches[surface, None] - 0.5)
+    return road
 
-    # Lane lines: solid edges, dashed or solid (white or yellow) separators; alpha-blended by pixel coverage.
-    num_lanes = int(rng.integers(2, 5))
+
+def _draw_lane_lines(rng: np.random.Generator, below: np.ndarray, road: _Road) -> np.ndarray:
+    """Paint lane lines (solid edges; dashed or solid, white or yellow separators) and road arrows on the part of
+    the image below the horizon; returns the lane mask there (line coverage above half a pixel)."""
+    rows, w = road.u.shape
+    road.num_lanes = num_lanes = int(rng.integers(2, 5))
+    half, u = road.half[:, None], road.u
     lane_paint = np.zeros((rows, w), np.float32)
-    line_width = rng.uniform(0.015, 0.03) * half[:, None] + 0.3
-    z = 1 / t
+    line_width = rng.uniform(0.015, 0.03) * half + 0.3
+    z = 1 / road.t
     for k in range(num_lanes + 1):
         edge = k in (0, num_lanes)
         if edge and rng.random() < 0.3:
             continue  # unmarked road edge
         position = -1 + 2 * k / num_lanes + (0.03 if k == 0 else -0.03 if edge else 0)
-        alpha = np.clip(line_width / 2 - np.abs(u - position) * half[:, None] + 0.5, 0, 1)
+        alpha = np.clip(line_width / 2 - np.abs(u - position) * half + 0.5, 0, 1)  # anti-aliased coverage
         if not edge and rng.random() < 0.7:
             on = ((z * rng.uniform(1.5, 3.5) + rng.random()) % 1) < rng.uniform(0.3, 0.6)
             alpha *= on[:, None]
@@ -143,29 +174,32 @@ def render_scene(rng: np.random.Generator, height: int, width: int
         paint = paint * rng.uniform(0.6, 1.0)  # worn paint
         below[...] = below * (1 - alpha[:, :, None]) + paint * alpha[:, :, None]
         lane_paint = np.maximum(lane_paint, alpha)
+    rows_index = np.arange(rows, dtype=np.float32)[:, None]
     for _ in range(rng.integers(0, 3)):  # road arrows: painted, but not lane lines
         row = int(rng.uniform(0.3, 0.95) * rows)
         lane_u = -1 + (2 * rng.integers(num_lanes) + 1) / num_lanes
-        arrow = (np.abs(u - lane_u) < 0.25 / num_lanes) & (np.abs(yy[: rows] - row) < 0.08 * rows * t[row])
+        arrow = (np.abs(u - lane_u) < 0.25 / num_lanes) & (np.abs(rows_index - row) < 0.08 * rows * road.t[row])
         below[arrow] = 0.85
-    drivable = np.zeros((h, w), bool)
-    drivable[horizon:] = road
-    lane = np.zeros((h, w), bool)
-    lane[horizon:] = lane_paint > 0.5
+    return lane_paint > 0.5
 
-    # Roadside poles with signs: thin and vehicle-sized distractors.
+
+def _draw_poles(rng: np.random.Generator, img: np.ndarray, road: _Road) -> None:
+    """Roadside poles with signs: thin and vehicle-coloured distractors."""
+    rows = len(road.t)
     for _ in range(rng.integers(0, 5)):
         row = int(rng.uniform(0.1, 0.9) * rows)
-        side = rng.choice([-1.0, 1.0]) * (1 + shoulder_width + rng.uniform(0.05, 0.3))
-        px, size = centre[row] + side * half[row], max(1.0, 0.03 * half[row])
-        y_top = int(horizon + row - 12 * size)
-        img[max(0, y_top):horizon + row, max(0, int(px - size / 2)):max(0, int(px + size / 2) + 1)] = 0.35
+        side = rng.choice([-1.0, 1.0]) * (1 + road.shoulder_width + rng.uniform(0.05, 0.3))
+        px, size = road.centre[row] + side * road.half[row], max(1.0, 0.03 * road.half[row])
+        bottom = road.horizon + row
+        y_top = int(bottom - 12 * size)
+        img[max(0, y_top):bottom, max(0, int(px - size / 2)):max(0, int(px + size / 2) + 1)] = 0.35
         sign = _VEHICLE_COLOURS[rng.integers(len(_VEHICLE_COLOURS))]
         img[max(0, y_top):max(0, int(y_top + 3 * size)), max(0, int(px - 2 * size)):max(0, int(px + 2 * size))] = sign
 
-    boxes = _draw_vehicles(rng, img, drivable, lane, horizon, centre, half, num_lanes, shoulder_width, dusk)
 
-    # Shadows, lighting, blur and sensor noise act on the image only.
+def _camera(rng: np.random.Generator, img: np.ndarray, horizon: int, dusk: bool) -> np.ndarray:
+    """Cast shadows, gain, tint, gamma, blur and sensor noise: they change the image, never the labels."""
+    rows, w = img.shape[0] - horizon, img.shape[1]
     if rng.random() < 0.5:
         shade = _smooth_noise(rng, rows, w, w / rng.uniform(4, 10)) > rng.uniform(0.5, 0.7)
         img[horizon:][shade] *= rng.uniform(0.45, 0.7)
@@ -175,14 +209,14 @@ def render_scene(rng: np.random.Generator, height: int, width: int
     if rng.random() < 0.4:
         img = _box_blur(img)
     img += rng.normal(0, rng.uniform(0.005, 0.05), size=img.shape).astype(np.float32)
-    return np.clip(img, 0, 1).astype(np.float32), boxes, drivable, lane
+    return np.clip(img, 0, 1).astype(np.float32)
 
 
 def _draw_vehicles(rng: np.random.Generator, img: np.ndarray, drivable: np.ndarray, lane: np.ndarray,
-                   horizon: int, centre: np.ndarray, half: np.ndarray, num_lanes: int,
-                   shoulder_width: float, dusk: bool) -> np.ndarray:
+                   road: _Road, dusk: bool) -> np.ndarray:
     """Draw vehicles far to near, clearing masks under them; boxes of those with 25% of their drawn pixels seen."""
     h, w = drivable.shape
+    horizon, centre, half, num_lanes = road.horizon, road.centre, road.half, road.num_lanes
     rows = len(centre)
     count = int(rng.integers(0, 13))
     depth = np.sort(rng.uniform(0.05, 0.95, size=count) ** 1.3)  # far first; more far (small) vehicles
@@ -199,7 +233,7 @@ def _draw_vehicles(rng: np.random.Generator, img: np.ndarray, drivable: np.ndarr
         if slot in (-1, num_lanes) and rng.random() < 0.6:
             continue  # shoulders are mostly empty
         if slot in (-1, num_lanes):
-            lateral = (1.0 if slot > 0 else -1.0) * (1 + shoulder_width * 0.6)
+            lateral = (1.0 if slot > 0 else -1.0) * (1 + road.shoulder_width * 0.6)
         else:
             lateral = -1 + (2 * slot + 1) / num_lanes + rng.normal(0, 0.15 / num_lanes)
         kind = int(rng.choice(4, p=[0.55, 0.25, 0.12, 0.08]))

@@ -119,13 +119,15 @@ def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: A
     saved: dict[str, torch.Tensor] = payload["state_dict"]
     _check_layers(fresh_model, payload["history"], saved, where)
     was_training = fresh_model.training
+    fresh_model.eval()  # tracing must neither update nor need batch statistics (BatchNorm on a batch of one)
     try:
         replay_history(fresh_model, example_inputs, payload["history"])
     except Exception as error:
         raise ValueError(f"replaying the pruning of {where} on {type(fresh_model).__name__} failed: "
                          f"{type(error).__name__}: {error}; is it the same architecture, unpruned?"
                          ) from error
-    fresh_model.train(was_training)
+    finally:
+        fresh_model.train(was_training)
     _check_shapes(fresh_model, saved, where)
     fresh_model.load_state_dict(saved, strict=True)
     return fresh_model

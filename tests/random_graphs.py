@@ -32,7 +32,7 @@ BLOCK_KINDS = ("conv", "residual", "depthwise", "concat", "fuse")
 HEAD_KINDS = ("seg", "det", "cls")
 OUTPUT_FORMATS = ("dict", "tuple")
 
-widths = st.integers(min_value=2, max_value=24)
+widths = st.integers(min_value=3, max_value=24)
 
 
 @st.composite
@@ -58,7 +58,7 @@ def graph_specs(draw: Any) -> dict[str, Any]:
         "in_channels": draw(st.integers(1, 4)),
         "size": [draw(st.integers(16, 32)), draw(st.integers(16, 32))],
         "stem": draw(widths),
-        "blocks": draw(st.lists(_block(), min_size=1, max_size=5)),
+        "blocks": draw(st.lists(_block(), min_size=2, max_size=5)),
         "heads": heads,
         "output": ("tensor" if len(heads) == 1 and draw(st.booleans())
                    else draw(st.sampled_from(OUTPUT_FORMATS))),

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 import torch
 from conftest import snapshot, unchanged
-from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from random_graphs import BLOCK_KINDS, HEAD_KINDS, build, graph_specs
 from torch import nn
@@ -26,25 +26,22 @@ from taskprune.tasks import call_model, output_leaves
 
 OUTCOMES: dict[str, Counter[str]] = {}
 ALLOWED = (ValueError, TypeError, RuntimeError)
-# Examples per test: sized so this file runs in about a minute on the 2-core CI machine.
-EXAMPLES = 40
-# No shrinking: one prune takes about a second here, and shrinking a failure took over five minutes. The
-# generated graphs are small already, and hypothesis prints the failing spec, which `build(spec)` rebuilds.
+# Examples per test: sized so this file runs in under a minute on the shared 2-core machine (on one thread).
+EXAMPLES = 150
+ROUND_TRIP_EXAMPLES = 40
+# A failure is shrunk to a small spec (hypothesis prints it; `build(spec)` rebuilds the model); shrinking
+# takes a minute or two, and only when something fails.
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                    phases=[Phase.explicit, Phase.generate],
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-# Core bug (see test_macs_target_can_miss_by_more_than_a_point): prune(target="macs") can return a model whose
-# measured MACs reduction is more than a point off the request. While it is open, such examples are counted
-# and printed instead of failing; the strict xfail below turns red once it is fixed: then set this to False.
-MACS_BUDGET_BUG_OPEN = True
+
 
 
 VALID = {
-    "ratio": st.floats(0.05, 0.9),
+    "ratio": st.floats(0.05, 0.6),
     "target": st.sampled_from(["params", "macs", "channels"]),
     "importance": st.sampled_from(["magnitude", "random"]),
     "round_to": st.one_of(st.none(), st.integers(1, 8)),  # not "auto": it times layers on the device
-    "max_layer_ratio": st.floats(0.1, 1.0),
+    "max_layer_ratio": st.floats(0.3, 1.0),
     "seed": st.integers(0, 1000),
 }
 HOSTILE = {
@@ -58,10 +55,10 @@ HOSTILE = {
 
 @st.composite
 def prune_arguments(draw) -> dict:
-    """Valid keyword arguments, except that about one example in four has one hostile value."""
+    """Valid keyword arguments, except that about one example in five has one hostile value."""
     kwargs = {name: draw(strategy, label=name) for name, strategy in VALID.items()}
     # listed first, so examples shrink towards valid arguments
-    hostile = draw(st.sampled_from([None, None, None, None, None, None, *HOSTILE]), label="hostile argument")
+    hostile = draw(st.sampled_from([*[None] * 20, *HOSTILE]), label="hostile argument")
     if hostile is not None:
         kwargs[hostile] = draw(st.sampled_from(HOSTILE[hostile]), label=f"hostile {hostile}")
     return kwargs
@@ -71,7 +68,8 @@ def _protect_patterns(model: torch.nn.Module) -> st.SearchStrategy:
     """Nothing, one or two names or globs, a bare string, or (rarely) a hostile value."""
     names = [n for n, _ in model.named_modules() if n]
     patterns = st.sampled_from(names + ["heads.*", "blocks.0*", "stem.*", "*.0"])
-    return st.sampled_from(["none", "list", "list", "str", "none", "hostile"]).flatmap(lambda kind: {
+    kinds = ["none", "none", "none", "list", "list", "list", "str", "str", "hostile"]
+    return st.sampled_from(kinds).flatmap(lambda kind: {
         "none": st.just(()),
         "list": st.lists(patterns, min_size=1, max_size=2).map(tuple),
         "str": st.sampled_from(names),
@@ -102,8 +100,6 @@ def _check_pruned(model, result, example, kwargs, protect) -> str:
         before = sum(p.numel() for p in model.parameters())
         after = sum(p.numel() for p in result.model.parameters())
         assert abs((1 - after / before) - ratio) <= 0.01, (1 - after / before, ratio)
-    if abs(result.report.reached - ratio) > 0.01 and target == "macs" and MACS_BUDGET_BUG_OPEN:
-        return "pruned, macs missed by >1 point (known core bug)"
     assert abs(result.report.reached - ratio) <= 0.01, (result.report.reached, ratio, target)
     for group in result.report.groups:
         if group.after != group.before:
@@ -134,7 +130,7 @@ def test_prune_returns_a_working_model_or_a_clear_error(spec, kwargs, data):
     assert unchanged(model, before), "prune changed the caller's model"
 
 
-@settings(SETTINGS, max_examples=EXAMPLES // 2)
+@settings(SETTINGS, max_examples=ROUND_TRIP_EXAMPLES)
 @given(spec=graph_specs(), ratio=st.floats(0.05, 0.6), target=st.sampled_from(["params", "macs", "channels"]))
 def test_save_load_round_trip_on_random_graphs(tmp_path_factory, spec, ratio, target):
     model, example = build(spec)
@@ -177,10 +173,9 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU())
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: the MACs cost model leaves out parameter-free layers "
-                                       "(ReLU) that count_macs counts, and prune() does not compare the "
-                                       "measured reduction with the request; found by the random graphs")
-def test_macs_target_can_miss_by_more_than_a_point():
+def test_macs_target_is_met_or_refused_with_parameter_free_layers():
+    """Regression, found by the random graphs: the MACs plan left out the ReLUs' MACs and missed by 1.5 points
+    (reached 0.515 for 0.5) without saying so."""
     torch.manual_seed(0)
     model, x = DeadBranchNet().eval(), torch.randn(1, 1, 16, 16)
     try:
@@ -188,8 +183,6 @@ def test_macs_target_can_miss_by_more_than_a_point():
                                  progress=False)
     except ValueError:
         return  # saying why not is also keeping the promise
-    # today: reached 0.515 (MACs 33280 -> 16128) while the planner estimated 0.492: the three ReLUs that lost
-    # half their channels count 768 MACs that no parameter carries
     assert abs(result.report.reached - 0.5) <= 0.01, result.report.reached
 
 
@@ -210,6 +203,15 @@ def test_generator_covers_every_block_and_head_kind():
     collect()
     kinds = {*BLOCK_KINDS, *HEAD_KINDS, "dict", "tuple", "Tensor"}
     assert kinds <= set(seen), kinds - set(seen)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny graphs run faster on one thread than with OpenMP threads spinning on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", autouse=True)

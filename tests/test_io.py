@@ -114,6 +114,31 @@ def test_metadata_records_versions_budget_and_inputs(tmp_path):
     assert meta["format_version"] == FORMAT_VERSION
 
 
+class ClassifierHead(nn.Module):
+    """A BatchNorm1d on a batch of one fails in train mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(16, 16, 3, padding=1))
+        self.fc = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 5))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        return features, self.fc(features.mean(dim=(2, 3)))
+
+
+def test_fresh_model_in_train_mode_loads_and_keeps_its_mode(tmp_path):
+    x = torch.randn(1, 3, 8, 8)
+    result = taskprune.prune(_build(ClassifierHead), x, ratio=0.3, round_to=None, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=x)
+    torch.manual_seed(1)
+    fresh = ClassifierHead()  # train mode, as built
+    loaded = load(tmp_path / "pruned.pt", fresh)
+    assert loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(_outputs(result.model, x), _outputs(loaded, x), strict=True))
+
+
 def test_tuple_inputs_are_rebuilt_from_recorded_shapes(tmp_path):
     model = _build(TwoInputs)
     inputs = (torch.randn(1, 3, 16, 16), torch.randn(1, 1, 16, 16))

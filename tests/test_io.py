@@ -48,6 +48,15 @@ class TwoInputs(nn.Module):
         return {"seg": self.seg(features), "det": self.det(features)}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread than with OpenMP threads spinning on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _build(factory, seed: int = 0):
     torch.manual_seed(seed)
     return factory().eval()
@@ -74,7 +83,7 @@ def _assert_plain(obj, where: str = "file") -> None:
 @pytest.mark.parametrize("name", ROUND_TRIP_MODELS)
 def test_round_trip_is_exact(tmp_path, name):
     model, x = TINY_MODELS[name]()
-    result = taskprune.prune(model, x, ratio=0.3, progress=False)
+    result = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     fresh, _ = TINY_MODELS[name]()
     with torch.no_grad():  # different weights, so only the file can make the outputs match
@@ -88,9 +97,20 @@ def test_round_trip_is_exact(tmp_path, name):
     assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
 
 
+def test_round_trip_of_an_iterative_prune(tmp_path):
+    """The history of several prunes in a row replays step after step."""
+    from taskprune.iterative import prune_iteratively
+
+    model, x = TINY_MODELS["tiny_driving"]()
+    result = prune_iteratively(model, x, schedule=[0.2, 0.4], round_to=None, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=x)
+    loaded = load(tmp_path / "pruned.pt", TINY_MODELS["tiny_driving"]()[0])
+    assert all(torch.equal(a, b) for a, b in zip(_outputs(result.model, x), _outputs(loaded, x), strict=True))
+
+
 def test_file_is_plain_data_read_with_weights_only(tmp_path):
     model, x = TINY_MODELS["tiny_driving"]()
-    result = taskprune.prune(model, x, ratio=0.4, progress=False)
+    result = taskprune.prune(model, x, ratio=0.4, progress=False)  # the default round_to="auto" too
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     payload = torch.load(tmp_path / "pruned.pt", weights_only=True)
     _assert_plain(payload)
@@ -101,7 +121,7 @@ def test_file_is_plain_data_read_with_weights_only(tmp_path):
 
 def test_metadata_records_versions_budget_and_inputs(tmp_path):
     model, x = TINY_MODELS["yolo_seg"]()
-    result = taskprune.prune(model, x, ratio=0.25, target="macs", progress=False)
+    result = taskprune.prune(model, x, ratio=0.25, target="macs", round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     meta = read_metadata(tmp_path / "pruned.pt")
     assert meta["versions"] == {"taskprune": taskprune.__version__, "torch": str(torch.__version__),
@@ -142,7 +162,7 @@ def test_fresh_model_in_train_mode_loads_and_keeps_its_mode(tmp_path):
 def test_tuple_inputs_are_rebuilt_from_recorded_shapes(tmp_path):
     model = _build(TwoInputs)
     inputs = (torch.randn(1, 3, 16, 16), torch.randn(1, 1, 16, 16))
-    result = taskprune.prune(model, inputs, ratio=0.3, progress=False)
+    result = taskprune.prune(model, inputs, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=inputs)
     loaded = load(tmp_path / "pruned.pt", _build(TwoInputs, seed=1))
     assert all(torch.equal(a, b) for a, b in zip(_outputs(result.model, inputs), _outputs(loaded, inputs),
@@ -152,7 +172,7 @@ def test_tuple_inputs_are_rebuilt_from_recorded_shapes(tmp_path):
 def test_dict_inputs_must_be_given_to_load(tmp_path):
     model = _build(TwoInputs)
     inputs = {"image": torch.randn(1, 3, 16, 16), "guide": torch.randn(1, 1, 16, 16)}
-    result = taskprune.prune(model, inputs, ratio=0.3, progress=False)
+    result = taskprune.prune(model, inputs, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=inputs)
     fresh = _build(TwoInputs, seed=1)
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
@@ -166,7 +186,7 @@ def test_dict_inputs_must_be_given_to_load(tmp_path):
 
 def test_without_recorded_inputs_load_asks_for_them(tmp_path):
     model, x = TINY_MODELS["plain_det_seg"]()
-    save(taskprune.prune(model, x, ratio=0.3, progress=False), tmp_path / "pruned.pt")
+    save(taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False), tmp_path / "pruned.pt")
     with pytest.raises(ValueError, match="no example inputs were recorded.*example_inputs="):
         load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0])
     assert load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0], example_inputs=x) is not None
@@ -174,7 +194,8 @@ def test_without_recorded_inputs_load_asks_for_them(tmp_path):
 
 def test_other_architecture_names_the_missing_layer(tmp_path):
     model, x = TINY_MODELS["yolo_seg"]()
-    save(taskprune.prune(model, x, ratio=0.3, progress=False), tmp_path / "pruned.pt", example_inputs=x)
+    result = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=x)
     other, _ = TINY_MODELS["plain_det_seg"]()
     with pytest.raises(ValueError, match=r"layer '\w+(\.\w+)*' in the pruning history .* does not exist in "
                                          r"PlainDetSegNet"):
@@ -183,7 +204,7 @@ def test_other_architecture_names_the_missing_layer(tmp_path):
 
 def test_same_names_other_widths_names_the_weight_and_both_shapes(tmp_path):
     x = torch.randn(1, 3, 16, 16)
-    result = taskprune.prune(_build(Branchy), x, ratio=0.5, progress=False)
+    result = taskprune.prune(_build(Branchy), x, ratio=0.5, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     kept_b = result.model.b[0].out_channels
     with pytest.raises(ValueError) as caught:
@@ -195,8 +216,8 @@ def test_same_names_other_widths_names_the_weight_and_both_shapes(tmp_path):
 
 def test_narrower_architecture_fails_replay_with_a_clear_error(tmp_path):
     x = torch.randn(1, 3, 16, 16)
-    save(taskprune.prune(_build(Branchy), x, ratio=0.5, progress=False), tmp_path / "pruned.pt",
-         example_inputs=x)
+    result = taskprune.prune(_build(Branchy), x, ratio=0.5, round_to=None, progress=False)
+    save(result, tmp_path / "pruned.pt", example_inputs=x)
     with pytest.raises(ValueError, match="another architecture|replaying the pruning"):
         load(tmp_path / "pruned.pt", _build(lambda: Branchy(width=4, head_b=2)))
 
@@ -252,7 +273,7 @@ def test_export_matches_pytorch(tmp_path, name):
 @needs_onnxruntime
 def test_export_of_a_pruned_model_with_keyword_inputs(tmp_path):
     inputs = {"image": torch.randn(1, 3, 16, 16), "guide": torch.randn(1, 1, 16, 16)}
-    pruned = taskprune.prune(_build(TwoInputs), inputs, ratio=0.3, progress=False).model
+    pruned = taskprune.prune(_build(TwoInputs), inputs, ratio=0.3, round_to=None, progress=False).model
     differences = export_onnx(pruned, inputs, tmp_path / "model.onnx")
     assert set(differences) == {"seg", "det"}
     import onnxruntime

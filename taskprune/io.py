@@ -207,10 +207,13 @@ def _input_spec(example_inputs: Any) -> dict[str, Any]:
     return {"kind": "none" if example_inputs is None else "unsupported", "items": []}
 
 
+_NOT_REBUILT = {"dict": "the model was pruned with dict (keyword) example inputs",
+                "none": "no example inputs were recorded when it was saved",
+                "unsupported": "its example inputs were not plain tensors"}
+
+
 def _zeros_like_spec(spec: Mapping[str, Any], device: torch.device, where: str) -> Any:
-    why = {"dict": "the model was pruned with dict (keyword) example inputs", "tensor": "", "tuple": "",
-           "none": "no example inputs were recorded when it was saved"}.get(spec["kind"], "they were not "
-                                                                                       "tensors")
+    why = _NOT_REBUILT.get(spec["kind"], "")
     dtypes = [getattr(torch, item["dtype"], None) for item in spec["items"]]
     if not why and not all(isinstance(d, torch.dtype) for d in dtypes):
         why = f"it records an unknown input dtype among {[item['dtype'] for item in spec['items']]}"

@@ -28,15 +28,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from .tasks import call_model
 
-__all__ = ["LayerLatency", "LatencyTable", "cache_dir", "device_alignment", "measure_latency", "measure_table",
-           "override", "time_call"]
+__all__ = ["LayerLatency", "LatencyTable", "cache_dir", "device_alignment", "latency_ratios", "measure_latency",
+           "measure_rounds", "measure_table", "override", "time_call"]
 
 _FORMAT = 1
 _FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
@@ -150,6 +150,22 @@ def measure_latency(models: Sequence[nn.Module], example_inputs: Any, *, warmup:
     The models run round-robin (one forward each per round, the order rotating), so load from other processes
     hits all of them alike: compare the numbers of one call with each other, not across calls.
     """
+    return [statistics.median(t) for t in measure_rounds(models, example_inputs, warmup, repeats)]
+
+
+def latency_ratios(models: Sequence[nn.Module], example_inputs: Any, *, warmup: int = 2,
+                   repeats: int = 9) -> list[float]:
+    """Each model's latency relative to `models[0]`: the median over rounds of the ratio within one round.
+
+    A ratio of two forwards a fraction of a second apart cancels the load that other processes put on a shared
+    machine far better than a ratio of two medians does.
+    """
+    rounds = measure_rounds(models, example_inputs, warmup, repeats)
+    return [statistics.median(t / r for t, r in zip(times, rounds[0], strict=True)) for times in rounds]
+
+
+def measure_rounds(models: Sequence[nn.Module], example_inputs: Any, warmup: int, repeats: int) -> list[list[float]]:
+    """Seconds per forward, per model per round; within a round every model runs once, the order rotating."""
     modes = [m.training for m in models]
     times: list[list[float]] = [[] for _ in models]
     try:
@@ -167,7 +183,7 @@ def measure_latency(models: Sequence[nn.Module], example_inputs: Any, *, warmup:
     finally:
         for m, mode in zip(models, modes, strict=True):
             m.train(mode)
-    return [statistics.median(t) for t in times]
+    return times
 
 
 # -- caching ------------------------------------------------------------------------------------------------------
@@ -385,7 +401,7 @@ def _counts(full: int, alignment: int) -> tuple[int, ...]:
 
 def _resized(module: nn.Module, kind: str, c_in: int, c_out: int) -> nn.Module:
     if kind in ("conv", "conv_transpose", "depthwise"):
-        assert isinstance(module, nn.modules.conv._ConvNd)
+        module = cast(nn.modules.conv._ConvNd, module)
         groups = c_out if kind == "depthwise" else 1
         kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation, groups=groups,
                       bias=module.bias is not None)
@@ -400,7 +416,8 @@ def _resized(module: nn.Module, kind: str, c_in: int, c_out: int) -> nn.Module:
 def _measure_layer(module: nn.Module, shape: tuple[int, ...], calls: int, alignment: int, device: torch.device,
                    warmup: int, repeats: int) -> LayerLatency:
     kind = _kind(module)
-    assert kind is not None
+    if kind is None:
+        raise TypeError(f"cannot time a {type(module).__name__} at other channel counts")
     channel_dim = -1 if kind == "linear" else 1
     c_in = shape[channel_dim]
     c_out = {"conv": getattr(module, "out_channels", c_in), "conv_transpose": getattr(module, "out_channels", c_in),

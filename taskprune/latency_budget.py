@@ -32,6 +32,7 @@ __all__ = ["LatencyModel", "PlanOutcome", "plan_latency", "plan_for_target"]
 
 _RELATIVE_TOLERANCE = 0.05  # the latency target is met within 5% of the requested remaining latency
 _MAX_PASSES = 3
+_REPEATS = 15  # end-to-end rounds per measured pass
 
 
 class LatencyModel:
@@ -284,13 +285,13 @@ def _plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table
         predictor = LatencyModel(groups, table)
         plan = plan_latency(groups, scores, predictor, aim, max_layer_ratio, alignment, strict=attempt == 0)
         predicted = predictor.fraction()
-        dense_time, pruned_time = latency.measure_latency([model, pruned_copy(plan)], example_inputs)
-        measured = pruned_time / dense_time
+        measured = latency.latency_ratios([model, pruned_copy(plan)], example_inputs, repeats=_REPEATS)[1]
         outcome = PlanOutcome(plan, alignment, reached=1 - measured)
         tried.append((abs(measured / wanted - 1), measured, outcome))
         if abs(measured / wanted - 1) <= _RELATIVE_TOLERANCE or predicted > aim * (1 + _RELATIVE_TOLERANCE):
             break  # met, or the caps stop the solver short of where it aimed
-        aim = min(1.0, predicted * wanted / measured)  # measured ~ k * predicted near here: aim where k puts it
+        # measured ~ k * predicted near here: aim where k puts it (k bounded: one noisy pass must not swing it)
+        aim = min(1.0, predicted * wanted / min(max(measured, 0.8 * predicted), 1.25 * predicted))
     error, measured, outcome = min(tried, key=lambda t: t[0])
     if error > _RELATIVE_TOLERANCE:
         outcome.notes.append(

@@ -39,6 +39,30 @@ from .tiny_blocks import GroupedSplitNet as GroupedSplitNet
 from .tiny_blocks import SpatialAttentionNet as SpatialAttentionNet
 from .tiny_blocks import TransposedDecoderNet as TransposedDecoderNet
 from .tiny_blocks import concat_dict, grouped_split_dataclass, spatial_attention, transposed_decoder
+from .zoo import ConvNeXtLike as ConvNeXtLike
+from .zoo import DeepLabLike as DeepLabLike
+from .zoo import DenseNetLike as DenseNetLike
+from .zoo import ESPNetLike as ESPNetLike
+from .zoo import FCNLike as FCNLike
+from .zoo import FPNSharedHeadDetector as FPNSharedHeadDetector
+from .zoo import MobileNetV3SmallLike as MobileNetV3SmallLike
+from .zoo import ResNetBasicLike as ResNetBasicLike
+from .zoo import ViTLike as ViTLike
+from .zoo import YOLOPLike as YOLOPLike
+from .zoo import YOLOv8SegLike as YOLOv8SegLike
+from .zoo import (
+    convnext_like,
+    deeplab_like,
+    densenet_like,
+    espnet_like,
+    fcn_like,
+    fpn_shared_head,
+    mobilenetv3_small_like,
+    resnet_basic_like,
+    vit_like,
+    yolop_like,
+    yolov8_seg_like,
+)
 
 __all__ = [
     # registries
@@ -67,6 +91,18 @@ __all__ = [
     "TinyDrivingNet",
     "TransposedDecoderNet",
     "YoloSegNet",
+    # zoo models
+    "ConvNeXtLike",
+    "DeepLabLike",
+    "DenseNetLike",
+    "ESPNetLike",
+    "FCNLike",
+    "FPNSharedHeadDetector",
+    "MobileNetV3SmallLike",
+    "ResNetBasicLike",
+    "ViTLike",
+    "YOLOPLike",
+    "YOLOv8SegLike",
     # large models
     "ResNet50ThreeHead",
     "resnet50_three_head",
@@ -87,7 +123,19 @@ TINY_MODELS: dict[str, ModelFactory] = {
 }
 """Tiny multi-task models (a few thousand to ~200k parameters, inputs 32x32 to 64x64)."""
 
-ZOO_MODELS: dict[str, ModelFactory] = {}
+ZOO_MODELS: dict[str, ModelFactory] = {
+    "yolop_like": yolop_like,
+    "espnet_like": espnet_like,
+    "deeplab_like": deeplab_like,
+    "fcn_like": fcn_like,
+    "resnet_basic_like": resnet_basic_like,
+    "mobilenetv3_small_like": mobilenetv3_small_like,
+    "densenet_like": densenet_like,
+    "convnext_like": convnext_like,
+    "vit_like": vit_like,
+    "fpn_shared_head": fpn_shared_head,
+    "yolov8_seg_like": yolov8_seg_like,
+}
 """Small lookalikes of published architectures (inputs about 64x64)."""
 
 LARGE_MODELS: dict[str, ModelFactory] = {

@@ -16,13 +16,18 @@ Factory = TypeVar("Factory", bound=Callable[..., tuple[nn.Module, Any]])
 
 
 def randomize_norms(model: nn.Module) -> nn.Module:
-    """Give every BatchNorm non-trivial affine weights and running statistics, in place.
+    """Give every BatchNorm non-trivial affine weights and running statistics, in place; also perturb the
+    affine weights of LayerNorm and GroupNorm.
 
-    Freshly built BatchNorm layers have gamma=1, beta=0, mean=0, var=1, so every channel looks alike to a
-    magnitude criterion; a slight spread gives the criteria something to rank. Uses the current RNG.
+    Freshly built norm layers have gamma=1, beta=0 (and BatchNorm mean=0, var=1), so every channel looks alike to
+    a magnitude criterion; a slight spread gives the criteria something to rank. Uses the current RNG.
     """
     with torch.no_grad():
         for module in model.modules():
+            if isinstance(module, (nn.LayerNorm, nn.GroupNorm)) and module.weight is not None:
+                module.weight.uniform_(0.8, 1.2)
+                if module.bias is not None:
+                    module.bias.normal_(0.0, 0.05)
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 if module.weight is not None and module.bias is not None:
                     module.weight.uniform_(0.5, 1.5)

@@ -101,11 +101,24 @@ def _build_graph(model: nn.Module, example_inputs: object) -> tp.DependencyGraph
     )
 
 
-@pytest.mark.parametrize("name", list(TINY_MODELS))
-def test_torch_pruning_builds_a_dependency_graph(name: str) -> None:
-    model, example_inputs = TINY_MODELS[name]()
+@pytest.mark.parametrize(("kind", "name"), ALL_SMALL)
+def test_torch_pruning_builds_a_dependency_graph(kind: str, name: str) -> None:
+    model, example_inputs = REGISTRIES[kind][name]()
     graph = _build_graph(model, example_inputs)
-    assert len(list(graph.get_all_groups())) > 0
+    assert graph.module2node
+
+
+# yolop_like's graph builds, but listing its groups does not finish in torch-pruning 1.6.1: the Detect head's
+# eval decoding (slices of the last dim after a permute, a cat on dim -1, a view to [B, N, 5 + nc] and a cat of
+# all levels on dim 1) sends DependencyGraph._fix_dependency_graph_non_recursive into a combinatorial walk.
+# It stays in the zoo as a case the pruner must refuse clearly (or handle with a time limit).
+GROUPS_HANG = {"yolop_like"}
+
+
+@pytest.mark.parametrize(("kind", "name"), [(k, n) for k, n in ALL_SMALL if n not in GROUPS_HANG])
+def test_torch_pruning_lists_groups(kind: str, name: str) -> None:
+    model, example_inputs = REGISTRIES[kind][name]()
+    assert len(list(_build_graph(model, example_inputs).get_all_groups())) > 0
 
 
 def test_attribution_groups_match_the_answer() -> None:

@@ -118,7 +118,7 @@ def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: A
         example_inputs = _zeros_like_spec(payload["inputs"], device, where)
     saved: dict[str, torch.Tensor] = payload["state_dict"]
     _check_layers(fresh_model, payload["history"], saved, where)
-    was_training = fresh_model.training
+    modes = [(module, module.training) for module in fresh_model.modules()]
     fresh_model.eval()  # tracing must neither update nor need batch statistics (BatchNorm on a batch of one)
     try:
         replay_history(fresh_model, example_inputs, payload["history"])
@@ -127,7 +127,8 @@ def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: A
                          f"{type(error).__name__}: {error}; is it the same architecture, unpruned?"
                          ) from error
     finally:
-        fresh_model.train(was_training)
+        for module, training in modes:
+            module.training = training
     _check_shapes(fresh_model, saved, where)
     fresh_model.load_state_dict(saved, strict=True)
     return fresh_model

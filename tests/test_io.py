@@ -153,9 +153,10 @@ def test_fresh_model_in_train_mode_loads_and_keeps_its_mode(tmp_path):
     result = taskprune.prune(_build(ClassifierHead), x, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     torch.manual_seed(1)
-    fresh = ClassifierHead()  # train mode, as built
+    fresh = ClassifierHead()  # train mode, as built, except a frozen feature extractor
+    fresh.features.eval()
     loaded = load(tmp_path / "pruned.pt", fresh)
-    assert loaded.training
+    assert loaded.training and loaded.fc.training and not loaded.features.training
     assert all(torch.equal(a, b) for a, b in zip(_outputs(result.model, x), _outputs(loaded, x), strict=True))
 
 

@@ -314,7 +314,7 @@ def _staircase_step(counts: list[int], times: list[float], threshold: float = 0.
 
 # -- per-layer tables ---------------------------------------------------------------------------------------------
 def measure_table(model: nn.Module, example_inputs: Any, *, alignment: int = 1, progress: bool = True,
-                  warmup: int = 1, repeats: int = 5) -> LatencyTable:
+                  warmup: int = 1, repeats: int = 7) -> LatencyTable:
     """Latency table of `model` on its device, from the `override` table, the disk cache, or measurement.
 
     Every convolution, linear and norm layer is timed alone on a random input of the shape it receives in

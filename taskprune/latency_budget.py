@@ -31,7 +31,7 @@ from .graph import ChannelGroup
 __all__ = ["LatencyModel", "PlanOutcome", "plan_latency", "plan_for_target"]
 
 _RELATIVE_TOLERANCE = 0.05  # the latency target is met within 5% of the requested remaining latency
-_MAX_PASSES = 3
+_MAX_PASSES = 4
 _REPEATS = 15  # end-to-end rounds per measured pass
 
 
@@ -277,25 +277,42 @@ def _plan_auto(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: Cos
 def _plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table: latency.LatencyTable,
                    ratio: float, max_layer_ratio: float, alignment: int, model: nn.Module, example_inputs: Any,
                    pruned_copy: Callable[[dict[int, list[int]]], nn.Module]) -> PlanOutcome:
-    """Solve on the table, measure the pruned copy against the dense model, and re-aim if it misses by >5%."""
+    """Solve on the table, measure the pruned copy against the dense model, and re-aim while it misses by >5%."""
     wanted = 1 - ratio
     aim = wanted
     tried: list[tuple[float, float, PlanOutcome]] = []
+    points: list[tuple[float, float]] = []  # (predicted, measured) fraction of dense, per pass
+    capped = False
     for attempt in range(_MAX_PASSES):
         predictor = LatencyModel(groups, table)
         plan = plan_latency(groups, scores, predictor, aim, max_layer_ratio, alignment, strict=attempt == 0)
         predicted = predictor.fraction()
         measured = latency.latency_ratios([model, pruned_copy(plan)], example_inputs, repeats=_REPEATS)[1]
-        outcome = PlanOutcome(plan, alignment, reached=1 - measured)
-        tried.append((abs(measured / wanted - 1), measured, outcome))
-        if abs(measured / wanted - 1) <= _RELATIVE_TOLERANCE or predicted > aim * (1 + _RELATIVE_TOLERANCE):
+        tried.append((abs(measured / wanted - 1), measured, PlanOutcome(plan, alignment, reached=1 - measured)))
+        capped = predicted > aim * (1 + _RELATIVE_TOLERANCE)
+        if tried[-1][0] <= _RELATIVE_TOLERANCE or (capped and measured > wanted):
             break  # met, or the caps stop the solver short of where it aimed
-        # measured ~ k * predicted near here: aim where k puts it (k bounded: one noisy pass must not swing it)
-        aim = min(1.0, predicted * wanted / min(max(measured, 0.8 * predicted), 1.25 * predicted))
+        points.append((predicted, measured))
+        aim = _next_aim(points, wanted)
     error, measured, outcome = min(tried, key=lambda t: t[0])
     if error > _RELATIVE_TOLERANCE:
-        outcome.notes.append(
-            f"latency: asked for {wanted:.1%} of dense, measured {measured:.1%} after {len(tried)} passes; the "
-            f"per-layer table predicts this model {'poorly' if len(tried) == _MAX_PASSES else 'at its caps'} "
-            f"(timing noise from other processes, or time in unmeasured ops)")
+        why = ("max_layer_ratio, the protected outputs and the alignment stop the solver there" if capped else
+               "the per-layer table mispredicts this model (time in untimed ops, or other processes' load)")
+        outcome.notes.append(f"latency: asked for {wanted:.1%} of dense, measured {measured:.1%} after "
+                             f"{len(tried)} passes: {why}")
     return outcome
+
+
+def _next_aim(points: list[tuple[float, float]], wanted: float) -> float:
+    """Where to aim the prediction next: through the last two (predicted, measured) passes when they differ
+    (a secant also absorbs a fixed offset), else by the last pass's measured/predicted factor (bounded 0.5-2)."""
+    predicted, measured = points[-1]
+    if len(points) >= 2:
+        before_predicted, before_measured = points[-2]
+        slope = (measured - before_measured) / (predicted - before_predicted) if predicted != before_predicted else 0
+        if slope > 0.1:
+            return min(1.0, max(0.02, predicted + (wanted - measured) / slope))
+    factor = min(max(measured / predicted, 0.5), 2.0) if predicted > 0 else 1.0
+    return min(1.0, max(0.02, wanted / factor))
+
+

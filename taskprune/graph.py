@@ -10,15 +10,17 @@ from __future__ import annotations
 import fnmatch
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch_pruning import _helpers as tp_helpers
 from torch_pruning import ops as tp_ops
+from torch_pruning.dependency import index_mapping as tp_index_mapping
 
 from .attribution import NodeInfo, attribute_tasks
+from .groups import ChannelGroup, ParamSlice, param_slices
 from .tasks import MultiTaskAdapter, call_model, flatten_outputs, output_leaves
 
 __all__ = [
@@ -37,31 +39,6 @@ __all__ = [
 # an output stops, and what is protected there.
 _CHANNEL_DEFINING = {tp_ops.OPTYPE.CONV, tp_ops.OPTYPE.LINEAR, tp_ops.OPTYPE.EMBED, tp_ops.OPTYPE.MHA,
                      tp_ops.OPTYPE.LSTM, tp_ops.OPTYPE.PARAMETER}
-
-
-@dataclass(frozen=True)
-class ParamSlice:
-    """The part of one parameter that a group's channels own: `param[..., local[i], ...]` (along `dim`) belongs
-    to the group's channel `root[i]`."""
-
-    param: str
-    dim: int
-    local: torch.Tensor
-    root: torch.Tensor
-
-
-@dataclass
-class ChannelGroup:
-    """Channels that must be removed together (one root layer's outputs and everything coupled to them)."""
-
-    index: int
-    root: str
-    channels: int
-    out_layers: tuple[str, ...]
-    in_layers: tuple[str, ...]
-    slices: tuple[ParamSlice, ...]
-    tasks: frozenset[str] = field(default_factory=frozenset)
-    blocked: str = ""  # why the group may not be pruned, empty when it may
 
 
 def count_params(model: nn.Module) -> int:
@@ -133,6 +110,82 @@ def _per_channel_parameter(module: nn.Module) -> str | None:
     return None
 
 
+class _DependencyGraph(tp.DependencyGraph):
+    """torch-pruning's DependencyGraph with a group search that is linear instead of quadratic and cannot loop.
+
+    torch-pruning 1.6.1 checks every new (layer, indices) pair against the whole group so far (quadratic: 8 s for
+    one ESPNet-style graph) and, on some reshape/slice chains (a YOLO head that decodes boxes in its forward), keeps
+    producing new index lists forever. A set of seen pairs and a step limit fix both.
+    """
+
+    max_steps = 200_000
+
+    def get_pruning_group(self, module: Any, pruning_fn: Any, idxs: Sequence[int]) -> Any:
+        if module not in self.module2node:
+            raise ValueError(f"module {module} is not in the dependency graph")
+        if isinstance(module, tp_ops.TORCH_CONV) and module.groups == module.out_channels and module.out_channels > 1:
+            pruning_fn = tp.pruner.function.prune_depthwise_conv_out_channels
+        idxs = [idxs] if isinstance(idxs, int) else idxs
+        hybrid = [tp_helpers._HybridIndex(idx=i, root_idx=i) for i in idxs]
+        tp_index_mapping.update_index_mapping(self)
+        group = tp.dependency.Group()
+        root = self.module2node[module]
+        group.add_dep(dep=tp.dependency.Dependency(pruning_fn, pruning_fn, source=root, target=root), idxs=hybrid)
+        seen = {(id(root), pruning_fn, tuple(hybrid))}
+        stack = [(group[0].dep, hybrid)]
+        while stack:
+            if len(seen) > self.max_steps:
+                raise RuntimeError(f"the dependency search from {self._module2name.get(module, module)} does not "
+                                   "converge (index mappings through reshapes keep changing)")
+            dep, current = stack.pop()
+            for new_dep in dep.target.dependencies:
+                if not new_dep.is_triggered_by(dep.handler):
+                    continue
+                mapped = current
+                for mapping in new_dep.index_mapping:
+                    if mapping is not None:
+                        mapped = mapping(mapped)
+                key = (id(new_dep.target), new_dep.handler, tuple(mapped))
+                if not mapped or key in seen:
+                    continue
+                seen.add(key)
+                group.add_dep(new_dep, mapped)
+                stack.append((new_dep, mapped))
+        merged = tp.dependency.Group()
+        ignored = {id(p) for p in self.ignored_params}
+        for dep, item_idxs in group.items:
+            if not (isinstance(dep.target.module, nn.Parameter) and id(dep.target.module) in ignored):
+                merged.add_and_merge(dep, item_idxs)
+        merged._DG = self
+        for i in range(len(merged)):
+            item_idxs = merged[i].idxs
+            merged[i] = tp_helpers.GroupItem(merged[i].dep, tp_helpers.to_plain_idxs(item_idxs))
+            merged[i].root_idxs = tp_helpers.to_root_idxs(item_idxs)
+        return merged
+
+    def get_all_groups(self, ignored_layers: Any = (), root_module_types: Any = ()) -> Any:
+        """Like torch-pruning's, but a root whose search fails is skipped and remembered in `self.failed_roots`."""
+        self.failed_roots: dict[str, str] = {}
+        visited: set[int] = set()
+        ignored = {id(m) for m in list(ignored_layers) + list(self.IGNORED_LAYERS_IN_TRACING)}
+        for module in list(self.module2node):
+            if id(module) in ignored or id(module) in visited or not isinstance(module, tuple(root_module_types)):
+                continue
+            pruner = self.get_pruner_of_module(module)
+            if pruner is None or pruner.get_out_channels(module) is None:
+                continue
+            try:
+                group = self.get_pruning_group(module, pruner.prune_out_channels,
+                                               list(range(pruner.get_out_channels(module))))
+            except RuntimeError as error:
+                self.failed_roots[self._module2name.get(module, str(module))] = str(error)
+                continue
+            outs = [dep.target.module for dep, _ in group if self.is_out_channel_pruning_fn(dep.handler)]
+            visited.update(id(m) for m in outs)
+            if not any(id(m) in ignored for m in outs):
+                yield group
+
+
 class PruningGraph:
     """torch-pruning's DependencyGraph of a model, read into plain `ChannelGroup`s with task attribution.
 
@@ -158,7 +211,7 @@ class PruningGraph:
         # tracing follows autograd, so it must run with gradients on even inside a caller's no_grad
         with warnings.catch_warnings(record=True) as caught, torch.enable_grad():
             warnings.simplefilter("always")
-            self.dg = tp.DependencyGraph().build_dependency(
+            self.dg = _DependencyGraph().build_dependency(
                 model, example_inputs, forward_fn=forward, output_transform=flatten_outputs, verbose=True)
         model.train(was_training)
         self.warnings = [str(w.message).strip().splitlines()[0] for w in caught
@@ -224,6 +277,7 @@ class PruningGraph:
                 continue
             groups.append(group)
             self._roots.append((tp_group[0].dep.target.module, tp_group[0].dep.handler))
+        self.warnings += [f"{root}: kept whole: {reason}" for root, reason in self.dg.failed_roots.items()]
         return groups
 
     def _read_group(self, index: int, tp_group: Any) -> ChannelGroup | None:
@@ -248,7 +302,7 @@ class PruningGraph:
                 blocked = f"grouped convolution {name} (groups={module.groups}) is kept whole"
             local = torch.as_tensor(list(item.idxs), dtype=torch.long)
             root = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
-            slices.extend(_param_slices(name, module, is_out, local, root))
+            slices.extend(param_slices(name, module, is_out, local, root))
         if not slices:
             return None
         return ChannelGroup(index=index, root=self._node_name(root_module), channels=channels,
@@ -293,39 +347,6 @@ _TP_VIRTUAL = (tp_ops._ConcatOp, tp_ops._SplitOp, tp_ops._ElementWiseOp, tp_ops.
                tp_ops._UnbindOp, tp_ops._ExpandOp, tp_ops._SliceOp)
 
 
-def _param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor,
-                  root: torch.Tensor) -> list[ParamSlice]:
-    """The parameters a channel of `module` owns, and along which dimension."""
-    if isinstance(module, nn.Parameter):
-        return []  # unwrapped parameters: scored by their modules' slices, pruned by torch-pruning
-    dims: list[tuple[str, int]] = []
-    if isinstance(module, tp_ops.TORCH_CONV):
-        depthwise = module.groups == module.out_channels and module.groups > 1
-        transposed = bool(module.transposed)
-        if is_out or depthwise:
-            dims = [("weight", 1 if transposed and not depthwise else 0), ("bias", 0)]
-        elif module.groups == 1:
-            dims = [("weight", 0 if transposed else 1)]
-    elif isinstance(module, nn.Linear):
-        dims = [("weight", 0), ("bias", 0)] if is_out else [("weight", 1)]
-    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)):
-        dims = [("weight", 0), ("bias", 0)]
-    elif isinstance(module, nn.LayerNorm):
-        dims = [("weight", -1), ("bias", -1)]
-    elif isinstance(module, nn.PReLU) and module.num_parameters > 1:
-        dims = [("weight", 0)]
-    elif isinstance(module, nn.Embedding):
-        dims = [("weight", 1)]
-    slices = []
-    for attr, dim in dims:
-        param = getattr(module, attr, None)
-        if isinstance(param, nn.Parameter):
-            dim = dim % param.dim()
-            keep = local < param.shape[dim]
-            slices.append(ParamSlice(f"{name}.{attr}", dim, local[keep], root[keep]))
-    return slices
-
-
 def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter | None = None,
                             ) -> dict[str, frozenset[str]]:
     """Every traced layer's qualified name -> the tasks whose outputs it reaches.
@@ -347,7 +368,7 @@ def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: Mult
 
 def replay_history(model: nn.Module, example_inputs: Any, history: Iterable[Sequence[Any]]) -> None:
     """Prune `model` in place the way a recorded history says (see `PruningGraph.history`)."""
-    dg = tp.DependencyGraph().build_dependency(model, example_inputs, output_transform=flatten_outputs,
+    dg = _DependencyGraph().build_dependency(model, example_inputs, output_transform=flatten_outputs,
                                                verbose=False)
     dg.load_pruning_history([[str(n), bool(o), [int(i) for i in idxs]] for n, o, idxs in history])
 

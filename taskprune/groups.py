@@ -1,0 +1,72 @@
+"""Plain data about channel groups: which parameter slices each channel owns, and which tasks it serves.
+
+No torch-pruning here: `graph.py` reads its groups into these, and everything else works on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["ChannelGroup", "ParamSlice", "param_slices"]
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """The part of one parameter that a group's channels own: `param[..., local[i], ...]` (along `dim`) belongs
+    to the group's channel `root[i]`."""
+
+    param: str
+    dim: int
+    local: torch.Tensor
+    root: torch.Tensor
+
+
+@dataclass
+class ChannelGroup:
+    """Channels that must be removed together (one root layer's outputs and everything coupled to them)."""
+
+    index: int
+    root: str
+    channels: int
+    out_layers: tuple[str, ...]
+    in_layers: tuple[str, ...]
+    slices: tuple[ParamSlice, ...]
+    tasks: frozenset[str] = field(default_factory=frozenset)
+    blocked: str = ""  # why the group may not be pruned, empty when it may
+
+
+def param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor,
+                  root: torch.Tensor) -> list[ParamSlice]:
+    """The parameters a channel of `module` owns, and along which dimension."""
+    if isinstance(module, nn.Parameter):
+        return []  # unwrapped parameters: scored by their modules' slices, pruned by torch-pruning
+    dims: list[tuple[str, int]] = []
+    if isinstance(module, nn.modules.conv._ConvNd):
+        depthwise = module.groups == module.out_channels and module.groups > 1
+        transposed = bool(module.transposed)
+        if is_out or depthwise:
+            dims = [("weight", 1 if transposed and not depthwise else 0), ("bias", 0)]
+        elif module.groups == 1:
+            dims = [("weight", 0 if transposed else 1)]
+    elif isinstance(module, nn.Linear):
+        dims = [("weight", 0), ("bias", 0)] if is_out else [("weight", 1)]
+    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)):
+        dims = [("weight", 0), ("bias", 0)]
+    elif isinstance(module, nn.LayerNorm):
+        dims = [("weight", -1), ("bias", -1)]
+    elif isinstance(module, nn.PReLU) and module.num_parameters > 1:
+        dims = [("weight", 0)]
+    elif isinstance(module, nn.Embedding):
+        dims = [("weight", 1)]
+    slices = []
+    for attr, dim in dims:
+        param = getattr(module, attr, None)
+        if isinstance(param, nn.Parameter):
+            dim = dim % param.dim()
+            keep = local < param.shape[dim]
+            slices.append(ParamSlice(f"{name}.{attr}", dim, local[keep], root[keep]))
+    return slices

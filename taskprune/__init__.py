@@ -25,10 +25,10 @@ from .distill import Distill as Distill
 from .distill import FeatureDistiller as FeatureDistiller
 
 # keeping the result
-from .io import export_onnx as export_onnx
 from .io import load as load
 from .io import save as save
 from .iterative import prune_iteratively as prune_iteratively
+from .onnx_export import export_onnx as export_onnx
 from .report import PruneReport as PruneReport
 
 # tasks

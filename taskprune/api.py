@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,12 +35,14 @@ class PruneResult:
         report: params/MACs before and after, per-group channels and tasks, criterion, time per phase.
         history: what was removed, in torch-pruning's pruning-history form.
         channel_map: for every layer whose output channels changed, the original channel indices it keeps.
+        example_inputs: the inputs it was pruned with (`taskprune.save` records their shapes to replay it).
     """
 
     model: nn.Module
     report: PruneReport
     history: list[list[Any]]
     channel_map: dict[str, list[int]]
+    example_inputs: Any = None
 
 
 def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = "params",
@@ -121,18 +124,25 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         macs_after, params_after = count_macs(work, example_inputs), count_params(work)
     reached = planned.reached if planned.reached is not None else \
         _reduction(target, macs_before, macs_after, params_before, params_after, graph, plan)
+    notes = list(planned.notes)
+    if target != "latency" and abs(reached - ratio) > 0.01:
+        # the cost model should make this impossible; if it ever happens, say so instead of passing silently
+        notes.append(f"measured {target} reduction {reached:.1%} misses the requested {ratio:.1%} by more than "
+                     "a point; please report this model")
+        warnings.warn(notes[-1], stacklevel=2)
     report = PruneReport(
         criterion=criterion.name, target=target, ratio=ratio, reached=reached,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
         groups=[GroupChange(g.root, g.channels, g.channels - len(plan.get(g.index, [])), tuple(sorted(g.tasks)),
                             g.blocked) for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), timings=timings,
-        warnings=list(graph.warnings) + planned.notes)
+        warnings=list(graph.warnings) + notes)
     history = graph.history()
     if inplace:
         transplant(work, model)
         work = model
-    return PruneResult(model=work, report=report, history=history, channel_map=channel_map)
+    return PruneResult(model=work, report=report, history=history, channel_map=channel_map,
+                       example_inputs=example_inputs)
 
 
 def _protect_unsafe_groups(graph: PruningGraph, model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter,

@@ -60,4 +60,5 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, *, schedule: Sequen
         current, done = result.model, 1 - (1 - done) * (1 - result.report.reached)
     report = replace(result.report, ratio=ratios[-1], reached=done, params_before=first.report.params_before,
                      macs_before=first.report.macs_before)
-    return PruneResult(model=current, report=report, history=history, channel_map=channel_map)
+    return PruneResult(model=current, report=report, history=history, channel_map=channel_map,
+                       example_inputs=example_inputs)

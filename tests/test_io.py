@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 
@@ -185,9 +186,18 @@ def test_dict_inputs_must_be_given_to_load(tmp_path):
                                                  strict=True))
 
 
+def test_result_carries_its_inputs_so_save_needs_nothing_else(tmp_path):
+    model, x = TINY_MODELS["plain_det_seg"]()
+    result = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False)
+    save(result, tmp_path / "pruned.pt")
+    loaded = load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0]).eval()
+    assert all(torch.equal(a, b) for a, b in zip(loaded(x), result.model.eval()(x), strict=True))
+
+
 def test_without_recorded_inputs_load_asks_for_them(tmp_path):
     model, x = TINY_MODELS["plain_det_seg"]()
-    save(taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False), tmp_path / "pruned.pt")
+    result = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False)
+    save(dataclasses.replace(result, example_inputs=None), tmp_path / "pruned.pt")
     with pytest.raises(ValueError, match="no example inputs were recorded.*example_inputs="):
         load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0])
     assert load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0], example_inputs=x) is not None

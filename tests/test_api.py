@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import snapshot, unchanged
+from state_checks import snapshot, unchanged
 from torch import nn
 
 import taskprune

@@ -16,10 +16,10 @@ from collections import Counter
 
 import pytest
 import torch
-from conftest import snapshot, unchanged
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from random_graphs import BLOCK_KINDS, HEAD_KINDS, build, graph_specs
+from state_checks import snapshot, unchanged
 from torch import nn
 
 import taskprune

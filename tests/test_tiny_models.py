@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import snapshot, unchanged
+from state_checks import snapshot, unchanged
 
 import taskprune
 from taskprune.graph import module_task_attribution

@@ -1,0 +1,203 @@
+"""Speed of pruned models: params target (no rounding / round_to="auto") against the latency target.
+
+For each model: the dense model, then `prune()` with target="params" at several ratios with round_to=None and
+with round_to="auto", and target="latency" at several ratios; all pruned models are timed end to end in ONE
+interleaved run against the dense model: a speedup is the median over rounds of dense / pruned time within one
+round, so the load other processes put on a shared machine cancels.
+
+    python benchmarks/latency.py                       # driving (384x640) and resnet50 (224x224), 1 thread
+    python benchmarks/latency.py --models driving --threads 2 --repeats 15
+
+Writes benchmarks/results/latency.json, latency.md and latency_speedup.svg (copied to docs/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import taskprune
+from taskprune import latency
+from taskprune.graph import count_macs, count_params
+
+RESULTS = Path(__file__).parent / "results"
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def build(name: str, size: tuple[int, int]) -> tuple[torch.nn.Module, torch.Tensor, str]:
+    torch.manual_seed(0)
+    if name == "driving":
+        from taskprune.driving.model import DrivingNet
+
+        return DrivingNet(size="m").eval(), torch.randn(1, 3, *size), "DrivingNet(size='m') (YOLOP-scale)"
+    from taskprune.testing import ResNet50ThreeHead, randomize_norms
+
+    return randomize_norms(ResNet50ThreeHead()).eval(), torch.randn(1, 3, *size), "ResNet50ThreeHead"
+
+
+def run_model(name: str, size: tuple[int, int], args: argparse.Namespace) -> dict[str, Any]:
+    model, x, label = build(name, size)
+    params0, macs0 = count_params(model), count_macs(model, x)
+    variants: list[tuple[str, float, torch.nn.Module, dict[str, Any]]] = []
+    settings = [("params", "none", r, dict(target="params", round_to=None)) for r in args.params_ratios]
+    settings += [("params", "auto", r, dict(target="params")) for r in args.params_ratios]
+    settings += [("latency", "auto", r, dict(target="latency")) for r in args.latency_ratios]
+    for target, rounding, ratio, kwargs in settings:
+        start = time.perf_counter()
+        try:
+            result = taskprune.prune(model, x, ratio=ratio, progress=args.progress, **kwargs)
+        except ValueError as refused:  # e.g. the caps cannot reach the requested latency; keep the other runs
+            print(f"{name}: {target} round_to={rounding} ratio={ratio}: {refused}", flush=True)
+            continue
+        info = {"target": target, "round_to": rounding, "ratio": ratio, "reached_reported": result.report.reached,
+                "prune_seconds": time.perf_counter() - start, "notes": result.report.warnings}
+        variants.append((f"{target}/{rounding}@{ratio}", ratio, result.model, info))
+        print(f"{name}: {target} round_to={rounding} ratio={ratio}: done in {info['prune_seconds']:.0f}s", flush=True)
+    rounds = latency.measure_rounds([model] + [v[2] for v in variants], x, warmup=2, repeats=args.repeats)
+    dense_seconds = statistics.median(rounds[0])
+    # speedup: the median over rounds of dense / pruned within one round (robust to the neighbours' load)
+    speedups = [statistics.median(d / t for d, t in zip(rounds[0], times, strict=True)) for times in rounds]
+    rows = [{"variant": "dense", "target": "-", "round_to": "-", "ratio": 0.0, "params": params0, "macs": macs0,
+             "params_cut": 0.0, "macs_cut": 0.0, "seconds": dense_seconds, "speedup": 1.0, "latency_fraction": 1.0}]
+    for (label_, _, pruned, info), times, speedup in zip(variants, rounds[1:], speedups[1:], strict=True):
+        params, macs = count_params(pruned), count_macs(pruned, x)
+        rows.append({"variant": label_, **info, "params": params, "macs": macs, "params_cut": 1 - params / params0,
+                     "macs_cut": 1 - macs / macs0, "seconds": statistics.median(times), "speedup": speedup,
+                     "latency_fraction": 1 / speedup})
+    return {"model": label, "input": [1, 3, *size], "rows": rows}
+
+
+def headline(result: dict[str, Any], params_cut: float = 0.4) -> list[dict[str, Any]]:
+    """For each (target, round_to), the run whose parameter cut is nearest `params_cut`."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in result["rows"][1:]:
+        key = (row["target"], row["round_to"])
+        if key not in best or abs(row["params_cut"] - params_cut) < abs(best[key]["params_cut"] - params_cut):
+            best[key] = row
+    return list(best.values())
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Latency benchmark ({report['date']})", "",
+             f"{report['machine']}, torch {report['torch']}, {report['threads']} thread(s), batch 1, eager, "
+             f"median of {report['repeats']} interleaved runs (load average before: {report['load_before']}).", ""]
+    for result in report["results"]:
+        lines += [f"## {result['model']} at {result['input'][2]}x{result['input'][3]}", "",
+                  "| variant | params | params cut | MACs cut | latency (ms) | speedup | notes |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in result["rows"]:
+            notes = "; ".join(row.get("notes", []))
+            lines.append(f"| {row['variant']} | {row['params'] / 1e6:.2f}M | {row['params_cut']:.1%} | "
+                         f"{row['macs_cut']:.1%} | {row['seconds'] * 1e3:.0f} | {row['speedup']:.2f}x | {notes} |")
+        lines += ["", "Nearest to 40% fewer parameters: " + ", ".join(
+            f"{r['target']} (round_to={r['round_to']}) {r['params_cut']:.1%} fewer params, {r['speedup']:.2f}x"
+            for r in headline(result)), ""]
+    return "\n".join(lines)
+
+
+def to_svg(report: dict[str, Any]) -> str:
+    """Speedup against parameter reduction, one panel per model, one colour per (target, round_to)."""
+    colours = {("params", "none"): "#d62728", ("params", "auto"): "#1f77b4", ("latency", "auto"): "#2ca02c"}
+    width, height, pad = 420, 300, 50
+    panels = []
+    for p, result in enumerate(report["results"]):
+        rows = result["rows"]
+        top = max(2.0, max(r["speedup"] for r in rows) * 1.1)
+        ox = p * (width + 20)
+
+        def xy(cut: float, speedup: float, ox: int = ox, top: float = top) -> tuple[float, float]:
+            return ox + pad + cut * (width - 2 * pad), height - pad - speedup / top * (height - 2 * pad)
+
+        parts = [f'<text x="{ox + width / 2}" y="20" text-anchor="middle" font-size="13">{result["model"]} '
+                 f'{result["input"][2]}x{result["input"][3]}</text>']
+        x0, y0 = xy(0, 0)
+        x1, y1 = xy(1, top)
+        parts.append(f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="none" stroke="#888"/>')
+        for tick in range(0, 11, 2):
+            tx, _ = xy(tick / 10, 0)
+            parts.append(f'<text x="{tx}" y="{y0 + 15}" text-anchor="middle" font-size="10">{tick * 10}%</text>')
+        for s in range(0, int(top) + 1):
+            _, ty = xy(0, s)
+            parts.append(f'<text x="{x0 - 5}" y="{ty + 3}" text-anchor="end" font-size="10">{s}x</text>')
+        _, one = xy(0, 1)
+        parts.append(f'<line x1="{x0}" y1="{one}" x2="{x1}" y2="{one}" stroke="#aaa" stroke-dasharray="4"/>')
+        parts.append(f'<text x="{(x0 + x1) / 2}" y="{height - 12}" text-anchor="middle" font-size="11">'
+                     f'parameters removed</text>')
+        for key, colour in colours.items():
+            points = sorted((r["params_cut"], r["speedup"]) for r in rows[1:] if (r["target"], r["round_to"]) == key)
+            coords = [xy(0, 1)] + [xy(c, s) for c, s in points]
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
+                         + " ".join(f"{a:.1f},{b:.1f}" for a, b in coords) + '"/>')
+            parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>' for a, b in coords[1:]]
+        panels.append("\n".join(parts))
+    legend = [f'<text x="{60 + i * 170}" y="{height + 15}" font-size="11" fill="{c}">{t}, round_to={r}</text>'
+              for i, ((t, r), c) in enumerate(colours.items())]
+    total_width = len(report["results"]) * (width + 20)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height + 25}" '
+            f'font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n'
+            + "\n".join(panels + legend) + "\n</svg>\n")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for result in report["results"]:
+        table = Table(title=f"{result['model']} {result['input'][2]}x{result['input'][3]}")
+        for column in ("variant", "params cut", "MACs cut", "ms", "speedup"):
+            table.add_column(column)
+        for row in result["rows"]:
+            table.add_row(row["variant"], f"{row['params_cut']:.1%}", f"{row['macs_cut']:.1%}",
+                          f"{row['seconds'] * 1e3:.0f}", f"{row['speedup']:.2f}x")
+        console.print(table)
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="driving,resnet50", help="comma list of: driving, resnet50")
+    parser.add_argument("--driving-size", type=size_arg, default=(384, 640))
+    parser.add_argument("--resnet-size", type=size_arg, default=(224, 224))
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the probe and tables use them)")
+    parser.add_argument("--repeats", type=int, default=11, help="interleaved end-to-end repeats per model")
+    parser.add_argument("--params-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[0.2, 0.4, 0.6])
+    parser.add_argument("--latency-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[0.3, 0.5])
+    parser.add_argument("--progress", action="store_true", help="show the latency-table progress bar")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": latency._cpu_name(),
+        "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
+        "repeats": args.repeats, "load_before": round(os.getloadavg()[0], 2),
+        "alignment": latency.device_alignment(), "results": []}
+    for name in args.models.split(","):
+        size = args.driving_size if name == "driving" else args.resnet_size
+        report["results"].append(run_model(name, size, args))
+    report["load_after"] = round(os.getloadavg()[0], 2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latency.json").write_text(json.dumps(report, indent=2))
+    (args.out / "latency.md").write_text(to_markdown(report))
+    (args.out / "latency_speedup.svg").write_text(to_svg(report))
+    if args.out.resolve() == RESULTS.resolve():  # the committed run also illustrates docs/latency.md
+        DOCS.mkdir(exist_ok=True)
+        shutil.copy(args.out / "latency_speedup.svg", DOCS / "latency_speedup.svg")
+    print_table(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -75,8 +75,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
     size = tuple(args.image_size)
     teacher_path = args.teacher or ROOT / "benchmarks" / "checkpoints" / f"driving_{args.size}_teacher.pt"
     teacher = driving.DrivingNet(size=args.size)

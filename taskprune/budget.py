@@ -40,10 +40,21 @@ class CostModel:
                  rates: Mapping[str, float], total: float, target: str):
         self.target = target
         self.total0 = float(total)
+        self.shapes0 = {name: tuple(shape) for name, shape in shapes.items()}
         self.sizes = {name: list(shape) for name, shape in shapes.items()}
         self.rates = dict(rates)
-        self._multiplicity = [[(s.param, s.dim, torch.bincount(s.root, minlength=g.channels)) for s in g.slices]
-                              for g in groups]
+        # per group, per (parameter, dim): the (local, root) index pairs. One local index may serve several roots
+        # (a tensor concatenated with itself) and goes as soon as any of them does; several groups may cut the same
+        # dimension (the halves of a concatenation), so removals are counted per local index across groups.
+        self._pieces: list[dict[tuple[str, int], list[tuple[torch.Tensor, torch.Tensor]]]] = []
+        for group in groups:
+            pieces: dict[tuple[str, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+            for piece in group.slices:
+                pieces.setdefault((piece.param, piece.dim), []).append((piece.local, piece.root))
+            self._pieces.append(pieces)
+        self._removed = [torch.zeros(g.channels, dtype=torch.bool) for g in groups]
+        self._cut = {key: torch.zeros(self.shapes0[key[0]][key[1]], dtype=torch.long)
+                     for pieces in self._pieces for key in pieces}
         self.channels0 = sum(g.channels for g in groups)
         self.cost = self.total0
 
@@ -57,16 +68,33 @@ class CostModel:
         if self.target == "channels":
             saved = float(sign * len(channels))
         else:
+            removed = self._removed[group].clone()
+            removed[channels] = not restore
             new_sizes: dict[str, list[int]] = {}
-            for param, dim, mult in self._multiplicity[group]:
+            new_cuts: dict[tuple[str, int], torch.Tensor] = {}
+            for (param, dim), pairs in self._pieces[group].items():
+                cut = self._cut[(param, dim)].clone()
+                cut -= self._marks(pairs, self._removed[group], cut.numel())
+                cut += self._marks(pairs, removed, cut.numel())
+                new_cuts[(param, dim)] = cut
                 sizes = new_sizes.setdefault(param, list(self.sizes[param]))
-                sizes[dim] -= sign * int(mult[channels].sum())
+                sizes[dim] = self.shapes0[param][dim] - int((cut > 0).sum())
             saved = sum(self._element_cost(p, self.sizes[p]) - self._element_cost(p, s) for p, s in new_sizes.items())
             if commit:
                 self.sizes.update(new_sizes)
+                self._cut.update(new_cuts)
         if commit:
+            self._removed[group][channels] = not restore
             self.cost -= saved
         return saved
+
+    @staticmethod
+    def _marks(pairs: list[tuple[torch.Tensor, torch.Tensor]], removed: torch.Tensor, size: int) -> torch.Tensor:
+        """1 for every local index this group's removed roots take away, else 0."""
+        marks = torch.zeros(size, dtype=torch.long)
+        for local, root in pairs:
+            marks[local[removed[root]]] = 1
+        return marks
 
     def reduction(self, extra_saving: float = 0.0) -> float:
         base = self.channels0 if self.target == "channels" else self.total0

@@ -320,6 +320,10 @@ class PruningGraph:
                 continue
             module, handler = self._roots[index]
             tp_group = self.dg.get_pruning_group(module, handler, idxs)
+            tied = sorted(set(int(i) for i in tp_group[0].idxs) - set(idxs))
+            if tied:
+                raise RuntimeError(f"removing channels {idxs[:8]} of {self.names.get(module, module)} would also "
+                                   f"remove {tied[:8]}: its channels are tied (a tensor concatenated with itself?)")
             for item in tp_group:
                 target = item.dep.target.module
                 if not self.dg.is_out_channel_pruning_fn(item.dep.handler) or target not in self.names:

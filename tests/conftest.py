@@ -46,3 +46,11 @@ def two_head_tasks() -> taskprune.Tasks:
 def batches() -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     return [torch.randn(2, 3, 16, 16, generator=generator) for _ in range(3)]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_latency_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """round_to="auto" caches its device probe; keep the tests' cache out of the user's ~/.cache."""
+    import os
+
+    os.environ.setdefault("TASKPRUNE_CACHE", str(tmp_path_factory.mktemp("taskprune-cache")))

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 import taskprune
-from taskprune import latency
+from taskprune import latency, latency_cache
 from taskprune.graph import count_macs, count_params
 
 RESULTS = Path(__file__).parent / "results"
@@ -181,7 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": latency._cpu_name(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": latency_cache._cpu_name(),
         "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
         "repeats": args.repeats, "load_before": round(os.getloadavg()[0], 2),
         "alignment": latency.device_alignment(), "results": []}

@@ -17,28 +17,23 @@ Tests and users with a table from another device pass it through `override(table
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import platform
 import statistics
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch import nn
 
+from .latency_cache import _FORMAT, _device_key, _digest, _read, _write, cache_dir
 from .tasks import call_model
+from .timing import _device_of, latency_ratios, measure_latency, measure_rounds, time_call
 
 __all__ = ["LayerLatency", "LatencyTable", "cache_dir", "device_alignment", "latency_ratios", "measure_latency",
            "measure_rounds", "measure_table", "override", "time_call"]
 
-_FORMAT = 1
 _FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
 _OVERRIDE: dict[str, Any] = {}
 _ALIGNMENTS: dict[str, int] = {}  # per-process cache of probe results, by device key
@@ -114,125 +109,6 @@ def _relative(counts: Sequence[int], times: Sequence[float], channels: int, alig
 
 
 # -- timing -------------------------------------------------------------------------------------------------------
-def _device_of(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
-def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 2, repeats: int = 7,
-              statistic: Callable[[list[float]], float] = statistics.median) -> float:
-    """Median (or `statistic`) seconds of `fn()` after `warmup` calls (CUDA: events after synchronising)."""
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            times.append(_once(fn, device))
-    return statistic(times)
-
-
-def _once(fn: Callable[[], Any], device: torch.device) -> float:
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize(device)
-        return start.elapsed_time(end) / 1000
-    begin = time.perf_counter()
-    fn()
-    return time.perf_counter() - begin
-
-
-def measure_latency(models: Sequence[nn.Module], example_inputs: Any, *, warmup: int = 2,
-                    repeats: int = 9) -> list[float]:
-    """Median end-to-end seconds per forward of each model, in eval mode under no_grad.
-
-    The models run round-robin (one forward each per round, the order rotating), so load from other processes
-    hits all of them alike: compare the numbers of one call with each other, not across calls.
-    """
-    return [statistics.median(t) for t in measure_rounds(models, example_inputs, warmup, repeats)]
-
-
-def latency_ratios(models: Sequence[nn.Module], example_inputs: Any, *, warmup: int = 2,
-                   repeats: int = 9) -> list[float]:
-    """Each model's latency relative to `models[0]`: the median over rounds of the ratio within one round.
-
-    A ratio of two forwards a fraction of a second apart cancels the load that other processes put on a shared
-    machine far better than a ratio of two medians does.
-    """
-    rounds = measure_rounds(models, example_inputs, warmup, repeats)
-    return [statistics.median(t / r for t, r in zip(times, rounds[0], strict=True)) for times in rounds]
-
-
-def measure_rounds(models: Sequence[nn.Module], example_inputs: Any, warmup: int, repeats: int) -> list[list[float]]:
-    """Seconds per forward, per model per round; within a round every model runs once, the order rotating."""
-    modes = [m.training for m in models]
-    times: list[list[float]] = [[] for _ in models]
-    try:
-        for m in models:
-            m.eval()
-        with torch.no_grad():
-            for _ in range(warmup):
-                for m in models:
-                    call_model(m, example_inputs)
-            for round_ in range(repeats):
-                for offset in range(len(models)):
-                    i = (round_ + offset) % len(models)
-                    model = models[i]
-                    times[i].append(_once(lambda: call_model(model, example_inputs), _device_of(model)))  # noqa: B023
-    finally:
-        for m, mode in zip(models, modes, strict=True):
-            m.train(mode)
-    return times
-
-
-# -- caching ------------------------------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """Where tables and probe results are kept: `$TASKPRUNE_CACHE`, else `~/.cache/taskprune`."""
-    return Path(os.environ.get("TASKPRUNE_CACHE") or Path.home() / ".cache" / "taskprune")
-
-
-def _device_key(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = _cpu_name()
-    return {"device": f"{device.type}:{name}", "torch": torch.__version__, "threads": torch.get_num_threads()}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == _FORMAT else None
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(data, indent=1))
-        partial.replace(path)  # atomic: a concurrent reader sees the old file or the new one
-    except OSError:
-        pass  # a read-only cache only costs a re-measurement
-
-
 @contextmanager
 def override(*, table: LatencyTable | None = None, alignment: int | None = None) -> Iterator[None]:
     """Use `table` (and/or `alignment`) instead of measuring, inside the `with` block.

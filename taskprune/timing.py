@@ -1,0 +1,92 @@
+"""End-to-end timing on the current device: warm-up, repeats, medians, models interleaved so that load from
+other processes falls on all of them alike (compare models only within one call)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .tasks import call_model
+
+__all__ = ["latency_ratios", "measure_latency", "measure_rounds", "time_call"]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 2, repeats: int = 7,
+              statistic: Callable[[list[float]], float] = statistics.median) -> float:
+    """Median (or `statistic`) seconds of `fn()` after `warmup` calls (CUDA: events after synchronising)."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            times.append(_once(fn, device))
+    return statistic(times)
+
+
+def _once(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000
+    begin = time.perf_counter()
+    fn()
+    return time.perf_counter() - begin
+
+
+def measure_latency(models: Sequence[nn.Module], example_inputs: Any, *, warmup: int = 2,
+                    repeats: int = 9) -> list[float]:
+    """Median end-to-end seconds per forward of each model, in eval mode under no_grad.
+
+    The models run round-robin (one forward each per round, the order rotating), so load from other processes
+    hits all of them alike: compare the numbers of one call with each other, not across calls.
+    """
+    return [statistics.median(t) for t in measure_rounds(models, example_inputs, warmup, repeats)]
+
+
+def latency_ratios(models: Sequence[nn.Module], example_inputs: Any, *, warmup: int = 2,
+                   repeats: int = 9) -> list[float]:
+    """Each model's latency relative to `models[0]`: the median over rounds of the ratio within one round.
+
+    A ratio of two forwards a fraction of a second apart cancels the load that other processes put on a shared
+    machine far better than a ratio of two medians does.
+    """
+    rounds = measure_rounds(models, example_inputs, warmup, repeats)
+    return [statistics.median(t / r for t, r in zip(times, rounds[0], strict=True)) for times in rounds]
+
+
+def measure_rounds(models: Sequence[nn.Module], example_inputs: Any, warmup: int, repeats: int) -> list[list[float]]:
+    """Seconds per forward, per model per round; within a round every model runs once, the order rotating."""
+    modes = [m.training for m in models]
+    times: list[list[float]] = [[] for _ in models]
+    try:
+        for m in models:
+            m.eval()
+        with torch.no_grad():
+            for _ in range(warmup):
+                for m in models:
+                    call_model(m, example_inputs)
+            for round_ in range(repeats):
+                for offset in range(len(models)):
+                    i = (round_ + offset) % len(models)
+                    model = models[i]
+                    times[i].append(_once(lambda: call_model(model, example_inputs), _device_of(model)))  # noqa: B023
+    finally:
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
+    return times
+
+
+# -- caching ------------------------------------------------------------------------------------------------------

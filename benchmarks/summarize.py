@@ -1,0 +1,75 @@
+"""Gather the committed benchmark results into docs/benchmarks.md and the README's benchmark section.
+
+Every table is copied from a file under benchmarks/results/ that a benchmark script wrote; nothing is typed in.
+
+    python benchmarks/summarize.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+# (results stem pattern, title, the command that writes it)
+SECTIONS = [
+    ("ablation_s_magnitude-*", "Criteria on the driving teacher at -32.7% parameters, after the same fine-tune",
+     "python benchmarks/ablation.py --size s --steps 200 --train-images 600 --val-images 200 --prune-batches 8"),
+    ("ablation_s_conflict_taylor_distill-*", "Distillation losses after the same fine-tune (conflict_taylor)",
+     "python benchmarks/ablation.py --size s --criteria conflict_taylor --distill none,pkd,cwd --steps 200 "
+     "--train-images 600 --val-images 200 --prune-batches 8"),
+    ("latency", "Speed on this CPU: params target vs latency target",
+     "python benchmarks/latency.py --latency-ratios 0.2,0.3,0.4,0.5 --repeats 15"),
+    ("overhead_resnet50_three_head", "Time of prune() against plain torch-pruning (ResNet-50-sized, 384x640)",
+     "python benchmarks/overhead.py --model resnet50_three_head --batches 4 --batch-size 1 --repeats 3"),
+    ("overhead_tiny_driving", "Time of prune() against plain torch-pruning (tiny model)",
+     "python benchmarks/overhead.py --model tiny_driving --repeats 5"),
+    ("zoo", "Lookalikes of public models pruned with no ignore list", "python benchmarks/zoo.py"),
+    ("driving_sizes", "The reference driving model's sizes", "python benchmarks/driving_sizes.py --threads 1"),
+]
+
+
+def section(pattern: str, title: str, command: str) -> str | None:
+    found = sorted(RESULTS.glob(f"{pattern}.md"))
+    if not found:
+        return None
+    body = found[-1].read_text().strip()
+    body = re.sub(r"^# .*\n+", "", body)  # the file's own title gives way to ours
+    return f"### {title}\n\n`{command}`\n\n{body}\n"
+
+
+def headline() -> str:
+    """The README's short version: the criteria ablation and the speed at ~40% fewer parameters."""
+    parts = []
+    criteria = section(*SECTIONS[0])
+    if criteria:
+        runs = json.loads(sorted(RESULTS.glob("ablation_s_magnitude-*.json"))[-1].read_text())
+        parts.append(criteria + f"\nTeacher: `{runs['teacher']}`, DrivingNet-{runs['size']} at "
+                     f"{runs['image_size'][0]}x{runs['image_size'][1]} on synthetic scenes; metrics in points, "
+                     "change against the teacher in brackets.\n")
+    for index in (2, 3):
+        text = section(*SECTIONS[index])
+        if text:
+            parts.append(text)
+    return "\n".join(parts) + "\nAll results: [docs/benchmarks.md](docs/benchmarks.md).\n"
+
+
+def main() -> None:
+    sections = [text for text in (section(*s) for s in SECTIONS) if text]
+    intro = ("# Benchmarks\n\nMeasured on the project's machine (2-core x86_64 CPU, no GPU, shared with other "
+             "jobs, so timings are ratios taken within one run). Regenerate this page with "
+             "`python benchmarks/summarize.py` after running the commands below.\n\n")
+    (ROOT / "docs" / "benchmarks.md").write_text(intro + "\n".join(sections))
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+    before, rest = readme.split(start)
+    _, after = rest.split(end)
+    (ROOT / "README.md").write_text(before + start + "\n" + headline() + end + after)
+    print(f"wrote docs/benchmarks.md ({len(sections)} sections) and the README's benchmark section")
+
+
+if __name__ == "__main__":
+    main()

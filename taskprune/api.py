@@ -147,8 +147,9 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
 
 def _protect_unsafe_groups(graph: PruningGraph, model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter,
                            protect: Sequence[str], expected: dict[str, tuple[int, ...]], strict: bool) -> None:
-    """Probe every group once; keep whole (or, with strict, refuse) the ones the graph gets wrong."""
-    roots = [g.root for g in graph.groups if not g.blocked]
+    """Probe every group once; keep whole (or, with strict, refuse) the ones the graph gets wrong. A graph made
+    only of convolutions, norms, linear layers and channel-wise operations needs no probe."""
+    roots = [g.root for g in graph.groups if not g.blocked] if graph.unusual else []
     unsafe = find_unsafe_groups(model, example_inputs, adapter, protect, roots, expected)
     for group in graph.groups:
         if group.root in unsafe:

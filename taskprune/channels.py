@@ -30,7 +30,8 @@ class SliceReducer:
                 self._reduced[key] = None
             else:
                 tensor = tensor.detach().float()
-                self._reduced[key] = tensor.transpose(0, dim).reshape(tensor.shape[dim], -1).sum(1)
+                others = [d for d in range(tensor.dim()) if d != dim]
+                self._reduced[key] = tensor.sum(dim=others) if others else tensor
         return self._reduced[key]
 
     def group(self, group: ChannelGroup) -> torch.Tensor:

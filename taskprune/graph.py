@@ -202,9 +202,16 @@ class PruningGraph:
         self.names = {m: n for n, m in model.named_modules()}
         self._by_name = dict(model.named_modules())
         traced: dict[str, Any] = {}
+        executed: set[int] = set()
 
         def forward(module: nn.Module, inputs: Any) -> Any:
-            traced["output"] = call_model(module, inputs)
+            hooks = [m.register_forward_hook(lambda m, i, o: executed.add(id(m))) for m in module.modules()
+                     if any(True for _ in m.parameters(recurse=False))]
+            try:
+                traced["output"] = call_model(module, inputs)
+            finally:
+                for hook in hooks:
+                    hook.remove()
             return traced["output"]
 
         was_training = model.training
@@ -222,8 +229,24 @@ class PruningGraph:
         self.protected = self.output_layers | self._match_protect(protect)
         self.node_tasks = attribute_tasks(self._node_infos(), adapter, traced["output"])
         self.groups = self._read_groups()
+        self.unusual = self._unusual_parts(executed)
 
     # -- analysis ---------------------------------------------------------------------------------------------
+    def _unusual_parts(self, executed: set[int]) -> list[str]:
+        """What in this graph DepGraph may misread (so `prune` probes every group); empty for plain conv nets."""
+        found = [f"{self.names[m]} runs but is not traced (a dead branch?)" for m in self.model.modules()
+                 if id(m) in executed and m not in self.dg.module2node and m in self.names
+                 and tp_ops.module2type(m) != tp_ops.OPTYPE.ELEMENTWISE]
+        for module, node in self.dg.module2node.items():
+            if node.type in _UNUSUAL_TYPES:
+                found.append(f"{node.type.name.lower()} {self._node_name(module)}")
+            elif node.type == tp_ops.OPTYPE.ELEMENTWISE and not str(getattr(module, "_grad_fn", "")).startswith(
+                    _PLAIN_ELEMENTWISE) and str(getattr(module, "_grad_fn", "")) != "TBackward0":
+                found.append(f"operation {getattr(module, '_grad_fn', module)}")
+            elif node.type == tp_ops.OPTYPE.CONCAT and len({id(n) for n in node.inputs}) < len(node.inputs):
+                found.append(f"a tensor concatenated with itself at {self._node_name(module)}")
+        return found
+
     def _node_infos(self) -> list[NodeInfo]:
         infos = []
         for module, node in self.dg.module2node.items():
@@ -346,6 +369,14 @@ class PruningGraph:
         """What was removed, in torch-pruning's pruning-history form [layer, is_out_channels, indices]."""
         return [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in self.dg.pruning_history()]
 
+
+# Operations DepGraph follows exactly: channel-wise or channel-preserving. Anything else makes prune() probe.
+_PLAIN_ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Silu", "Hardswish", "Hardsigmoid", "Gelu",
+                      "LeakyRelu", "Elu", "Tanh", "Softplus", "Clamp", "Hardtanh", "Neg", "Upsample", "MaxPool",
+                      "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "Clone", "Mish")
+_UNUSUAL_TYPES = {tp_ops.OPTYPE.RESHAPE, tp_ops.OPTYPE.UNBIND, tp_ops.OPTYPE.EXPAND, tp_ops.OPTYPE.SLICE,
+                  tp_ops.OPTYPE.PARAMETER, tp_ops.OPTYPE.CUSTOMIZED, tp_ops.OPTYPE.SPLIT, tp_ops.OPTYPE.MHA,
+                  tp_ops.OPTYPE.LSTM, tp_ops.OPTYPE.GN}  # GroupNorm: channels must stay divisible
 
 _TP_VIRTUAL = (tp_ops._ConcatOp, tp_ops._SplitOp, tp_ops._ElementWiseOp, tp_ops._ReshapeOp, tp_ops._OutputOp,
                tp_ops._UnbindOp, tp_ops._ExpandOp, tp_ops._SliceOp)

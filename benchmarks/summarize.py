@@ -24,9 +24,9 @@ SECTIONS = [
     ("latency", "Speed on this CPU: params target vs latency target",
      "python benchmarks/latency.py --latency-ratios 0.2,0.3,0.4,0.5 --repeats 15"),
     ("overhead_resnet50_three_head", "Time of prune() against plain torch-pruning (ResNet-50-sized, 384x640)",
-     "python benchmarks/overhead.py --model resnet50_three_head --batches 4 --batch-size 1 --repeats 3"),
+     "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model resnet50_three_head --batches 8 --batch-size 1 --repeats 3"),
     ("overhead_tiny_driving", "Time of prune() against plain torch-pruning (tiny model)",
-     "python benchmarks/overhead.py --model tiny_driving --repeats 5"),
+     "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model tiny_driving --repeats 5"),
     ("zoo", "Lookalikes of public models pruned with no ignore list", "python benchmarks/zoo.py"),
     ("driving_sizes", "The reference driving model's sizes", "python benchmarks/driving_sizes.py --threads 1"),
 ]

@@ -3,7 +3,7 @@
     python examples/quickstart.py                # about a minute on a 2-core CPU
     python examples/quickstart.py --ratio 0.4 --importance task_taylor
 
-Uses the committed synthetic-scene teacher when it is there (benchmarks/checkpoints/driving_n_teacher.pt),
+Uses the committed synthetic-scene teacher when it is there (benchmarks/checkpoints/driving_s_teacher.pt),
 otherwise a randomly initialised network (the pruning works the same; the metrics then mean little).
 """
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ratio", type=float, default=0.33, help="fraction of parameters to remove")
     parser.add_argument("--importance", default="conflict_taylor", choices=taskprune.list_criteria())
-    parser.add_argument("--size", default="n", choices=["n", "s", "m"])
+    parser.add_argument("--size", default="s", choices=["n", "s", "m"])
     parser.add_argument("--batches", type=int, default=8, help="batches of gradients to score with")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "quickstart")
     args = parser.parse_args()

@@ -1,0 +1,133 @@
+"""Time of taskprune.prune per phase, and its total against plain torch-pruning on the same batches.
+
+Plain torch-pruning here is MetaPruner + GroupTaylorImportance with the output layers ignored by hand, gradients
+accumulated by one backward of the summed task losses per batch (what its Taylor importance reads), then one
+`step()`. taskprune runs `prune(importance="taylor")` on the same model, batches and ratio. Each pipeline runs
+`--repeats` times, alternating, and the medians are compared as a ratio taken in this one run.
+
+    python benchmarks/overhead.py --model tiny_driving --repeats 5
+    python benchmarks/overhead.py --model resnet50_three_head --batches 4 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch_pruning as tp
+
+import taskprune
+from taskprune.tasks import Tasks, flatten_outputs
+from taskprune.testing import LARGE_MODELS, TINY_MODELS
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def energy(task_output, batch):
+    return torch.stack([t.float().pow(2).mean() for t in flatten_outputs(task_output)]).sum()
+
+
+def build(name: str):
+    factory = {**TINY_MODELS, **LARGE_MODELS}[name]
+    model, x = factory()
+    model.eval()
+    base = Tasks.from_output(model(x))
+    tasks = Tasks(outputs=dict(base.outputs), losses=dict.fromkeys(base.outputs, energy))
+    return model, x, tasks
+
+
+def run_taskprune(model, x, tasks, batches, ratio):
+    start = time.perf_counter()
+    result = taskprune.prune(model, x, ratio=ratio, importance="taylor", tasks=tasks, data=batches,
+                             num_batches=len(batches), progress=False)
+    return time.perf_counter() - start, result.report
+
+
+def run_torch_pruning(model, x, tasks, batches, ratio, output_layers):
+    phases = {}
+    start = time.perf_counter()
+    work = copy.deepcopy(model)  # taskprune works on a copy too; count it on both sides
+    ignored = [m for n, m in work.named_modules() if n in output_layers]
+    pruner = tp.pruner.MetaPruner(work, x, importance=tp.importance.GroupTaylorImportance(), pruning_ratio=ratio,
+                                  global_pruning=True, ignored_layers=ignored)
+    phases["graph"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    work.eval()
+    for batch in batches:
+        out = work(batch)
+        sum(tasks.loss(t, tasks.task_output(t, out), batch) for t in tasks.names).backward()
+    phases["gradients"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    pruner.step()
+    phases["scoring+applying"] = time.perf_counter() - mark
+    return time.perf_counter() - start, phases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny_driving", help="a name from taskprune.testing TINY/LARGE_MODELS")
+    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--ratio", type=float, default=0.3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, x, tasks = build(args.model)
+    generator = torch.Generator().manual_seed(0)
+    batch_shape = (args.batch_size, *x.shape[1:])
+    batches = [torch.randn(batch_shape, generator=generator) for _ in range(args.batches)]
+    ours, plain, reports, plain_phases = [], [], [], []
+    from rich.progress import track
+
+    for _ in track(range(args.repeats), description=f"timing {args.model}"):
+        seconds, report = run_taskprune(model, x, tasks, batches, args.ratio)
+        ours.append(seconds)
+        reports.append(report)
+        seconds, phases = run_torch_pruning(model, x, tasks, batches, args.ratio, set(report.protected_outputs))
+        plain.append(seconds)
+        plain_phases.append(phases)
+    median_phases = {k: statistics.median(r.timings[k] for r in reports) for k in reports[0].timings}
+    result = {
+        "model": args.model, "input": list(x.shape), "batches": args.batches, "batch_size": args.batch_size,
+        "ratio": args.ratio, "repeats": args.repeats, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": platform.machine(), "params": reports[0].params_before,
+        "taskprune_total_s": statistics.median(ours), "torch_pruning_total_s": statistics.median(plain),
+        "ratio_ours_over_plain": statistics.median(ours) / statistics.median(plain),
+        "taskprune_phases_s": median_phases,
+        "taskprune_gradients_per_batch_s": median_phases.get("gradients", 0.0) / args.batches,
+        "torch_pruning_phases_s": {k: statistics.median(p[k] for p in plain_phases) for k in plain_phases[0]},
+        "reached_params_reduction": reports[0].reached,
+    }
+    write(result, f"overhead_{args.model}")
+
+
+def write(result: dict, stem: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = [("model", f"{result['model']} {result['input']}, {result['params']:,} params"),
+            ("batches", f"{result['batches']} x {result['batch_size']}"),
+            ("taskprune total (s)", f"{result['taskprune_total_s']:.2f}"),
+            ("torch-pruning total (s)", f"{result['torch_pruning_total_s']:.2f}"),
+            ("ours / plain", f"{result['ratio_ours_over_plain']:.2f}x"),
+            ("gradients per batch (s)", f"{result['taskprune_gradients_per_batch_s']:.3f}")]
+    rows += [(f"taskprune {k} (s)", f"{v:.3f}") for k, v in result["taskprune_phases_s"].items()]
+    rows += [(f"torch-pruning {k} (s)", f"{v:.3f}") for k, v in result["torch_pruning_phases_s"].items()]
+    markdown = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    (RESULTS / f"{stem}.md").write_text("\n".join(markdown) + "\n")
+    table = Table(title=f"prune() overhead: {result['model']}", show_header=False)
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -76,7 +76,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rewrite", type=Path, default=None, help="only re-render the tables of a results JSON")
     args = parser.parse_args()
+    if args.rewrite is not None:
+        write(json.loads(args.rewrite.read_text()), args.rewrite.stem)
+        return
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     size = tuple(args.image_size)
@@ -117,14 +121,20 @@ def write(result: dict, stem: str) -> None:
     header = ["criterion", "distill", "params", "Recall", "mAP50", "drivable mIoU", "lane Acc", "lane IoU", "Delta_m"]
     rows = [["teacher", "-", f"{result['teacher_params'] / 1e6:.2f}M"]
             + [f"{100 * teacher[m]:.1f}" for m in METRICS] + ["0"]]
+    pruned_rows = []
     for run in result["runs"]:
         after = run["after_finetune"]
         cells = [f"{100 * after[m]:.1f} ({100 * (after[m] - teacher[m]):+.1f})" for m in METRICS]
-        rows.append([run["criterion"], run["distill"],
-                     f"{run['params_after'] / 1e6:.2f}M (-{100 * run['params_reduction']:.1f}%)"]
+        params = f"{run['params_after'] / 1e6:.2f}M (-{100 * run['params_reduction']:.1f}%)"
+        rows.append([run["criterion"], run["distill"], params]
                     + cells + ["n/a" if run["delta_m"] is None else f"{100 * run['delta_m']:+.2f}%"])
+        pruned_rows.append([run["criterion"], params] + [f"{100 * run['after_pruning'][m]:.1f}" for m in METRICS])
     markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     markdown += ["| " + " | ".join(row) + " |" for row in rows]
+    steps = result["settings"]["steps"]
+    markdown += ["", f"After pruning, before the {steps}-step fine-tune (same students):", "",
+                 "| criterion | params | Recall | mAP50 | drivable mIoU | lane Acc | lane IoU |", "|---|---|---|---|---|---|---|"]
+    markdown += ["| " + " | ".join(row) + " |" for row in pruned_rows]
     (RESULTS / f"{stem}.md").write_text("\n".join(markdown) + "\n")
     table = Table(title=f"ablation: DrivingNet-{result['size']} {result['image_size']}, metrics in points")
     for column in header:

@@ -38,6 +38,7 @@ def section(pattern: str, title: str, command: str) -> str | None:
         return None
     body = found[-1].read_text().strip()
     body = re.sub(r"^# .*\n+", "", body)  # the file's own title gives way to ours
+    body = re.sub(r"^## ", "#### ", body, flags=re.MULTILINE)
     return f"### {title}\n\n`{command}`\n\n{body}\n"
 
 
@@ -50,7 +51,7 @@ def headline() -> str:
         parts.append(criteria + f"\nTeacher: `{runs['teacher']}`, DrivingNet-{runs['size']} at "
                      f"{runs['image_size'][0]}x{runs['image_size'][1]} on synthetic scenes; metrics in points, "
                      "change against the teacher in brackets.\n")
-    for index in (2, 3):
+    for index in (1, 3):
         text = section(*SECTIONS[index])
         if text:
             parts.append(text)

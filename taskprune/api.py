@@ -14,9 +14,10 @@ from typing import Any
 from torch import nn
 
 from .budget import TARGETS, CostModel
+from .counting import activation_macs, layer_macs
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
-from .graph import PruningGraph, activation_macs, count_macs, count_params, layer_macs
+from .graph import PruningGraph, count_macs, count_params
 from .latency_budget import plan_for_target
 from .probe import find_unsafe_groups
 from .report import GroupChange, PruneReport

@@ -19,7 +19,7 @@ from torch_pruning import _helpers as tp_helpers
 from torch_pruning import ops as tp_ops
 from torch_pruning.dependency import index_mapping as tp_index_mapping
 
-from .attribution import NodeInfo, attribute_tasks
+from .attribution import NodeInfo, attribute_tasks, module_task_attribution
 from .groups import ChannelGroup, ParamSlice, param_slices
 from .tasks import MultiTaskAdapter, call_model, flatten_outputs, output_leaves
 
@@ -29,7 +29,7 @@ __all__ = [
     "PruningGraph",
     "count_macs",
     "count_macs_and_params",
-    "activation_macs",
+    "module_macs",
     "count_params",
     "module_task_attribution",
     "replay_history",
@@ -58,56 +58,11 @@ def count_macs_and_params(model: nn.Module, example_inputs: Any) -> tuple[int, i
     return count_macs(model, example_inputs), count_params(model)
 
 
-def layer_macs(model: nn.Module, example_inputs: Any) -> dict[str, float]:
-    """MACs of every module with parameters of its own, by qualified name."""
+def module_macs(model: nn.Module, example_inputs: Any) -> dict[nn.Module, float]:
+    """MACs of every module on one forward, by torch-pruning's op counter (see `taskprune.counting`)."""
     with torch.no_grad():
         _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example_inputs, layer_wise=True)
-    names = {m: n for n, m in model.named_modules()}
-    return {names[m]: float(v) for m, v in per_layer.items()
-            if v and m in names and any(True for _ in m.parameters(recurse=False))}
-
-
-def activation_macs(model: nn.Module, example_inputs: Any) -> dict[str, float]:
-    """MACs of parameter-free layers (activations, pooling, upsampling), charged to a per-channel parameter of the
-    layer that produced their input (a BatchNorm's weight, a conv's bias), since they shrink with its channels.
-
-    Returns parameter name -> MACs; layers whose input no parameterised module produced are left out.
-    """
-    with torch.no_grad():
-        _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example_inputs, layer_wise=True)
-    names = {m: n for n, m in model.named_modules()}
-    producers: dict[int, str] = {}
-    charged: dict[str, float] = {}
-
-    def record(module: nn.Module, inputs: Any, output: Any) -> None:
-        per_channel = _per_channel_parameter(module)
-        if per_channel is not None and isinstance(output, torch.Tensor):
-            producers[id(output)] = f"{names[module]}.{per_channel}"
-        elif not any(True for _ in module.parameters(recurse=False)) and inputs and per_layer.get(module):
-            source = producers.get(id(inputs[0]))
-            if source is not None:
-                charged[source] = charged.get(source, 0.0) + float(per_layer[module])
-                if isinstance(output, torch.Tensor):
-                    producers[id(output)] = source  # an activation keeps the channels it was given
-
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    hooks = [m.register_forward_hook(record) for m in leaves]
-    try:
-        with torch.no_grad():
-            call_model(model, example_inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return charged
-
-
-def _per_channel_parameter(module: nn.Module) -> str | None:
-    """The name of a parameter of `module` with one element per output channel, if it has one."""
-    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)) and module.weight is not None:
-        return "weight"
-    if isinstance(module, (tp_ops.TORCH_CONV, nn.Linear)) and module.bias is not None:
-        return "bias"
-    return None
+    return {m: float(v) for m, v in per_layer.items() if v}
 
 
 class _DependencyGraph(tp.DependencyGraph):
@@ -380,25 +335,6 @@ _UNUSUAL_TYPES = {tp_ops.OPTYPE.RESHAPE, tp_ops.OPTYPE.UNBIND, tp_ops.OPTYPE.EXP
 
 _TP_VIRTUAL = (tp_ops._ConcatOp, tp_ops._SplitOp, tp_ops._ElementWiseOp, tp_ops._ReshapeOp, tp_ops._OutputOp,
                tp_ops._UnbindOp, tp_ops._ExpandOp, tp_ops._SliceOp)
-
-
-def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter | None = None,
-                            ) -> dict[str, frozenset[str]]:
-    """Every traced layer's qualified name -> the tasks whose outputs it reaches.
-
-    Without an adapter every output leaf is its own task. The model is traced on a copy and left as it was.
-    """
-    import copy
-
-    from .tasks import Tasks
-
-    work = copy.deepcopy(model)
-    if adapter is None:
-        with torch.no_grad():
-            adapter = Tasks.from_output(call_model(work, example_inputs))
-    graph = PruningGraph(work, example_inputs, adapter)
-    return {graph.names[m]: graph.node_tasks.get(id(m), frozenset())
-            for m in graph.dg.module2node if m in graph.names}
 
 
 def replay_history(model: nn.Module, example_inputs: Any, history: Iterable[Sequence[Any]]) -> None:

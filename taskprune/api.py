@@ -127,7 +127,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         _reduction(target, macs_before, macs_after, params_before, params_after, graph, plan)
     notes = list(planned.notes)
     if target != "latency" and abs(reached - ratio) > 0.01:
-        # the cost model should make this impossible; if it ever happens, say so instead of passing silently
+        # exact for params; MACs of parameter-free ops fed by adds or concatenations are estimated: say so
         notes.append(f"measured {target} reduction {reached:.1%} misses the requested {ratio:.1%} by more than "
                      "a point; please report this model")
         warnings.warn(notes[-1], stacklevel=2)

@@ -54,3 +54,13 @@ def _private_latency_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ.setdefault("TASKPRUNE_CACHE", str(tmp_path_factory.mktemp("taskprune-cache")))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run faster on one thread: on a busy 2-core machine OpenMP threads spin-wait for each other.
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -21,6 +21,8 @@ from taskprune.train import finetune
 
 
 class TwoTaskNet(nn.Module):
+    """A two-conv trunk feeding a segmentation head and a classifier (test_train.py uses it too)."""
+
     def __init__(self, width: int = 8) -> None:
         super().__init__()
         self.trunk = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 8, 3, padding=1))

@@ -26,6 +26,8 @@ import taskprune
 from taskprune.io import load, save
 from taskprune.tasks import call_model, output_leaves
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 OUTCOMES: dict[str, Counter[str]] = {}
 ALLOWED = (ValueError, TypeError, RuntimeError)
 # Examples per test: sized so this file runs in under a minute on the shared 2-core machine (on one thread).
@@ -212,14 +214,6 @@ def test_generator_covers_every_block_and_head_kind():
     kinds = {*BLOCK_KINDS, *HEAD_KINDS, "dict", "tuple", "Tensor"}
     assert kinds <= set(seen), kinds - set(seen)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny graphs run faster on one thread than with OpenMP threads spinning on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", autouse=True)

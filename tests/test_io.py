@@ -15,6 +15,8 @@ import taskprune
 from taskprune.io import FORMAT, FORMAT_VERSION, export_onnx, load, read_metadata, save
 from taskprune.testing import TINY_MODELS, flatten_outputs
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # tiny models that prune at ratio 0.3 (the others are refused by prune itself, which test_api covers)
 ROUND_TRIP_MODELS = ["yolo_seg", "plain_det_seg", "tiny_driving", "attribution", "concat_dict",
                      "transposed_decoder"]
@@ -48,14 +50,6 @@ class TwoInputs(nn.Module):
         features = F.relu(self.image(image) + self.guide(guide))
         return {"seg": self.seg(features), "det": self.det(features)}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread than with OpenMP threads spinning on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _build(factory, seed: int = 0):

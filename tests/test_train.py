@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from dist_finetune_worker import TwoTaskNet  # the model the two-process test trains
 from torch import nn
 
 from taskprune.distill import Distill, FeatureDistiller
@@ -20,20 +21,6 @@ from taskprune.train import cosine_lr, cosine_schedule, finetune
 
 REPO = Path(__file__).resolve().parents[1]
 KEEP = [0, 2, 5, 7]
-
-
-class TwoTaskNet(nn.Module):
-    """A two-conv trunk feeding a segmentation head and a classifier."""
-
-    def __init__(self, width: int = 8) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 8, 3, padding=1))
-        self.seg = nn.Conv2d(8, 1, 1)
-        self.cls = nn.Linear(8, 2)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = torch.relu(self.trunk(x))
-        return {"seg": self.seg(features), "cls": self.cls(features.mean((2, 3)))}
 
 
 def make_tasks(weights: dict[str, float] | None = None) -> Tasks:

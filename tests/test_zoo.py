@@ -10,13 +10,8 @@ import taskprune
 from taskprune.tasks import output_leaves
 from taskprune.testing import ZOO_MODELS
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convs: OpenMP spin-up costs more than it saves on a shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", sorted(ZOO_MODELS))

@@ -287,7 +287,13 @@ def _plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table
         predictor = LatencyModel(groups, table)
         plan = plan_latency(groups, scores, predictor, aim, max_layer_ratio, alignment, strict=attempt == 0)
         predicted = predictor.fraction()
-        measured = latency.latency_ratios([model, pruned_copy(plan)], example_inputs, repeats=_REPEATS)[1]
+        pruned = pruned_copy(plan)
+        measured = latency.latency_ratios([model, pruned], example_inputs, repeats=_REPEATS)[1]
+        if abs(measured / wanted - 1) <= _RELATIVE_TOLERANCE:
+            # a measurement that lands in the band may be lucky noise (the shared machine's load): the pass is
+            # accepted on the mean of it and a second, independent measurement
+            second = latency.latency_ratios([model, pruned], example_inputs, repeats=_REPEATS)[1]
+            measured = (measured + second) / 2
         tried.append((abs(measured / wanted - 1), measured, PlanOutcome(plan, alignment, reached=1 - measured)))
         capped = predicted > aim * (1 + _RELATIVE_TOLERANCE)
         if tried[-1][0] <= _RELATIVE_TOLERANCE or (capped and measured > wanted):

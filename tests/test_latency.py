@@ -212,6 +212,28 @@ def test_latency_target_corrects_a_biased_prediction(wide, monkeypatch):
         assert change.after == change.before or change.after % 4 == 0
 
 
+def test_latency_target_confirms_a_lucky_measurement(wide, monkeypatch):
+    """A pass whose first measurement lands in the 5% band by luck is measured again; the report gives the
+    mean, and a biased device still gets corrected."""
+    model, x = wide
+    table = LatencyTable(total=1.0, alignment=16, layers=_misaligned_table(model).layers)
+    dense = _predicted(table, model)
+    calls = []
+
+    def noisy_clock(models, example_inputs, **kwargs):  # 20% slower than the table, except a lucky first call
+        calls.append(1)
+        truth = min(1.0, 1.2 * _predicted(table, models[1]) / dense)
+        return [1.0, truth / 1.2 if len(calls) == 1 else truth]
+
+    monkeypatch.setattr(latency, "latency_ratios", noisy_clock)
+    with latency.override(table=table):
+        result = taskprune.prune(model, x, ratio=0.5, target="latency", round_to=4, progress=False)
+    assert len(calls) >= 3  # the lucky pass, its confirmation, and at least one corrected pass
+    truth = 1.2 * _predicted(table, result.model) / dense
+    assert abs(truth / 0.5 - 1) <= 0.05
+    assert abs((1 - result.report.reached) - truth) <= 0.05 * 0.5
+
+
 def test_round_to_must_be_auto_none_or_positive_int(wide):
     model, x = wide
     with pytest.raises(ValueError, match="round_to must be 'auto', None or a positive int"):

@@ -13,7 +13,7 @@ import torch
 
 __all__ = ["cache_dir"]
 
-_FORMAT = 1  # bumped when the cached JSON layout changes; older files are measured again
+_FORMAT = 2  # bumped when the cached JSON layout changes; older files are measured again
 
 
 def cache_dir() -> Path:

@@ -15,7 +15,7 @@ from torch import nn
 
 import taskprune
 from taskprune import latency
-from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph
+from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph, count_macs
 from taskprune.latency import LatencyTable, LayerLatency
 from taskprune.latency_budget import LatencyModel, plan_latency
 from taskprune.tasks import Tasks
@@ -92,7 +92,9 @@ def test_measured_table_is_cached_and_keyed_by_input_shape(wide, tmp_path, monke
     model, x = wide
     table = latency.measure_table(model, x, alignment=16, progress=False, warmup=0, repeats=1)
     assert set(table.layers) == {"trunk.0", "trunk.1", "trunk.3", "trunk.4", "a.0", "a.2", "b.0", "b.2"}
-    assert table.layers["trunk.3"].out_counts == (32, 48, 64, 96, 112, 128)
+    # multiples of 16 at 20-90% of the width, and the half-steps below them (not every layer follows the staircase)
+    assert table.layers["trunk.3"].out_counts == (24, 32, 40, 48, 56, 64, 88, 96, 104, 112, 120, 128)
+    assert table.resolution == 8
     assert table.layers["a.0"].in_full == 128 and table.layers["a.0"].out_full == 96
     assert len(list(tmp_path.glob("latency-*.json"))) == 1
 
@@ -173,6 +175,24 @@ def test_latency_model_multiplies_input_and_output_widths(wide):
     assert predictor.predict(plan) * predictor.dense == pytest.approx(_predicted(table, model))
 
 
+def test_latency_model_reads_transposed_convolutions_the_other_way_round():
+    """A ConvTranspose2d weight is [in, out, kh, kw]: the group of its outputs narrows its output side."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.ConvTranspose2d(8, 6, 2, stride=2), nn.ReLU(),
+                          nn.Conv2d(6, 2, 1)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    graph = PruningGraph(model, x, Tasks.from_output(model(x)))
+    table = latency.macs_table(model, x)
+    predictor = LatencyModel(graph.groups, table)
+    plan = {g.index: list(range(g.channels - 1)) for g in graph.groups if not g.blocked}  # all but one channel
+    predicted = predictor.predict(plan) * predictor.dense
+    graph.apply(plan)
+    expected = sum(layer.base * m.in_channels / layer.in_full * m.out_channels / layer.out_full
+                   for name, layer in table.layers.items() for m in [dict(model.named_modules())[name]])
+    assert model[2].in_channels == 1 and model[2].out_channels == 1
+    assert predicted == pytest.approx(expected)
+
+
 def test_auto_rounding_is_never_slower_than_dense_where_plain_pruning_is(wide):
     model, x = wide
     table = _misaligned_table(model)
@@ -190,6 +210,23 @@ def test_auto_rounding_is_never_slower_than_dense_where_plain_pruning_is(wide):
             assert abs(auto.report.reached - ratio) <= 0.01
             shown += _predicted(table, plain.model) > dense  # where the table punishes plain pruning
     assert shown >= 2
+
+
+def test_auto_rounding_keeps_the_device_multiple_unless_a_finer_one_cuts_2_percent_more_macs(wide):
+    from taskprune.testing import TINY_MODELS
+
+    cases = [(*wide, 0.5), (*TINY_MODELS["transposed_decoder"](), 0.5)]
+    chosen = set()
+    with latency.override(alignment=16):
+        for model, x, ratio in cases:
+            auto = taskprune.prune(model, x, ratio=ratio, progress=False)
+            coarse, fine = (taskprune.prune(model, x, ratio=ratio, round_to=step, progress=False) for step in (16, 8))
+            finer_pays = count_macs(fine.model, x) < 0.98 * count_macs(coarse.model, x)
+            expected = fine if finer_pays else coarse
+            assert [g.after for g in auto.report.groups] == [g.after for g in expected.report.groups]
+            assert any("steps of 8 were used" in w for w in auto.report.warnings) == finer_pays
+            chosen.add(finer_pays)
+    assert chosen == {True, False}  # both branches of the rule are exercised
 
 
 def test_latency_target_corrects_a_biased_prediction(wide, monkeypatch):

@@ -34,12 +34,18 @@ def render(count: int, size: tuple[int, int], seed: int) -> list[dict[str, torch
     return [scenes[i] for i in range(count)]
 
 
-def run(teacher, example, tasks, train, val, criterion: str, distill: str, args) -> dict:
+def prune_for(teacher, example, tasks, train, args, **prune_kwargs) -> tuple[taskprune.PruneResult, float]:
+    """Prune `teacher` (left as it is) with gradients from `args.prune_batches` batches of `train`; returns the
+    result and the seconds it took."""
     start = time.perf_counter()
-    result = taskprune.prune(teacher, example, ratio=args.ratio, importance=criterion, tasks=tasks,
-                             data=driving.loader(train, batch_size=args.batch_size), num_batches=args.prune_batches,
-                             round_to=args.round_to, progress=False)
-    prune_seconds = time.perf_counter() - start
+    result = taskprune.prune(teacher, example, tasks=tasks, data=driving.loader(train, batch_size=args.batch_size),
+                             num_batches=args.prune_batches, progress=False, **prune_kwargs)
+    return result, time.perf_counter() - start
+
+
+def finetune_and_score(teacher, result, tasks, train, val, distill: str, args) -> tuple[torch.nn.Module, dict]:
+    """Evaluate the pruned model, fine-tune it with the budget in `args` (distilling from `teacher` unless
+    `distill` is "none"), evaluate again; returns the student and a record of the run."""
     pruned_metrics = driving.evaluate(result.model, val)
     start = time.perf_counter()
     kd = None if distill == "none" else taskprune.Distill(layers="auto", loss=distill)
@@ -51,10 +57,17 @@ def run(teacher, example, tasks, train, val, criterion: str, distill: str, args)
                                  progress=args.progress, seed=args.seed)
     finetune_seconds = time.perf_counter() - start
     metrics = driving.evaluate(student, val)
-    return {"criterion": criterion, "distill": distill, "params_after": result.report.params_after,
-            "params_reduction": result.report.reached, "macs_after": result.report.macs_after,
-            "after_pruning": pruned_metrics, "after_finetune": metrics,
-            "prune_s": prune_seconds, "finetune_s": finetune_seconds}
+    return student, {"distill": distill, "params_after": result.report.params_after,
+                     "params_reduction": 1 - result.report.params_after / result.report.params_before,
+                     "macs_after": result.report.macs_after, "after_pruning": pruned_metrics,
+                     "after_finetune": metrics, "finetune_s": finetune_seconds}
+
+
+def run(teacher, example, tasks, train, val, criterion: str, distill: str, args) -> dict:
+    result, prune_seconds = prune_for(teacher, example, tasks, train, args, ratio=args.ratio, importance=criterion,
+                                      round_to=args.round_to)
+    _, record = finetune_and_score(teacher, result, tasks, train, val, distill, args)
+    return {"criterion": criterion, **record, "prune_s": prune_seconds}
 
 
 def main() -> None:

@@ -271,6 +271,37 @@ def test_latency_target_confirms_a_lucky_measurement(wide, monkeypatch):
     assert abs((1 - result.report.reached) - truth) <= 0.05 * 0.5
 
 
+def test_latency_target_aims_at_the_middle_of_the_band(wide, monkeypatch):
+    """A pass 4% off is inside the 5% band but at its edge: the solver tries again and keeps the closer plan."""
+    model, x = wide
+    table = LatencyTable(total=1.0, alignment=16, layers=_misaligned_table(model).layers)
+    dense = _predicted(table, model)
+    seen = []
+
+    def slow_clock(models, example_inputs, **kwargs):  # the device is 4% slower than the table says
+        seen.append(min(1.0, 1.04 * _predicted(table, models[1]) / dense))
+        return [1.0, seen[-1]]
+
+    monkeypatch.setattr(latency, "latency_ratios", slow_clock)
+    with latency.override(table=table):
+        result = taskprune.prune(model, x, ratio=0.5, target="latency", round_to=4, progress=False)
+    assert 0.025 < abs(seen[0] / 0.5 - 1) <= 0.05  # the first pass was acceptable, and not accepted
+    assert len(set(seen)) >= 2
+    assert abs((1 - result.report.reached) / 0.5 - 1) == pytest.approx(min(abs(v / 0.5 - 1) for v in seen))
+
+
+@pytest.mark.parametrize(("step", "unit"), [(0, 16), (8, 8)])
+def test_latency_target_plans_in_the_tables_finest_measured_step(wide, monkeypatch, step, unit):
+    model, x = wide
+    table = LatencyTable(total=1.0, alignment=16, layers=_misaligned_table(model).layers, step=step)
+    dense = _predicted(table, model)
+    monkeypatch.setattr(latency, "latency_ratios", lambda models, *a, **k: [1.0, _predicted(table, models[1]) / dense])
+    with latency.override(table=table):
+        result = taskprune.prune(model, x, ratio=0.4, target="latency", progress=False)
+    changed = [g for g in result.report.groups if g.after != g.before]
+    assert changed and all(g.after % unit == 0 for g in changed)
+
+
 def test_round_to_must_be_auto_none_or_positive_int(wide):
     model, x = wide
     with pytest.raises(ValueError, match="round_to must be 'auto', None or a positive int"):

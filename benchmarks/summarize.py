@@ -23,6 +23,8 @@ SECTIONS = [
      "--train-images 600 --val-images 200 --prune-batches 8"),
     ("latency", "Speed on this CPU: params target vs latency target",
      "python benchmarks/latency.py --latency-ratios 0.2,0.3,0.4,0.5 --repeats 15"),
+    ("latency_tasks", "What the speed targets cost in task metrics, at the same parameter count and fine-tune",
+     "python benchmarks/latency_tasks.py --latency-ratio 0.25"),
     ("overhead_resnet50_three_head", "Time of prune() against plain torch-pruning (ResNet-50-sized, 384x640)",
      "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model resnet50_three_head --batches 8 --batch-size 1 --repeats 3"),
     ("overhead_tiny_driving", "Time of prune() against plain torch-pruning (tiny model)",
@@ -51,7 +53,7 @@ def headline() -> str:
         parts.append(criteria + f"\nTeacher: `{runs['teacher']}`, DrivingNet-{runs['size']} at "
                      f"{runs['image_size'][0]}x{runs['image_size'][1]} on synthetic scenes; metrics in points, "
                      "change against the teacher in brackets.\n")
-    for index in (1, 3):
+    for index in (1, 3, 4):
         text = section(*SECTIONS[index])
         if text:
             parts.append(text)

@@ -1,9 +1,11 @@
-"""Speed of pruned models: params target (no rounding / round_to="auto") against the latency target.
+"""Speed of pruned models: plain torch-pruning, params target (no rounding / round_to="auto") and the latency target.
 
-For each model: the dense model, then `prune()` with target="params" at several ratios with round_to=None and
-with round_to="auto", and target="latency" at several ratios; all pruned models are timed end to end in ONE
-interleaved run against the dense model: a speedup is the median over rounds of dense / pruned time within one
-round, so the load other processes put on a shared machine cancels.
+For each model: the dense model; plain torch-pruning (MetaPruner, L2 magnitude, its per-layer pruning ratio
+bisected to remove --tp-params-cut of the parameters, output layers ignored); `prune()` with target="params" at
+several ratios with round_to=None and with round_to="auto"; target="latency" at several ratios; and, for each
+latency run, target="params" at the parameter cut it reached (matched parameter counts). All pruned models are
+timed end to end in ONE interleaved run against the dense model: a speedup is the median over rounds of dense /
+pruned time within one round, so the load other processes put on a shared machine cancels.
 
     python benchmarks/latency.py                       # driving (384x640) and resnet50 (224x224), 1 thread
     python benchmarks/latency.py --models driving --threads 2 --repeats 15
@@ -14,6 +16,7 @@ Writes benchmarks/results/latency.json, latency.md and latency_speedup.svg (copi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -24,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch_pruning as tp
 
 import taskprune
 from taskprune import latency, latency_cache
-from taskprune.graph import count_macs, count_params
+from taskprune.graph import PruningGraph, count_macs, count_params
+from taskprune.tasks import Tasks
 
 RESULTS = Path(__file__).parent / "results"
 DOCS = Path(__file__).parent.parent / "docs"
@@ -44,24 +49,54 @@ def build(name: str, size: tuple[int, int]) -> tuple[torch.nn.Module, torch.Tens
     return randomize_norms(ResNet50ThreeHead()).eval(), torch.randn(1, 3, *size), "ResNet50ThreeHead"
 
 
+def plain_torch_pruning(model: torch.nn.Module, x: torch.Tensor, params_cut: float) -> tuple[torch.nn.Module, float]:
+    """torch-pruning as its README shows it (MetaPruner, L2 magnitude, one ratio for every layer, the output
+    layers ignored by hand), with the ratio bisected until the parameter cut is within half a point of
+    `params_cut`; returns the pruned copy and the ratio."""
+    outputs = PruningGraph(model, x, Tasks.from_output(model(x))).output_layers
+    params0, low, high = count_params(model), 0.0, 0.9
+    for _ in range(12):
+        ratio = (low + high) / 2
+        work = copy.deepcopy(model)
+        ignored = [m for n, m in work.named_modules() if n in outputs]
+        tp.pruner.MetaPruner(work, x, importance=tp.importance.MagnitudeImportance(p=2), pruning_ratio=ratio,
+                             ignored_layers=ignored).step()
+        cut = 1 - count_params(work) / params0
+        if abs(cut - params_cut) <= 0.005:
+            break
+        low, high = (ratio, high) if cut < params_cut else (low, ratio)
+    return work, ratio
+
+
 def run_model(name: str, size: tuple[int, int], args: argparse.Namespace) -> dict[str, Any]:
     model, x, label = build(name, size)
     params0, macs0 = count_params(model), count_macs(model, x)
     variants: list[tuple[str, float, torch.nn.Module, dict[str, Any]]] = []
-    settings = [("params", "none", r, dict(target="params", round_to=None)) for r in args.params_ratios]
-    settings += [("params", "auto", r, dict(target="params")) for r in args.params_ratios]
-    settings += [("latency", "auto", r, dict(target="latency")) for r in args.latency_ratios]
-    for target, rounding, ratio, kwargs in settings:
+    baseline, tp_ratio = plain_torch_pruning(model, x, args.tp_params_cut)
+    variants.append((f"torch-pruning@{args.tp_params_cut}", args.tp_params_cut, baseline,
+                     {"target": "torch-pruning", "round_to": "none", "ratio": tp_ratio, "notes": []}))
+
+    def prune(target: str, rounding: str, ratio: float, label_: str | None = None, **kwargs: Any) -> None:
         start = time.perf_counter()
         try:
-            result = taskprune.prune(model, x, ratio=ratio, progress=args.progress, **kwargs)
+            result = taskprune.prune(model, x, ratio=ratio, target=target, progress=args.progress, **kwargs)
         except ValueError as refused:  # e.g. the caps cannot reach the requested latency; keep the other runs
             print(f"{name}: {target} round_to={rounding} ratio={ratio}: {refused}", flush=True)
-            continue
+            return
         info = {"target": target, "round_to": rounding, "ratio": ratio, "reached_reported": result.report.reached,
                 "prune_seconds": time.perf_counter() - start, "notes": result.report.warnings}
-        variants.append((f"{target}/{rounding}@{ratio}", ratio, result.model, info))
+        variants.append((label_ or f"{target}/{rounding}@{ratio}", ratio, result.model, info))
         print(f"{name}: {target} round_to={rounding} ratio={ratio}: done in {info['prune_seconds']:.0f}s", flush=True)
+
+    for ratio in args.params_ratios:
+        prune("params", "none", ratio, round_to=None)
+        prune("params", "auto", ratio)
+    for ratio in args.latency_ratios:
+        prune("latency", "auto", ratio)
+    for _, ratio, pruned, _info in [v for v in variants if v[3]["target"] == "latency"]:
+        cut = round(1 - count_params(pruned) / params0, 4)  # the same parameter count, planned by params
+        prune("params", "none", cut, f"params/none@=latency{ratio}", round_to=None)
+        prune("params", "auto", cut, f"params/auto@=latency{ratio}")
     rounds = latency.measure_rounds([model] + [v[2] for v in variants], x, warmup=2, repeats=args.repeats)
     dense_seconds = statistics.median(rounds[0])
     # speedup: the median over rounds of dense / pruned within one round (robust to the neighbours' load)
@@ -92,21 +127,30 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"median of {report['repeats']} interleaved runs (load average before: {report['load_before']}).", ""]
     for result in report["results"]:
         lines += [f"## {result['model']} at {result['input'][2]}x{result['input'][3]}", "",
-                  "| variant | params | params cut | MACs cut | latency (ms) | speedup | notes |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| variant | params | params cut | MACs cut | latency (ms) | speedup | latency target: asked, "
+                  "prune() measured, measured here | notes |", "|---|---|---|---|---|---|---|---|"]
         for row in result["rows"]:
             notes = "; ".join(row.get("notes", []))
+            check = (f"{1 - row['ratio']:.0%}, {1 - row['reached_reported']:.1%}, {row['latency_fraction']:.1%}"
+                     if row["target"] == "latency" else "")
             lines.append(f"| {row['variant']} | {row['params'] / 1e6:.2f}M | {row['params_cut']:.1%} | "
-                         f"{row['macs_cut']:.1%} | {row['seconds'] * 1e3:.0f} | {row['speedup']:.2f}x | {notes} |")
+                         f"{row['macs_cut']:.1%} | {row['seconds'] * 1e3:.0f} | {row['speedup']:.2f}x | {check} | "
+                         f"{notes} |")
         lines += ["", "Nearest to 40% fewer parameters: " + ", ".join(
             f"{r['target']} (round_to={r['round_to']}) {r['params_cut']:.1%} fewer params, {r['speedup']:.2f}x"
             for r in headline(result)), ""]
+        checks = [f"ratio {r['ratio']}: asked {1 - r['ratio']:.0%} of dense, measured {r['latency_fraction']:.1%} "
+                  f"({'within' if abs(r['latency_fraction'] / (1 - r['ratio']) - 1) <= 0.05 else 'outside'} 5%)"
+                  for r in result["rows"] if r["target"] == "latency"]
+        if checks:
+            lines += ["Latency target, re-measured here: " + "; ".join(checks) + ".", ""]
     return "\n".join(lines)
 
 
 def to_svg(report: dict[str, Any]) -> str:
     """Speedup against parameter reduction, one panel per model, one colour per (target, round_to)."""
-    colours = {("params", "none"): "#d62728", ("params", "auto"): "#1f77b4", ("latency", "auto"): "#2ca02c"}
+    colours = {("params", "none"): "#d62728", ("params", "auto"): "#1f77b4", ("latency", "auto"): "#2ca02c",
+               ("torch-pruning", "none"): "#7f7f7f"}
     width, height, pad = 420, 300, 50
     panels = []
     for p, result in enumerate(report["results"]):
@@ -139,8 +183,8 @@ def to_svg(report: dict[str, Any]) -> str:
                          + " ".join(f"{a:.1f},{b:.1f}" for a, b in coords) + '"/>')
             parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>' for a, b in coords[1:]]
         panels.append("\n".join(parts))
-    legend = [f'<text x="{60 + i * 170}" y="{height + 15}" font-size="11" fill="{c}">{t}, round_to={r}</text>'
-              for i, ((t, r), c) in enumerate(colours.items())]
+    legend = [f'<text x="{60 + i * 190}" y="{height + 15}" font-size="11" fill="{c}">'
+              f'{t if t == "torch-pruning" else f"{t}, round_to={r}"}</text>' for i, ((t, r), c) in enumerate(colours.items())]
     total_width = len(report["results"]) * (width + 20)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height + 25}" '
             f'font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n'
@@ -176,6 +220,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11, help="interleaved end-to-end repeats per model")
     parser.add_argument("--params-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[0.2, 0.4, 0.6])
     parser.add_argument("--latency-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[0.3, 0.5])
+    parser.add_argument("--tp-params-cut", type=float, default=0.4, help="parameter cut of plain torch-pruning")
     parser.add_argument("--progress", action="store_true", help="show the latency-table progress bar")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -18,7 +18,7 @@ from .counting import activation_macs, layer_macs
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import PruningGraph, count_macs, count_params
-from .latency_budget import plan_for_target
+from .planning import plan_for_target
 from .probe import find_unsafe_groups
 from .report import GroupChange, PruneReport
 from .safety import output_shapes, run_model, transplant, verify_outputs

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import taskprune
-from taskprune import latency
+from taskprune import latency, latency_probe
 from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph, count_macs
 from taskprune.latency import LatencyTable, LayerLatency
 from taskprune.latency_budget import LatencyModel, plan_latency
@@ -126,7 +126,7 @@ def test_probe_runs_once_per_process_and_is_kept_on_disk(tmp_path, monkeypatch):
 def test_probe_decision_finds_the_staircase_width(step, expected):
     counts = list(range(16, 97))
     times = [float(math.ceil(c / step) * step) if step else float(c) for c in counts]
-    assert latency._staircase_step(counts, times) == expected
+    assert latency_probe._staircase_step(counts, times) == expected
 
 
 def _independent_groups(slopes: list[float], channels: int = 64) -> tuple[list[ChannelGroup], LatencyTable]:

@@ -108,7 +108,8 @@ def _side(kind: str, dim: int) -> int:
 
 
 def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: LatencyModel, fraction: float,
-                 max_layer_ratio: float, round_to: int, strict: bool = True) -> dict[int, list[int]]:
+                 max_layer_ratio: float, round_to: int, strict: bool = True,
+                 comparable: bool = False) -> dict[int, list[int]]:
     """Channels to remove per group so that the predicted latency falls to `fraction` of dense.
 
     A multiple-choice knapsack (how many units each group gives up) minimises the importance lost for the
@@ -116,16 +117,23 @@ def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: 
     (three rounds, HALP's augmented knapsack); greedy steps by importance per second then close what the
     coupling between neighbours leaves over.
 
+    Scores are divided by their group's mean, so that every group's average channel is worth the same, unless
+    `comparable` (gradient criteria: estimates of the loss change, in one unit across groups, as in HALP); then
+    by the mean over all groups, which keeps the differences between groups.
+
     Raises:
         ValueError: (`strict`) the caps leave too little to remove; the message says how far the latency can
             fall. Without `strict`, the plan goes as far as the caps allow.
     """
     units, lost = {}, {}
-    for group, score in zip(groups, scores, strict=True):
-        if group.blocked or group.channels < 2:
+    prunable = {g.index: torch.nan_to_num(s.detach().float().cpu(), nan=0.0).abs()
+                for g, s in zip(groups, scores, strict=True) if not g.blocked and g.channels >= 2}
+    overall = float(torch.cat(list(prunable.values())).mean()) if prunable else 0.0
+    for group in groups:
+        if group.index not in prunable:
             continue
-        score = torch.nan_to_num(score.detach().float().cpu(), nan=0.0).abs()
-        mean = float(score.mean())
+        score = prunable[group.index]
+        mean = overall if comparable else float(score.mean())
         normalised = score / mean if mean > 0 else torch.zeros_like(score)
         units[group.index] = _units(group, torch.argsort(normalised, stable=True), max_layer_ratio, round_to)
         lost[group.index] = [float(normalised[u.channels].sum()) for u in units[group.index]]

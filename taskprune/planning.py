@@ -38,11 +38,12 @@ class PlanOutcome:
 def plan_for_target(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, target: str,
                     ratio: float, max_layer_ratio: float, round_to: int | str | None, model: nn.Module,
                     example_inputs: Any, pruned_copy: Callable[[dict[int, list[int]]], nn.Module],
-                    progress: bool = False) -> PlanOutcome:
+                    progress: bool = False, comparable: bool = False) -> PlanOutcome:
     """The planning step of `prune`: resolve `round_to="auto"`, then plan params / MACs / channels with the
     exact cost model, or latency on the measured table (measured end to end, corrected if it misses).
 
-    `pruned_copy(plan)` returns a pruned copy of `model` (the dense one is left as it is).
+    `pruned_copy(plan)` returns a pruned copy of `model` (the dense one is left as it is). `comparable`: the
+    scores are in one unit across groups (see `plan_latency`).
     """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     alignment = latency.device_alignment(device) if round_to == "auto" else int(round_to or 1)
@@ -50,7 +51,7 @@ def plan_for_target(groups: list[ChannelGroup], scores: list[torch.Tensor], cost
         table = latency.measure_table(model, example_inputs, alignment=alignment, progress=progress)
         unit = table.resolution if round_to == "auto" else alignment
         return _plan_measured(groups, scores, table, ratio, max_layer_ratio, unit, model, example_inputs,
-                              pruned_copy)
+                              pruned_copy, comparable)
     if round_to != "auto":
         return PlanOutcome(plan_pruning(groups, scores, cost, ratio, max_layer_ratio, alignment), alignment)
     return _plan_auto(groups, scores, cost, ratio, max_layer_ratio, alignment, model, example_inputs)
@@ -107,7 +108,8 @@ def _plan_auto(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: Cos
 
 def _plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table: latency.LatencyTable,
                    ratio: float, max_layer_ratio: float, alignment: int, model: nn.Module, example_inputs: Any,
-                   pruned_copy: Callable[[dict[int, list[int]]], nn.Module]) -> PlanOutcome:
+                   pruned_copy: Callable[[dict[int, list[int]]], nn.Module],
+                   comparable: bool = False) -> PlanOutcome:
     """Solve on the table, measure the pruned copy against the dense model, and re-aim while it misses by more
     than 2.5% (a plan at the edge of the 5% band falls outside it on the next measurement as often as not); keep
     the closest pass."""
@@ -118,7 +120,8 @@ def _plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table
     capped = False
     for attempt in range(_MAX_PASSES):
         predictor = LatencyModel(groups, table)
-        plan = plan_latency(groups, scores, predictor, aim, max_layer_ratio, alignment, strict=attempt == 0)
+        plan = plan_latency(groups, scores, predictor, aim, max_layer_ratio, alignment, strict=attempt == 0,
+                            comparable=comparable)
         predicted = predictor.fraction()
         pruned = pruned_copy(plan)
         measured = latency.latency_ratios([model, pruned], example_inputs, repeats=_REPEATS)[1]

@@ -165,6 +165,17 @@ def test_latency_solver_matches_brute_force_optimum(fraction):
     assert LatencyModel(groups, table).predict(plan) <= fraction + 1e-9
 
 
+def test_latency_solver_compares_gradient_scores_across_groups():
+    """Per-group normalisation makes every group's average channel worth the same; gradient criteria (estimates of
+    the loss change) keep the difference: a group whose channels all matter less goes first."""
+    groups, table = _independent_groups([1.0, 1.0])
+    scores = [torch.linspace(5.0, 15.0, 64), torch.ones(64)]  # group 0 matters 10x more, but varies inside
+    for comparable, emptied in [(False, 0), (True, 1)]:
+        plan = plan_latency(groups, scores, LatencyModel(groups, table), 0.75, max_layer_ratio=0.75, round_to=16,
+                            comparable=comparable)
+        assert list(plan) == [emptied] and len(plan[emptied]) == 32
+
+
 def test_latency_model_multiplies_input_and_output_widths(wide):
     model, x = wide
     graph = PruningGraph(model, x, Tasks.from_output(model(x)))

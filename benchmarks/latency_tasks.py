@@ -1,8 +1,9 @@
 """What the speed targets cost in task accuracy: dense vs params target vs latency target at matched parameter
 counts, after the same fine-tune, on the trained driving teacher.
 
-`prune(target="latency")` runs first; the two params-target students (round_to=None and round_to="auto") then
-remove exactly the fraction of parameters it removed, so all three have the same size. Every student gets the same
+`prune(target="latency")` runs first; two params-target students (round_to=None and round_to="auto") then remove
+exactly the fraction of parameters it removed (the same size), and a third (round_to="auto") removes as many as it
+takes to run as fast (its ratio bisected on measured speed: the same latency). Every student gets the same
 fine-tune (steps, learning rate, mse feature distillation from the teacher) and the same held-out scenes; speed is
 measured in one interleaved run against the teacher at the resolution it was trained and evaluated at.
 
@@ -72,6 +73,9 @@ def main() -> None:
         result, seconds = prune_for(teacher, example, tasks, train, args, target="params", ratio=cut,
                                     round_to=rounding, **common)
         pruned.append(("params", str(rounding).lower(), result, seconds))
+    speed = latency.latency_ratios([teacher, first.model], example, repeats=args.repeats)[1]
+    result, seconds = same_speed(teacher, example, tasks, train, args, speed, common)
+    pruned.append(("params", "auto, same speed", result, seconds))
 
     torch.set_num_threads(args.threads)
     students, runs = [], []
@@ -99,6 +103,21 @@ def main() -> None:
     write(report, args.out)
 
 
+def same_speed(teacher, example, tasks, train, args, fraction: float, common: dict):
+    """The params target (round_to="auto") whose measured latency is nearest `fraction` of the teacher's: its ratio
+    bisected over 7 prunes, each timed against the teacher."""
+    low, high, best = 0.0, 0.95, None
+    start = time.perf_counter()
+    for _ in range(7):
+        ratio = (low + high) / 2
+        result, _ = prune_for(teacher, example, tasks, train, args, target="params", ratio=ratio, **common)
+        measured = latency.latency_ratios([teacher, result.model], example, repeats=args.repeats)[1]
+        if best is None or abs(measured - fraction) < best[0]:
+            best = (abs(measured - fraction), result)
+        low, high = (ratio, high) if measured > fraction else (low, ratio)
+    return best[1], time.perf_counter() - start
+
+
 def write(report: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -120,7 +139,8 @@ def write(report: dict, out: Path) -> None:
     lines = [f"# Speed targets and task metrics ({report['date']})", "",
              f"DrivingNet-{report['size']} teacher (`{report['teacher']}`) at {report['image_size'][0]}x"
              f"{report['image_size'][1]}, {s['criterion']}, target='latency' ratio={s['latency_ratio']} first, then "
-             f"target='params' at the parameter cut it reached; each student fine-tuned {s['steps']} steps with "
+             f"target='params' at the parameter cut it reached and at the speed it reached (ratio bisected on "
+             f"measured speed); each student fine-tuned {s['steps']} steps with "
              f"{s['distill']} distillation; speed at batch 1, {s['measure_threads']} thread(s), torch "
              f"{report['torch']}, median over {s['repeats']} interleaved rounds of teacher / student time.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

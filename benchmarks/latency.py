@@ -2,10 +2,10 @@
 
 For each model: the dense model; plain torch-pruning (MetaPruner, L2 magnitude, its per-layer pruning ratio
 bisected to remove --tp-params-cut of the parameters, output layers ignored); `prune()` with target="params" at
-several ratios with round_to=None and with round_to="auto"; target="latency" at several ratios; and, for each
-latency run, target="params" at the parameter cut it reached (matched parameter counts). All pruned models are
-timed end to end in ONE interleaved run against the dense model: a speedup is the median over rounds of dense /
-pruned time within one round, so the load other processes put on a shared machine cancels.
+several ratios with round_to=None, round_to="auto" and fixed multiples (--round-to); target="latency" at several
+ratios; and, for each latency run, target="params" at the parameter cut it reached (matched parameter counts). All
+pruned models are timed end to end in ONE interleaved run against the dense model: a speedup is the median over
+rounds of dense / pruned time within one round, so the load other processes put on a shared machine cancels.
 
     python benchmarks/latency.py                       # driving (384x640) and resnet50 (224x224), 1 thread
     python benchmarks/latency.py --models driving --threads 2 --repeats 15
@@ -91,6 +91,8 @@ def run_model(name: str, size: tuple[int, int], args: argparse.Namespace) -> dic
     for ratio in args.params_ratios:
         prune("params", "none", ratio, round_to=None)
         prune("params", "auto", ratio)
+        for multiple in args.round_to:
+            prune("params", str(multiple), ratio, round_to=multiple)
     for ratio in args.latency_ratios:
         prune("latency", "auto", ratio)
     for _, ratio, pruned, _info in [v for v in variants if v[3]["target"] == "latency"]:
@@ -149,8 +151,8 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def to_svg(report: dict[str, Any]) -> str:
     """Speedup against parameter reduction, one panel per model, one colour per (target, round_to)."""
-    colours = {("params", "none"): "#d62728", ("params", "auto"): "#1f77b4", ("latency", "auto"): "#2ca02c",
-               ("torch-pruning", "none"): "#7f7f7f"}
+    colours = {("params", "none"): "#d62728", ("params", "auto"): "#1f77b4", ("params", "16"): "#9467bd",
+               ("latency", "auto"): "#2ca02c", ("torch-pruning", "none"): "#7f7f7f"}
     width, height, pad = 420, 300, 50
     panels = []
     for p, result in enumerate(report["results"]):
@@ -183,7 +185,7 @@ def to_svg(report: dict[str, Any]) -> str:
                          + " ".join(f"{a:.1f},{b:.1f}" for a, b in coords) + '"/>')
             parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>' for a, b in coords[1:]]
         panels.append("\n".join(parts))
-    legend = [f'<text x="{60 + i * 190}" y="{height + 15}" font-size="11" fill="{c}">'
+    legend = [f'<text x="{20 + i * 170}" y="{height + 15}" font-size="11" fill="{c}">'
               f'{t if t == "torch-pruning" else f"{t}, round_to={r}"}</text>' for i, ((t, r), c) in enumerate(colours.items())]
     total_width = len(report["results"]) * (width + 20)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height + 25}" '
@@ -221,6 +223,8 @@ def main() -> None:
     parser.add_argument("--params-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[0.2, 0.4, 0.6])
     parser.add_argument("--latency-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[0.3, 0.5])
     parser.add_argument("--tp-params-cut", type=float, default=0.4, help="parameter cut of plain torch-pruning")
+    parser.add_argument("--round-to", type=lambda s: [int(v) for v in s.split(",") if v], default=[16],
+                        help="fixed channel multiples to compare with round_to='auto' for the params target")
     parser.add_argument("--progress", action="store_true", help="show the latency-table progress bar")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

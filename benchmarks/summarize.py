@@ -21,10 +21,13 @@ SECTIONS = [
     ("ablation_s_conflict_taylor_distill-*", "Distillation losses after the same fine-tune (conflict_taylor)",
      "python benchmarks/ablation.py --size s --criteria conflict_taylor --distill none,pkd,cwd --steps 200 "
      "--train-images 600 --val-images 200 --prune-batches 8"),
-    ("latency", "Speed on this CPU: params target vs latency target",
+    ("latency", "Speed on this CPU: plain torch-pruning, the params target and the latency target",
      "python benchmarks/latency.py --latency-ratios 0.2,0.3,0.4,0.5 --repeats 15"),
-    ("latency_tasks", "What the speed targets cost in task metrics, at the same parameter count and fine-tune",
+    ("latency_tasks", "What the speed targets cost in task metrics, at the same size or speed and the same fine-tune",
      "python benchmarks/latency_tasks.py --latency-ratio 0.25"),
+    ("latency_2threads/latency", "Speed with two threads (unstable on this shared 2-vCPU machine; see docs/latency.md)",
+     "python benchmarks/latency.py --models driving --threads 2 --latency-ratios 0.3,0.5 --repeats 15 "
+     "--out benchmarks/results/latency_2threads"),
     ("overhead_resnet50_three_head", "Time of prune() against plain torch-pruning (ResNet-50-sized, 384x640)",
      "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model resnet50_three_head --batches 8 --batch-size 1 --repeats 3"),
     ("overhead_tiny_driving", "Time of prune() against plain torch-pruning (tiny model)",
@@ -32,6 +35,9 @@ SECTIONS = [
     ("zoo", "Lookalikes of public models pruned with no ignore list", "python benchmarks/zoo.py"),
     ("driving_sizes", "The reference driving model's sizes", "python benchmarks/driving_sizes.py --threads 1"),
 ]
+
+# besides the criteria ablation, the README shows these (docs/benchmarks.md shows all)
+README_SECTIONS = ("ablation_s_conflict_taylor_distill-*", "latency_tasks", "overhead_resnet50_three_head")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:
@@ -53,11 +59,36 @@ def headline() -> str:
         parts.append(criteria + f"\nTeacher: `{runs['teacher']}`, DrivingNet-{runs['size']} at "
                      f"{runs['image_size'][0]}x{runs['image_size'][1]} on synthetic scenes; metrics in points, "
                      "change against the teacher in brackets.\n")
-    for index in (1, 3, 4):
-        text = section(*SECTIONS[index])
+    speed = speed_summary()
+    for pattern, title, command in SECTIONS:
+        if pattern == "latency" and speed:
+            parts.append(f"### {title} (excerpt)\n\n`{command}`\n\n{speed}")
+        if pattern not in README_SECTIONS:
+            continue
+        text = section(pattern, title, command)
         if text:
             parts.append(text)
     return "\n".join(parts) + "\nAll results: [docs/benchmarks.md](docs/benchmarks.md).\n"
+
+
+def speed_summary() -> str | None:
+    """From latency.json: plain torch-pruning and the params target at 40% fewer parameters, and the latency
+    target at ratio 0.5, per model."""
+    path = RESULTS / "latency.json"
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text())
+    wanted = ("torch-pruning@0.4", "params/none@0.4", "params/16@0.4", "params/auto@0.4", "latency/auto@0.5")
+    lines = [f"{report['threads']} thread(s), batch 1, eager; speedup against the dense model in one interleaved "
+             "run.", "", "| model | variant | params cut | MACs cut | speedup |", "|---|---|---|---|---|"]
+    for result in report["results"]:
+        model = f"{result['model']} {result['input'][2]}x{result['input'][3]}"
+        for row in result["rows"]:
+            if row["variant"] in wanted:
+                lines.append(f"| {model} | {row['variant']} | {row['params_cut']:.1%} | {row['macs_cut']:.1%} | "
+                             f"{row['speedup']:.2f}x |")
+                model = ""
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

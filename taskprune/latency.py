@@ -5,17 +5,18 @@ with 49 channels costs as much as one with 64; GPUs behave alike with their tile
 FLOPs, this module measures:
 
 - `device_alignment()`: the channel multiple at which a representative convolution's time steps up, found by a
-  one-second probe (cached per process and on disk).
+  one-second probe (`latency_probe.py`; cached per process and on disk).
 - `measure_table()`: every convolution, linear and norm layer timed alone, on a random input of the shape it sees
   inside the model, at a few input and output channel counts (multiples of the alignment and the half-steps between
   them), interpolated between them. Cached as JSON, keyed by device, torch version, threads, the model's layers
   and the input shapes.
+- `measure_latency()`: end-to-end medians of several models, interleaved so that load from other processes
+  falls on all of them alike; compare models only within one call.
+- `macs_table()`: no timing at all, every layer costs its MACs; what `round_to="auto"` compares plans by.
 
 The half-steps matter: the alignment comes from one representative convolution, and not every layer follows it.
 On the project's CPU a 3x3 convolution with 2 output channels at full resolution runs 3.3x faster with 8 input
 channels than with 16, where a staircase of 16 would say no faster at all.
-- `measure_latency()`: end-to-end medians of several models, interleaved so that load from other processes
-  falls on all of them alike; compare models only within one call.
 
 Tests and users with a table from another device pass it through `override(table=..., alignment=...)`.
 """

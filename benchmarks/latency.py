@@ -126,7 +126,8 @@ def headline(result: dict[str, Any], params_cut: float = 0.4) -> list[dict[str, 
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Latency benchmark ({report['date']})", "",
              f"{report['machine']}, torch {report['torch']}, {report['threads']} thread(s), batch 1, eager, "
-             f"median of {report['repeats']} interleaved runs (load average before: {report['load_before']}).", ""]
+             f"median of {report['repeats']} interleaved runs (load average before: {report['load_before']}; "
+             f"steady allocator: {report.get('steady_allocator', False)}).", ""]
     for result in report["results"]:
         lines += [f"## {result['model']} at {result['input'][2]}x{result['input'][3]}", "",
                   "| variant | params | params cut | MACs cut | latency (ms) | speedup | latency target: asked, "
@@ -229,11 +230,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    steady = latency.steady_allocator()  # timings that do not depend on what the process allocated before
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": latency_cache._cpu_name(),
         "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
         "repeats": args.repeats, "load_before": round(os.getloadavg()[0], 2),
-        "alignment": latency.device_alignment(), "results": []}
+        "alignment": latency.device_alignment(), "steady_allocator": steady, "results": []}
     for name in args.models.split(","):
         size = args.driving_size if name == "driving" else args.resnet_size
         report["results"].append(run_model(name, size, args))

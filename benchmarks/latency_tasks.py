@@ -64,6 +64,7 @@ def main() -> None:
     teacher_metrics = driving.evaluate(teacher, val)
 
     torch.set_num_threads(args.measure_threads)
+    latency.steady_allocator()  # timings that do not depend on what the process allocated before
     common = dict(importance=args.criterion)
     first, seconds = prune_for(teacher, example, tasks, train, args, target="latency", ratio=args.latency_ratio,
                                **common)

@@ -35,10 +35,11 @@ from torch import nn
 from .latency_cache import _FORMAT, _device_key, _digest, _read, _write, cache_dir
 from .latency_probe import probe_alignment
 from .tasks import call_model
-from .timing import _device_of, latency_ratios, measure_latency, measure_rounds, time_call
+from .timing import _device_of, latency_ratios, measure_latency, measure_rounds, steady_allocator, time_call
 
 __all__ = ["LayerLatency", "LatencyTable", "cache_dir", "device_alignment", "latency_ratios", "macs_table",
-           "measure_latency", "measure_rounds", "measure_table", "override", "probe_alignment", "time_call"]
+           "measure_latency", "measure_rounds", "measure_table", "override", "probe_alignment", "steady_allocator",
+           "time_call"]
 
 _FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
 _OVERRIDE: dict[str, Any] = {}

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import platform
 
 import pytest
 import torch
 from torch import nn
 
 import taskprune
-from taskprune import latency, latency_probe
+from taskprune import latency, latency_probe, timing
 from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph, count_macs
 from taskprune.latency import LatencyTable, LayerLatency
 from taskprune.latency_budget import LatencyModel, plan_latency
@@ -311,6 +312,17 @@ def test_latency_target_plans_in_the_tables_finest_measured_step(wide, monkeypat
         result = taskprune.prune(model, x, ratio=0.4, target="latency", progress=False)
     changed = [g for g in result.report.groups if g.after != g.before]
     assert changed and all(g.after % unit == 0 for g in changed)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_steady_allocator_applies_on_glibc_and_declines_elsewhere(monkeypatch):
+    assert latency.steady_allocator() is True
+
+    def no_libc(name):
+        raise OSError(f"cannot load {name}")
+
+    monkeypatch.setattr(timing.ctypes, "CDLL", no_libc)
+    assert latency.steady_allocator() is False
 
 
 def test_round_to_must_be_auto_none_or_positive_int(wide):

@@ -20,7 +20,7 @@ from .latency_budget import RELATIVE_TOLERANCE, LatencyModel, plan_latency
 __all__ = ["PlanOutcome", "plan_for_target"]
 
 _AIM_TOLERANCE = 0.025  # passes go on (up to _MAX_PASSES) until one lands within 2.5%: the middle of the band
-_MAX_PASSES = 4
+_MAX_PASSES = 6
 _REPEATS = 15  # end-to-end rounds per measured pass
 _FINER_GAIN = 0.02  # round_to="auto" takes the finer multiple's plan only if it is predicted 2% faster
 

@@ -62,7 +62,7 @@ def _plan_auto(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: Cos
     """Plan in steps of the device's multiple and of the next finer multiple that meets the budget, and keep the
     finer plan only if it is predicted at least `_FINER_GAIN` faster: by the table from `latency.override` if there
     is one, else by MACs. Steps of 16 can force a params budget off the narrow, high-resolution layers where the
-    time is (DrivingNet-m at 40% fewer parameters: 1.36x in steps of 16, 1.60x in steps of 8).
+    time is (DrivingNet-m at 40% fewer parameters: 1.33x in steps of 16, 1.61x in steps of 8).
 
     A plan predicted slower than dense is never returned: ValueError says so instead.
     """

@@ -139,7 +139,8 @@ def _plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table
     error, measured, outcome = min(tried, key=lambda t: t[0])
     if error > RELATIVE_TOLERANCE:
         why = ("max_layer_ratio, the protected outputs and the alignment stop the solver there" if capped else
-               "the per-layer table mispredicts this model (time in untimed ops, or other processes' load)")
+               "the per-layer table mispredicts this model (time in untimed ops, other processes' load, or the "
+               "allocator: see latency.steady_allocator)")
         outcome.notes.append(f"latency: asked for {wanted:.1%} of dense, measured {measured:.1%} after "
                              f"{len(tried)} passes: {why}")
     return outcome

@@ -43,8 +43,27 @@ def plan_for_target(groups: list[ChannelGroup], scores: list[torch.Tensor], cost
     exact cost model, or latency on the measured table (measured end to end, corrected if it misses).
 
     `pruned_copy(plan)` returns a pruned copy of `model` (the dense one is left as it is). `comparable`: the
-    scores are in one unit across groups (see `plan_latency`).
+    scores are in one unit across groups (see `plan_latency`). Under torch.distributed every rank takes rank 0's
+    plan: a device probe or a latency measurement can come out differently on each rank, and replicas must not.
     """
+    return _from_rank_zero(_plan_here(groups, scores, cost, target, ratio, max_layer_ratio, round_to, model,
+                                      example_inputs, pruned_copy, progress, comparable))
+
+
+def _from_rank_zero(outcome: PlanOutcome) -> PlanOutcome:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return outcome
+    box: list[Any] = [outcome]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _plan_here(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, target: str,
+               ratio: float, max_layer_ratio: float, round_to: int | str | None, model: nn.Module,
+               example_inputs: Any, pruned_copy: Callable[[dict[int, list[int]]], nn.Module], progress: bool,
+               comparable: bool) -> PlanOutcome:
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     alignment = latency.device_alignment(device) if round_to == "auto" else int(round_to or 1)
     if target == "latency":

@@ -20,13 +20,19 @@ def energy(task_output, batch):
     return task_output.float().pow(2).mean()
 
 
-def plan(batches: list[torch.Tensor]) -> dict[str, list[int]]:
+def plan(batches: list[torch.Tensor], round_to: int | str | None = None) -> dict[str, list[int]]:
     model, x = TINY_MODELS["tiny_driving"]()
     base = taskprune.Tasks.from_output(model(x))
     tasks = taskprune.Tasks(outputs=dict(base.outputs), losses=dict.fromkeys(base.outputs, energy))
     result = taskprune.prune(model, x, ratio=0.4, importance="conflict_taylor", tasks=tasks, data=batches,
-                             num_batches=len(batches), round_to=None, progress=False)
+                             num_batches=len(batches), round_to=round_to, progress=False)
     return result.channel_map
+
+
+def auto_plan(batches: list[torch.Tensor], alignment: int) -> dict[str, list[int]]:
+    """round_to="auto" on a device whose probe answers `alignment`."""
+    with taskprune.latency.override(alignment=alignment):
+        return plan(batches, round_to="auto")
 
 
 def batches() -> list[torch.Tensor]:
@@ -38,7 +44,9 @@ def main(out_dir: Path) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     channel_map = plan(batches()[rank::world])
-    torch.save({"channel_map": channel_map}, out_dir / f"rank{rank}.pt")
+    # the ranks' probes disagree (as two timings can): every rank must still take rank 0's plan
+    auto = auto_plan(batches()[rank::world], alignment=8 if rank == 0 else 2)
+    torch.save({"channel_map": channel_map, "auto": auto}, out_dir / f"rank{rank}.pt")
     dist.destroy_process_group()
 
 

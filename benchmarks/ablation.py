@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +33,56 @@ METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
 def render(count: int, size: tuple[int, int], seed: int) -> list[dict[str, torch.Tensor]]:
     scenes = driving.SyntheticDriving(count, size=size, seed=seed)
     return [scenes[i] for i in range(count)]
+
+
+def add_setup_arguments(parser: argparse.ArgumentParser, *, train_images: int, val_images: int,
+                        prune_batches: int, steps: int) -> None:
+    """The teacher, scenes and fine-tune budget that ablation.py and latency_tasks.py share."""
+    parser.add_argument("--size", default="s", choices=["n", "s", "m"])
+    parser.add_argument("--image-size", type=int, nargs=2, default=(192, 320))
+    parser.add_argument("--teacher", type=Path, default=None, help="default: benchmarks/checkpoints/driving_<size>_teacher.pt")
+    parser.add_argument("--train-images", type=int, default=train_images)
+    parser.add_argument("--val-images", type=int, default=val_images)
+    parser.add_argument("--prune-batches", type=int, default=prune_batches)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=steps, help="fine-tune steps per student")
+    parser.add_argument("--epochs", type=int, default=100, help="upper bound; --steps stops first")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress", action="store_true")
+
+
+@dataclass
+class Setup:
+    """The trained teacher, its tasks, the scenes and the teacher's own metrics on the held-out ones."""
+
+    teacher: torch.nn.Module
+    teacher_path: str
+    tasks: taskprune.Tasks
+    train: list
+    val: list
+    example: torch.Tensor
+    teacher_metrics: dict
+
+    def record(self, args: argparse.Namespace) -> dict:
+        """What every results file says about the teacher and the settings."""
+        return {"size": args.size, "image_size": list(args.image_size), "teacher": self.teacher_path,
+                "teacher_params": sum(p.numel() for p in self.teacher.parameters()),
+                "teacher_metrics": self.teacher_metrics,
+                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+
+
+def load_setup(args: argparse.Namespace) -> Setup:
+    torch.manual_seed(args.seed)
+    size = tuple(args.image_size)
+    path = args.teacher or ROOT / "benchmarks" / "checkpoints" / f"driving_{args.size}_teacher.pt"
+    teacher = driving.DrivingNet(size=args.size)
+    teacher.load_state_dict(torch.load(path, weights_only=True))
+    teacher.eval()
+    val = driving.loader(render(args.val_images, size, seed=10_000 + args.seed), batch_size=args.batch_size)
+    return Setup(teacher, str(path.resolve()).replace(str(ROOT) + "/", ""), driving.driving_tasks(),
+                 render(args.train_images, size, seed=args.seed), val, torch.zeros(1, 3, *size),
+                 driving.evaluate(teacher, val))
 
 
 def prune_for(teacher, example, tasks, train, args, **prune_kwargs) -> tuple[taskprune.PruneResult, float]:
@@ -72,56 +123,33 @@ def run(teacher, example, tasks, train, val, criterion: str, distill: str, args)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="s", choices=["n", "s", "m"])
-    parser.add_argument("--image-size", type=int, nargs=2, default=(192, 320))
-    parser.add_argument("--teacher", type=Path, default=None, help="default: benchmarks/checkpoints/driving_<size>_teacher.pt")
+    add_setup_arguments(parser, train_images=800, val_images=300, prune_batches=16, steps=300)
     parser.add_argument("--ratio", type=float, default=0.327)
     parser.add_argument("--criteria", default="magnitude,taylor,task_taylor,conflict_taylor,random")
     parser.add_argument("--distill", default="mse", help="comma list of none, mse, pkd, cwd")
     parser.add_argument("--round-to", type=int, default=None)
-    parser.add_argument("--train-images", type=int, default=800)
-    parser.add_argument("--val-images", type=int, default=300)
-    parser.add_argument("--prune-batches", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=300, help="fine-tune steps per student")
-    parser.add_argument("--epochs", type=int, default=100, help="upper bound; --steps stops first")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--progress", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rewrite", type=Path, default=None, help="only re-render the tables of a results JSON")
     args = parser.parse_args()
     if args.rewrite is not None:
         write(json.loads(args.rewrite.read_text()), args.rewrite.stem)
         return
-    torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    size = tuple(args.image_size)
-    teacher_path = args.teacher or ROOT / "benchmarks" / "checkpoints" / f"driving_{args.size}_teacher.pt"
-    teacher = driving.DrivingNet(size=args.size)
-    teacher.load_state_dict(torch.load(teacher_path, weights_only=True))
-    teacher.eval()
-    tasks = driving.driving_tasks()
-    train = render(args.train_images, size, seed=args.seed)
-    val = driving.loader(render(args.val_images, size, seed=10_000 + args.seed), batch_size=args.batch_size)
-    example = torch.zeros(1, 3, *size)
-    teacher_metrics = driving.evaluate(teacher, val)
+    setup = load_setup(args)
     runs = []
     from rich.progress import track
 
     pairs = [(c, d) for c in args.criteria.split(",") for d in args.distill.split(",")]
     for criterion, distill in track(pairs, description="prune + fine-tune"):
-        runs.append(run(copy.deepcopy(teacher), example, tasks, train, val, criterion, distill, args))
+        runs.append(run(copy.deepcopy(setup.teacher), setup.example, setup.tasks, setup.train, setup.val, criterion,
+                        distill, args))
         try:
-            runs[-1]["delta_m"] = driving.delta_m(runs[-1]["after_finetune"], teacher_metrics)
+            runs[-1]["delta_m"] = driving.delta_m(runs[-1]["after_finetune"], setup.teacher_metrics)
         except ValueError:  # a teacher metric of 0 (an untrained teacher) leaves the relative change undefined
             runs[-1]["delta_m"] = None
-    result = {"size": args.size, "image_size": list(size), "teacher": str(teacher_path.resolve()).replace(str(ROOT) + "/", ""),
-              "teacher_params": sum(p.numel() for p in teacher.parameters()), "teacher_metrics": teacher_metrics,
-              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "runs": runs}
     label = args.criteria.replace(",", "-") if len(args.criteria.split(",")) > 1 else \
         f"{args.criteria}_distill-{args.distill.replace(',', '-')}"
-    write(result, f"ablation_{args.size}_{label}")
+    write({**setup.record(args), "runs": runs}, f"ablation_{args.size}_{label}")
 
 
 def write(result: dict, stem: str) -> None:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from ablation import METRICS, RESULTS, ROOT, finetune_and_score, prune_for, render
+from ablation import METRICS, RESULTS, add_setup_arguments, finetune_and_score, load_setup, prune_for
 
 from taskprune import driving, latency
 from taskprune.graph import count_macs
@@ -31,37 +31,17 @@ from taskprune.graph import count_macs
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="s", choices=["n", "s", "m"])
-    parser.add_argument("--image-size", type=int, nargs=2, default=(192, 320))
-    parser.add_argument("--teacher", type=Path, default=None, help="default: benchmarks/checkpoints/driving_<size>_teacher.pt")
+    add_setup_arguments(parser, train_images=600, val_images=200, prune_batches=8, steps=200)
     parser.add_argument("--latency-ratio", type=float, default=0.3, help="fraction of the latency to remove")
     parser.add_argument("--criterion", default="conflict_taylor")
     parser.add_argument("--distill", default="mse")
-    parser.add_argument("--train-images", type=int, default=600)
-    parser.add_argument("--val-images", type=int, default=200)
-    parser.add_argument("--prune-batches", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=200, help="fine-tune steps per student")
-    parser.add_argument("--epochs", type=int, default=100, help="upper bound; --steps stops first")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for fine-tuning")
     parser.add_argument("--measure-threads", type=int, default=1, help="torch threads for pruning and timing")
     parser.add_argument("--repeats", type=int, default=21, help="interleaved end-to-end timing rounds")
-    parser.add_argument("--progress", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    torch.manual_seed(args.seed)
-    size = tuple(args.image_size)
-    teacher_path = args.teacher or ROOT / "benchmarks" / "checkpoints" / f"driving_{args.size}_teacher.pt"
-    teacher = driving.DrivingNet(size=args.size)
-    teacher.load_state_dict(torch.load(teacher_path, weights_only=True))
-    teacher.eval()
-    tasks = driving.driving_tasks()
-    train = render(args.train_images, size, seed=args.seed)
-    val = driving.loader(render(args.val_images, size, seed=10_000 + args.seed), batch_size=args.batch_size)
-    example = torch.zeros(1, 3, *size)
-    teacher_metrics = driving.evaluate(teacher, val)
+    setup = load_setup(args)
+    teacher, tasks, train, val, example = setup.teacher, setup.tasks, setup.train, setup.val, setup.example
 
     torch.set_num_threads(args.measure_threads)
     latency.steady_allocator()  # timings that do not depend on what the process allocated before
@@ -87,7 +67,7 @@ def main() -> None:
         students.append(student)
         runs.append({"target": target, "round_to": rounding, "prune_s": seconds, **record,
                      "reached_reported": result.report.reached, "notes": result.report.warnings,
-                     "delta_m": driving.delta_m(record["after_finetune"], teacher_metrics)})
+                     "delta_m": driving.delta_m(record["after_finetune"], setup.teacher_metrics)})
 
     torch.set_num_threads(args.measure_threads)
     rounds = latency.measure_rounds([teacher] + students, example, warmup=2, repeats=args.repeats)
@@ -96,11 +76,8 @@ def main() -> None:
         run["speedup"] = statistics.median(d / t for d, t in zip(rounds[0], times, strict=True))
         run["seconds"] = statistics.median(times)
         run["macs_reduction"] = 1 - count_macs(student, example) / macs0
-    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "size": args.size,
-              "image_size": list(size), "teacher": str(teacher_path.resolve()).replace(str(ROOT) + "/", ""),
-              "teacher_params": sum(p.numel() for p in teacher.parameters()), "teacher_metrics": teacher_metrics,
-              "teacher_seconds": statistics.median(rounds[0]), "torch": torch.__version__,
-              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "runs": runs}
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **setup.record(args),
+              "teacher_seconds": statistics.median(rounds[0]), "torch": torch.__version__, "runs": runs}
     write(report, args.out)
 
 

@@ -24,7 +24,7 @@ Tests and users with a table from another device pass it through `override(table
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -187,11 +187,13 @@ def measure_table(model: nn.Module, example_inputs: Any, *, alignment: int = 1, 
     if cached is not None:
         return LatencyTable.from_dict(cached)
     modules = dict(model.named_modules())
-    layers: dict[str, LayerLatency] = {}
-    with _progress_bar(progress, len(shapes)) as advance:
-        for name, shape in shapes.items():
-            layers[name] = _measure_layer(modules[name], shape, calls[name], alignment, device, warmup, repeats)
-            advance()
+    items: Iterable[tuple[str, tuple[int, ...]]] = shapes.items()
+    if progress:
+        from rich.progress import track  # imported only when shown
+
+        items = track(items, total=len(shapes), description="measuring layer latency", transient=True)
+    layers = {name: _measure_layer(modules[name], shape, calls[name], alignment, device, warmup, repeats)
+              for name, shape in items}
     total = measure_latency([model], example_inputs, warmup=warmup, repeats=repeats)[0]
     table = LatencyTable(total=total, alignment=alignment, layers=layers, key=key, step=max(1, alignment // 2))
     _write(path, table.to_dict())
@@ -314,16 +316,3 @@ def _measure_layer(module: nn.Module, shape: tuple[int, ...], calls: int, alignm
     in_times = tuple(timed(c, c_out) for c in in_counts[:-1]) + (out_times[-1],) if in_counts else ()
     return LayerLatency(kind=kind, base=out_times[-1], in_full=c_in, out_full=c_out, in_counts=in_counts,
                         in_times=in_times, out_counts=out_counts, out_times=out_times)
-
-
-@contextmanager
-def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("measuring layer latency"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task("latency", total=total)
-        yield lambda: bar.advance(task)

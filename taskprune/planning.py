@@ -85,18 +85,20 @@ def _plan_auto(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: Cos
 
     A plan predicted slower than dense is never returned: ValueError says so instead.
     """
-    table = latency.injected_table() or latency.macs_table(model, example_inputs)
+    multiples = list(dict.fromkeys(m for m in (alignment, 16, 8, 4, 2, 1) if m <= alignment and alignment % m == 0))
+    # a MACs table costs a forward: only needed when there is a second multiple to compare with
+    table = latency.injected_table() or (latency.macs_table(model, example_inputs) if len(multiples) > 1 else None)
     error: ValueError | None = None
     slower: list[str] = []
     candidates: list[tuple[float, int, dict[int, list[int]], CostModel]] = []
-    for multiple in dict.fromkeys(m for m in (alignment, 16, 8, 4, 2, 1) if m <= alignment and alignment % m == 0):
+    for multiple in multiples:
         attempt = copy.deepcopy(cost)
         try:
             plan = plan_pruning(groups, scores, attempt, ratio, max_layer_ratio, multiple)
         except ValueError as failed:
             error = error or failed
             continue
-        predicted = LatencyModel(groups, table).predict(plan)
+        predicted = LatencyModel(groups, table).predict(plan) if table is not None else 1.0
         if predicted > 1.0:
             slower.append(f"round_to={multiple}: {predicted:.2f}x the dense latency")
             continue

@@ -241,6 +241,15 @@ def test_auto_rounding_keeps_the_device_multiple_unless_a_finer_one_cuts_2_perce
     assert chosen == {True, False}  # both branches of the rule are exercised
 
 
+def test_auto_rounding_on_a_device_without_a_staircase_does_not_round(wide, monkeypatch):
+    model, x = wide
+    monkeypatch.setattr(latency, "macs_table", lambda *a: pytest.fail("nothing to compare: no MACs table needed"))
+    with latency.override(alignment=1):
+        auto = taskprune.prune(model, x, ratio=0.4, progress=False)
+    plain = taskprune.prune(model, x, ratio=0.4, round_to=None, progress=False)
+    assert [g.after for g in auto.report.groups] == [g.after for g in plain.report.groups]
+
+
 def test_latency_target_corrects_a_biased_prediction(wide, monkeypatch):
     model, x = wide
     table = _misaligned_table(model)

@@ -32,6 +32,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from .counting import layer_macs
 from .latency_cache import _FORMAT, _device_key, _digest, _read, _write, cache_dir
 from .latency_probe import probe_alignment
 from .tasks import call_model
@@ -273,8 +274,6 @@ def _resized(module: nn.Module, kind: str, c_in: int, c_out: int) -> nn.Module:
 def macs_table(model: nn.Module, example_inputs: Any) -> LatencyTable:
     """A table that needs no timing: every convolution, linear and norm layer costs its MACs, in proportion to its
     input and output channel counts."""
-    from .counting import layer_macs
-
     shapes, _ = _input_shapes(model, example_inputs)
     macs = layer_macs(model, example_inputs)
     modules = dict(model.named_modules())

@@ -38,6 +38,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate every this many epochs")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/checkpoints/driving_<size>_teacher.pt")
     parser.add_argument("--run-dir", type=Path, default=None, help="default runs/driving_<size>")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this state_dict (continue training an earlier teacher) instead of scratch")
+    parser.add_argument("--curve", type=Path, default=None,
+                        help="also write the summary and validation curve here (JSON), e.g. benchmarks/results/...")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
 
@@ -50,6 +54,8 @@ def main() -> None:
     train_data = SyntheticDriving(args.train_images, size=size, seed=args.seed + 1)
     val_data = SyntheticDriving(args.val_images, size=size, seed=10_000 + args.seed)
     model = DrivingNet(size=args.size)
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, weights_only=True))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          eval_every=args.eval_every, time_limit_minutes=args.time_limit,
                          num_workers=args.workers)
@@ -64,8 +70,13 @@ def main() -> None:
     summary = {"size": args.size, "image_size": list(size), "train_images": args.train_images,
                "epochs_run": history[-1]["epoch"], "steps": history[-1]["step"], "val_images": args.val_images,
                "train_minutes_this_run": round(minutes, 1), "train_seconds_total": history[-1]["seconds"],
-               "threads": args.threads, "workers": args.workers, "metrics": metrics, "checkpoint": str(out)}
-    (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "history": history}, indent=2))
+               "threads": args.threads, "workers": args.workers, "metrics": metrics, "checkpoint": str(out),
+               "init": None if args.init is None else str(args.init), "lr": args.lr, "seed": args.seed}
+    record = json.dumps({"summary": summary, "history": history}, indent=2)
+    (run_dir / "summary.json").write_text(record)
+    if args.curve is not None:
+        args.curve.parent.mkdir(parents=True, exist_ok=True)
+        args.curve.write_text(record)
     print(json.dumps(summary, indent=2))
 
 

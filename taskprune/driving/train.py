@@ -79,13 +79,14 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
         train_data: training dataset (items as `SyntheticDriving` gives them).
         val_data: validation dataset, evaluated with `evaluate` every `config.eval_every` epochs.
         config: training settings (defaults: `TrainConfig()`).
-        checkpoint: path of a resumable checkpoint (model, optimiser, epoch) written after every epoch; if it
-            exists, training resumes from it.
+        checkpoint: path of a resumable checkpoint (model, optimiser, epoch, history) written after every epoch;
+            if it exists, training resumes from it.
         progress: show a rich progress bar.
         log: where per-epoch summaries go.
 
     Returns:
-        [{"epoch", "step", "seconds", "loss": {task: mean}, "metrics": {...}}], one per evaluated epoch.
+        [{"epoch", "step", "seconds", "loss": {task: mean}, "metrics": {...}}], one per epoch (also the epochs
+        before a resume), "metrics" on the evaluated ones.
     """
     config = config or TrainConfig()
     tasks = driving_tasks()
@@ -100,6 +101,7 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, elapsed = int(state["epoch"]), int(state["step"]), float(state["seconds"])
+        history = list(state.get("history", []))  # the validation curve so far survives a restart
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
 
     started = time.perf_counter() - elapsed
@@ -146,7 +148,8 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                         "epoch": epoch + 1,
-                        "seconds": time.perf_counter() - started, "config": asdict(config)}, checkpoint)
+                        "seconds": time.perf_counter() - started, "config": asdict(config),
+                        "history": history}, checkpoint)
         if last:
             break
     return history

@@ -22,10 +22,10 @@ def test_train_checkpoints_and_resumes(tmp_path):
         "recall", "map50", "drivable_miou", "lane_acc", "lane_iou"}
     state = torch.load(checkpoint, weights_only=True)
     assert state["epoch"] == 2 and state["step"] == 4
-    # Resuming a finished run trains nothing more and leaves the weights as they were.
+    # Resuming a finished run trains nothing more, leaves the weights as they were and gives back the history.
     before = {k: v.clone() for k, v in model.state_dict().items()}
     resumed = DrivingNet(size="n")
-    assert train(resumed, data, None, config, checkpoint=checkpoint, progress=False, log=lambda _: None) == []
+    assert train(resumed, data, None, config, checkpoint=checkpoint, progress=False, log=lambda _: None) == history
     assert all(torch.equal(before[k], v) for k, v in resumed.state_dict().items())
 
 

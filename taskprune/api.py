@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from ._runtime import preserved_modes
 from .budget import TARGETS, CostModel
 from .counting import activation_macs, layer_macs
 from .criteria import ScoringContext, get_criterion
@@ -98,9 +99,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     timings: dict[str, float] = {}
     work = copy.deepcopy(model)
     with _timed(timings, "graph"):
-        work.eval()
-        reference = run_model(work, example_inputs, "model(example_inputs)")
-        work.train(model.training)
+        with preserved_modes(work, eval=True):
+            reference = run_model(work, example_inputs, "model(example_inputs)")
         adapter = tasks if tasks is not None else Tasks.from_output(reference)
         macs_before, params_before = count_macs(work, example_inputs), count_params(work)
         graph = PruningGraph(work, example_inputs, adapter, protect=protect)

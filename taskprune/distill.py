@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._runtime import preserved_modes
 from .distill_losses import (
     FEATURE_LOSSES,
     check_alignment,
@@ -95,19 +96,6 @@ class Distill:
         return cls(**data)
 
 
-@contextmanager
-def _eval_mode(*models: nn.Module) -> Iterator[None]:
-    """Every module in eval mode inside the block; each module's own mode restored afterwards."""
-    modes = [(module, module.training) for model in models for module in model.modules()]
-    for model in models:
-        model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     """The model inside a (Distributed)DataParallel wrapper, whose module names the user knows."""
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
@@ -147,7 +135,7 @@ def auto_layers(model: nn.Module, example_inputs: Any, tasks: MultiTaskAdapter |
     handles = [module.register_forward_hook(record(name))
                for name, module in model.named_modules() if name in shared]
     try:
-        with torch.no_grad(), _eval_mode(model):
+        with torch.no_grad(), preserved_modes(model, eval=True):
             call_model(model, example_inputs)
     finally:
         for handle in handles:
@@ -250,7 +238,7 @@ class FeatureDistiller(nn.Module):
         teacher, student = self._models
         if self.layers is None:
             self._attach(auto_layers(_unwrap(teacher), example_inputs, self.tasks))
-        with torch.no_grad(), _eval_mode(teacher, student):
+        with torch.no_grad(), preserved_modes(teacher, student, eval=True):
             teacher_features, student_features = self._run(example_inputs, _unwrap(student))[:2]
         if self.distill.align != "adapter":
             return
@@ -263,9 +251,8 @@ class FeatureDistiller(nn.Module):
 
     def _run(self, inputs: Any, student: nn.Module) -> tuple[dict[str, Any], dict[str, Any], Any]:
         teacher = self._models[0]
-        if teacher.training:
-            teacher.eval()
-        with torch.no_grad(), self._capture("teacher") as teacher_features:
+        # the teacher runs in eval mode and is given back in the modes its owner set
+        with torch.no_grad(), preserved_modes(teacher, eval=True), self._capture("teacher") as teacher_features:
             call_model(teacher, inputs)
         with self._capture("student") as student_features:
             outputs = call_model(student, inputs)

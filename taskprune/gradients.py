@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._runtime import preserved_modes
 from .channels import SliceReducer
 from .graph import ChannelGroup
 from .tasks import MultiTaskAdapter, call_model
@@ -64,9 +65,7 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
     if "task_gradients" in needs:
         stats.task_gradients = {t: {n: torch.zeros_like(p, dtype=torch.float32) for n, p in zip(names, params, strict=True)}
                                 for t in tasks}
-    was_training = model.training
-    model.eval()
-    try:
+    with preserved_modes(model, eval=True):
         for index, batch in enumerate(_limited(data, num_batches, progress)):
             output = call_model(model, adapter.model_inputs(batch))
             losses = {t: _task_loss(adapter, t, output, batch, index) for t in tasks}
@@ -88,8 +87,6 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
             for acc, s in zip(stats.summed_taylor, summed, strict=True):
                 acc += s**2
             stats.batches += 1
-    finally:
-        model.train(was_training)
     if stats.batches == 0:
         raise ValueError("data yielded no batch: gradient criteria need at least one batch")
     _all_reduce(stats)

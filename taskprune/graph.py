@@ -19,6 +19,7 @@ from torch_pruning import _helpers as tp_helpers
 from torch_pruning import ops as tp_ops
 from torch_pruning.dependency import index_mapping as tp_index_mapping
 
+from ._runtime import preserved_modes
 from .attribution import NodeInfo, attribute_tasks, module_task_attribution
 from .groups import ChannelGroup, ParamSlice, param_slices
 from .tasks import MultiTaskAdapter, call_model, flatten_outputs, output_leaves
@@ -169,13 +170,12 @@ class PruningGraph:
                     hook.remove()
             return traced["output"]
 
-        was_training = model.training
-        # tracing follows autograd, so it must run with gradients on even inside a caller's no_grad
-        with warnings.catch_warnings(record=True) as caught, torch.enable_grad():
+        # tracing follows autograd, so it must run with gradients on even inside a caller's no_grad; torch-pruning
+        # puts the model in eval mode to trace it, and every submodule gets its own mode back
+        with warnings.catch_warnings(record=True) as caught, torch.enable_grad(), preserved_modes(model):
             warnings.simplefilter("always")
             self.dg = _DependencyGraph().build_dependency(
                 model, example_inputs, forward_fn=forward, output_transform=flatten_outputs, verbose=True)
-        model.train(was_training)
         self.warnings = [str(w.message).strip().splitlines()[0] for w in caught
                          if "Unwrapped" in str(w.message) or "Unknown operation" in str(w.message)]
         self._output_fns = {t.grad_fn for t in flatten_outputs(traced["output"]) if t.grad_fn is not None}
@@ -339,8 +339,9 @@ _TP_VIRTUAL = (tp_ops._ConcatOp, tp_ops._SplitOp, tp_ops._ElementWiseOp, tp_ops.
 
 def replay_history(model: nn.Module, example_inputs: Any, history: Iterable[Sequence[Any]]) -> None:
     """Prune `model` in place the way a recorded history says (see `PruningGraph.history`)."""
-    dg = _DependencyGraph().build_dependency(model, example_inputs, output_transform=flatten_outputs,
-                                               verbose=False)
+    with preserved_modes(model):
+        dg = _DependencyGraph().build_dependency(model, example_inputs, output_transform=flatten_outputs,
+                                                 verbose=False)
     dg.load_pruning_history([[str(n), bool(o), [int(i) for i in idxs]] for n, o, idxs in history])
 
 

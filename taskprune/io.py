@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._runtime import preserved_modes
 from ._version import __version__
 from .graph import replay_history
 from .onnx_export import export_onnx as export_onnx
@@ -117,17 +118,14 @@ def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: A
         example_inputs = _zeros_like_spec(payload["inputs"], device, where)
     saved: dict[str, torch.Tensor] = payload["state_dict"]
     _check_layers(fresh_model, payload["history"], saved, where)
-    modes = [(module, module.training) for module in fresh_model.modules()]
-    fresh_model.eval()  # tracing must neither update nor need batch statistics (BatchNorm on a batch of one)
-    try:
-        replay_history(fresh_model, example_inputs, payload["history"])
-    except Exception as error:
-        raise ValueError(f"replaying the pruning of {where} on {type(fresh_model).__name__} failed: "
-                         f"{type(error).__name__}: {error}; is it the same architecture, unpruned?"
-                         ) from error
-    finally:
-        for module, training in modes:
-            module.training = training
+    # tracing must neither update nor need batch statistics (BatchNorm on a batch of one)
+    with preserved_modes(fresh_model, eval=True):
+        try:
+            replay_history(fresh_model, example_inputs, payload["history"])
+        except Exception as error:
+            raise ValueError(f"replaying the pruning of {where} on {type(fresh_model).__name__} failed: "
+                             f"{type(error).__name__}: {error}; is it the same architecture, unpruned?"
+                             ) from error
     _check_shapes(fresh_model, saved, where)
     fresh_model.load_state_dict(saved, strict=True)
     return fresh_model

@@ -32,6 +32,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from ._runtime import preserved_modes
 from .counting import layer_macs
 from .latency_cache import _FORMAT, _device_key, _digest, _read, _write, cache_dir
 from .latency_probe import probe_alignment
@@ -238,13 +239,10 @@ def _input_shapes(model: nn.Module, example_inputs: Any) -> tuple[dict[str, tupl
             shapes.setdefault(name, tuple(args[0].shape))
 
     hooks = [m.register_forward_pre_hook(record) for m in model.modules() if _kind(m) is not None]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), preserved_modes(model, eval=True):
             call_model(model, example_inputs)
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return shapes, calls

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._runtime import preserved_modes
 from .tasks import call_model, flatten_outputs, output_leaves
 
 __all__ = ["export_onnx"]
@@ -46,9 +47,7 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike[s
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _require("onnx")
     flat = _FlatModel(model, example_inputs)
-    was_training = model.training
-    model.eval()
-    try:
+    with preserved_modes(model, eval=True):
         with torch.no_grad():
             reference = output_leaves(call_model(model, example_inputs))
         with warnings.catch_warnings():
@@ -58,8 +57,6 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike[s
             names = [_onnx_name(key) for key, _ in reference]
             torch.onnx.export(flat, flat.args, os.fspath(path), dynamo=False, opset_version=opset_version,
                               input_names=flat.input_names, output_names=names)
-    finally:
-        model.train(was_training)
     if not check:
         return {}
     return _compare_with_onnxruntime(os.fspath(path), flat, reference, atol)

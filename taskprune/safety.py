@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._runtime import preserved_modes
 from .tasks import call_model, output_leaves
 
 __all__ = ["output_shapes", "run_model", "verify_outputs", "transplant"]
@@ -45,12 +46,8 @@ def run_model(model: nn.Module, example_inputs: Any, what: str) -> Any:
 def verify_outputs(model: nn.Module, example_inputs: Any, expected: dict[str, tuple[int, ...]],
                    output_layers: dict[str, list[str]]) -> None:
     """Every output keeps its shape and is finite, or RuntimeError names the output and the layers producing it."""
-    was_training = model.training
-    model.eval()
-    try:
+    with preserved_modes(model, eval=True):
         output = run_model(model, example_inputs, "the pruned model")
-    finally:
-        model.train(was_training)
     shapes = output_shapes(output)
     for key, shape in expected.items():
         got = shapes.get(key)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._runtime import preserved_modes
 from .tasks import call_model
 
 __all__ = ["latency_ratios", "measure_latency", "measure_rounds", "steady_allocator", "time_call"]
@@ -94,24 +95,14 @@ def latency_ratios(models: Sequence[nn.Module], example_inputs: Any, *, warmup: 
 
 def measure_rounds(models: Sequence[nn.Module], example_inputs: Any, warmup: int, repeats: int) -> list[list[float]]:
     """Seconds per forward, per model per round; within a round every model runs once, the order rotating."""
-    modes = [m.training for m in models]
     times: list[list[float]] = [[] for _ in models]
-    try:
-        for m in models:
-            m.eval()
-        with torch.no_grad():
-            for _ in range(warmup):
-                for m in models:
-                    call_model(m, example_inputs)
-            for round_ in range(repeats):
-                for offset in range(len(models)):
-                    i = (round_ + offset) % len(models)
-                    model = models[i]
-                    times[i].append(_once(lambda: call_model(model, example_inputs), _device_of(model)))  # noqa: B023
-    finally:
-        for m, mode in zip(models, modes, strict=True):
-            m.train(mode)
+    with preserved_modes(*models, eval=True), torch.no_grad():
+        for _ in range(warmup):
+            for m in models:
+                call_model(m, example_inputs)
+        for round_ in range(repeats):
+            for offset in range(len(models)):
+                i = (round_ + offset) % len(models)
+                model = models[i]
+                times[i].append(_once(lambda: call_model(model, example_inputs), _device_of(model)))  # noqa: B023
     return times
-
-
-# -- caching ------------------------------------------------------------------------------------------------------

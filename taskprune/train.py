@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
+from ._runtime import preserved_modes
 from .distill import Distill, FeatureDistiller
 from .tasks import MultiTaskAdapter, call_model
 
@@ -229,10 +230,8 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         if shards.rank != 0 or eval_fn is None or evaluated_at == step:
             return
         evaluated_at = step
-        student.eval()
-        with torch.no_grad():
+        with torch.no_grad(), preserved_modes(student, eval=True):
             metrics = dict(eval_fn(student))
-        student.train()
         line = f"step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
         key = best_key if best_key is not None else (next(iter(metrics)) if len(metrics) == 1 else None)
         if key is None and checkpoint is None:
@@ -248,57 +247,59 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         log(f"{line} (best {key} {best:.4g})")
 
     step = 0
-    was_training = student.training
-    student.train()
-    try:
-        with _display(progress and shards.rank == 0, total) as (advance, log):
-            for epoch in range(epochs):
-                for batch in shards.epoch(epoch):
-                    batch = _to_device(batch, device)
-                    inputs = tasks.model_inputs(batch)
-                    with torch.autocast("cuda", enabled=True) if use_amp else nullcontext():
-                        if distiller is not None:
-                            kd_loss, outputs = distiller(inputs)
-                        else:
-                            kd_loss, outputs = None, call_model(model, inputs)
-                        losses = {name: tasks.loss(name, tasks.task_output(name, outputs), batch)
-                                  for name in tasks.names}
-                    loss = sum((weight(name) * value.float() for name, value in losses.items()),
-                               torch.zeros((), device=device))
-                    if kd_loss is not None:
-                        losses["kd"] = kd_loss
-                        loss = loss + kd_loss.float()
-                    if not torch.isfinite(loss):
-                        values = ", ".join(f"{name} {value.item():.4g}" for name, value in losses.items())
-                        raise RuntimeError(f"non-finite loss at step {step}: {values}")
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if shards.world > 1:  # DDP averages the student's gradients; the adapters' are ours to average
-                        for p in adapters:
-                            if p.grad is not None:
-                                dist.all_reduce(p.grad)
-                                p.grad /= shards.world
-                    if grad_clip is not None:
-                        scaler.unscale_(opt)
-                        nn.utils.clip_grad_norm_(params, grad_clip)
-                    scaler.step(opt)
-                    scaler.update()
-                    schedule.step()
-                    step += 1
-                    advance(" ".join(f"{name} {value.item():.3f}" for name, value in losses.items()))
-                    if eval_every is not None and step % eval_every == 0:
+    with preserved_modes(student):
+        if not student.training:
+            # a student in eval mode (as prune returns an eval model) trains as a whole; in train mode, every
+            # submodule keeps the mode its owner set, so a frozen (eval-mode) BatchNorm stays frozen
+            student.train()
+        try:
+            with _display(progress and shards.rank == 0, total) as (advance, log):
+                for epoch in range(epochs):
+                    for batch in shards.epoch(epoch):
+                        batch = _to_device(batch, device)
+                        inputs = tasks.model_inputs(batch)
+                        with torch.autocast("cuda", enabled=True) if use_amp else nullcontext():
+                            if distiller is not None:
+                                kd_loss, outputs = distiller(inputs)
+                            else:
+                                kd_loss, outputs = None, call_model(model, inputs)
+                            losses = {name: tasks.loss(name, tasks.task_output(name, outputs), batch)
+                                      for name in tasks.names}
+                        loss = sum((weight(name) * value.float() for name, value in losses.items()),
+                                   torch.zeros((), device=device))
+                        if kd_loss is not None:
+                            losses["kd"] = kd_loss
+                            loss = loss + kd_loss.float()
+                        if not torch.isfinite(loss):
+                            values = ", ".join(f"{name} {value.item():.4g}" for name, value in losses.items())
+                            raise RuntimeError(f"non-finite loss at step {step}: {values}")
+                        opt.zero_grad(set_to_none=True)
+                        scaler.scale(loss).backward()
+                        if shards.world > 1:  # DDP averages the student's gradients; the adapters' are ours to average
+                            for p in adapters:
+                                if p.grad is not None:
+                                    dist.all_reduce(p.grad)
+                                    p.grad /= shards.world
+                        if grad_clip is not None:
+                            scaler.unscale_(opt)
+                            nn.utils.clip_grad_norm_(params, grad_clip)
+                        scaler.step(opt)
+                        scaler.update()
+                        schedule.step()
+                        step += 1
+                        advance(" ".join(f"{name} {value.item():.3f}" for name, value in losses.items()))
+                        if eval_every is not None and step % eval_every == 0:
+                            evaluate()
+                        if step >= total:
+                            break
+                    if eval_every is None:
                         evaluate()
                     if step >= total:
                         break
-                if eval_every is None:
-                    evaluate()
-                if step >= total:
-                    break
-            evaluate()
-    finally:
-        if distiller is not None:
-            distiller.remove()
-        student.train(was_training)
+                evaluate()
+        finally:
+            if distiller is not None:
+                distiller.remove()
     if checkpoint is not None and eval_fn is None and shards.rank == 0:
         _save(student.state_dict(), checkpoint)
     return student

@@ -1,0 +1,58 @@
+"""Three small ideas every stage needs, each written once: restoring train/eval modes, the torch.distributed
+world, and writing a file atomically."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from torch import nn
+
+__all__ = ["atomic_write", "preserved_modes", "world"]
+
+
+@contextmanager
+def preserved_modes(*models: nn.Module, eval: bool = False) -> Iterator[None]:  # noqa: A002
+    """Give back every submodule's own train/eval mode on leaving the block.
+
+    `model.train(was_training)` would flatten a model whose parts are in different modes (a frozen, eval-mode
+    stem inside a model in train mode); this restores each submodule's flag. With `eval=True` the models are
+    put in eval mode inside the block.
+
+    Example:
+        >>> with preserved_modes(model, eval=True):
+        ...     output = model(x)
+    """
+    modes = [(module, module.training) for model in models for module in model.modules()]
+    try:
+        if eval:
+            for model in models:
+                model.eval()
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) under torch.distributed; (0, 1) when it is not running."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+    """Call `write(partial_path)`, then rename the partial file onto `path`: a crash or a concurrent reader never
+    sees a half-written file. The parent folder is created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        write(partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -16,11 +16,14 @@ class SliceReducer:
 
     Args:
         tensors: parameter name -> tensor of the parameter's shape (a weight, a gradient, a product of both).
+        dtype: the precision of the sums (float64 where tiny values are squared and multiplied).
     """
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor] | Callable[[str], torch.Tensor | None]):
+    def __init__(self, tensors: Mapping[str, torch.Tensor] | Callable[[str], torch.Tensor | None],
+                 dtype: torch.dtype = torch.float32):
         self._lookup = tensors.get if isinstance(tensors, Mapping) else tensors
         self._reduced: dict[tuple[str, int], torch.Tensor | None] = {}
+        self.dtype = dtype
 
     def _along(self, param: str, dim: int) -> torch.Tensor | None:
         key = (param, dim)
@@ -29,14 +32,14 @@ class SliceReducer:
             if tensor is None:
                 self._reduced[key] = None
             else:
-                tensor = tensor.detach().float()
+                tensor = tensor.detach().to(self.dtype)
                 others = [d for d in range(tensor.dim()) if d != dim]
                 self._reduced[key] = tensor.sum(dim=others) if others else tensor
         return self._reduced[key]
 
     def group(self, group: ChannelGroup) -> torch.Tensor:
         """Per-channel sum for one group; parameters with no tensor contribute zero."""
-        total = torch.zeros(group.channels)
+        total = torch.zeros(group.channels, dtype=self.dtype)
         for piece in group.slices:
             along = self._along(piece.param, piece.dim)
             if along is not None:

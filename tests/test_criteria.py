@@ -112,6 +112,49 @@ def test_conflict_near_one_when_tasks_oppose_and_zero_when_they_agree():
     assert torch.count_nonzero(single) == 0
 
 
+def _reference_conflict(rows: dict[str, list[list[float]]], tasks: list[str]) -> list[float]:
+    """k per channel by hand: plain Python floats, every pair of `tasks`, mean of max(0, -cos)."""
+    import itertools
+    import math
+
+    channels = len(next(iter(rows.values())))
+    result = []
+    for c in range(channels):
+        values = []
+        for a, b in itertools.combinations(tasks, 2):
+            u, v = rows[a][c], rows[b][c]
+            dot = sum(x * y for x, y in zip(u, v, strict=True))
+            norm = math.sqrt(sum(x * x for x in u)) * math.sqrt(sum(y * y for y in v))
+            values.append(max(0.0, -dot / norm) if norm > 0 else 0.0)
+        result.append(sum(values) / len(values))
+    return result
+
+
+@pytest.mark.parametrize("names", [("a", "b", "c"), ("a", "b", "c", "d")])
+def test_conflict_averages_over_every_task_pair(names):
+    generator = torch.Generator().manual_seed(len(names))
+    rows = {t: torch.randn(3, 4, generator=generator, dtype=torch.float64) for t in names}
+    stats = GradientStats(tasks=names, batches=1, task_gradients={t: {"w": g.float()} for t, g in rows.items()})
+    conflict = conflict_scores(stats, [_toy_group(frozenset(names))])[0]
+    expected = _reference_conflict({t: g.float().double().tolist() for t, g in rows.items()}, list(names))
+    torch.testing.assert_close(conflict, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+    # a group that reaches only two of the tasks averages over that one pair
+    pair = conflict_scores(stats, [_toy_group(frozenset(names[:2]))])[0]
+    expected_pair = _reference_conflict({t: g.float().double().tolist() for t, g in rows.items()}, list(names[:2]))
+    torch.testing.assert_close(pair, torch.tensor(expected_pair, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_conflict_is_scale_free_down_to_tiny_gradients():
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    b = torch.tensor([[-0.0995037, 0.9950372], [-1.0, -1.0], [1.0, 0.0]])  # cos -0.0995, -1, and a zero gradient
+    for scale in (1.0, 1e-12):
+        stats = GradientStats(tasks=("a", "b"), batches=1, task_gradients={"a": {"w": a * scale}, "b": {"w": b * scale}})
+        group = ChannelGroup(index=0, root="w", channels=3, out_layers=("w",), in_layers=(),
+                             slices=(ParamSlice("w", 0, torch.arange(3), torch.arange(3)),), tasks=frozenset("ab"))
+        conflict = conflict_scores(stats, [group])[0]
+        torch.testing.assert_close(conflict, torch.tensor([0.0995037, 1.0, 0.0]), rtol=1e-5, atol=1e-6)
+
+
 def test_conflict_taylor_penalises_conflicting_channels():
     direction = torch.tensor([1.0, 1.0])
     stats = GradientStats(tasks=("a", "b"), batches=1,

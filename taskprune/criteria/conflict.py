@@ -18,20 +18,28 @@ __all__ = ["ConflictTaylor", "conflict_scores"]
 
 def conflict_scores(stats: GradientStats, groups: list[ChannelGroup]) -> list[torch.Tensor]:
     """k(c) = mean over pairs of the tasks the group reaches of max(0, -cos(G_t(c), G_s(c))), in [0, 1];
-    G_t(c) is task t's mean gradient restricted to the channel's slices. Zero for single-task groups."""
-    mean_grads = {t: {n: g / stats.batches for n, g in grads.items()} for t, grads in stats.task_gradients.items()}
-    norms = {t: SliceReducer({n: g * g for n, g in grads.items()}) for t, grads in mean_grads.items()}
+    G_t(c) is task t's mean gradient restricted to the channel's slices. Zero for single-task groups and for a
+    pair where either gradient is zero.
+
+    Computed in float64 with the norms taken apart (sqrt(|a|^2) * sqrt(|b|^2)): gradients near 1e-12 square to
+    1e-24, and the product of two such squares underflows float32 to zero, which made k 1.0 instead of 0.0995.
+    """
+    mean_grads = {t: {n: g.double() / stats.batches for n, g in grads.items()}
+                  for t, grads in stats.task_gradients.items()}
+    norms = {t: SliceReducer({n: g * g for n, g in grads.items()}, dtype=torch.float64)
+             for t, grads in mean_grads.items()}
     conflicts = []
     for group in groups:
         tasks = sorted(group.tasks & set(mean_grads))
         pairs = list(itertools.combinations(tasks, 2))
-        total = torch.zeros(group.channels)
+        total = torch.zeros(group.channels, dtype=torch.float64)
         for a, b in pairs:
             products = {n: mean_grads[a][n] * mean_grads[b][n] for n in _params_of(group)}
-            dots = SliceReducer(products).group(group)
-            denominator = (norms[a].group(group) * norms[b].group(group)).sqrt().clamp_min(1e-30)
-            total += torch.clamp(-dots / denominator, min=0.0, max=1.0)
-        conflicts.append(total / len(pairs) if pairs else total)
+            dots = SliceReducer(products, dtype=torch.float64).group(group)
+            denominator = norms[a].group(group).sqrt() * norms[b].group(group).sqrt()
+            cosine = torch.where(denominator > 0, dots / denominator.clamp_min(1e-300), torch.zeros_like(dots))
+            total += torch.clamp(-cosine, min=0.0, max=1.0)
+        conflicts.append((total / len(pairs) if pairs else total).float())
     return conflicts
 
 

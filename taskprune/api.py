@@ -22,7 +22,7 @@ from .graph import PruningGraph, count_macs, count_params
 from .planning import plan_for_target
 from .probe import find_unsafe_groups
 from .report import GroupChange, PruneReport
-from .safety import output_shapes, run_model, transplant, verify_outputs
+from .safety import first_call, output_shapes, transplant, verify_outputs
 from .tasks import MultiTaskAdapter, Tasks
 
 __all__ = ["PruneResult", "prune"]
@@ -37,7 +37,8 @@ class PruneResult:
         report: params/MACs before and after, per-group channels and tasks, criterion, time per phase.
         history: what was removed, in torch-pruning's pruning-history form.
         channel_map: for every layer whose output channels changed, the original channel indices it keeps.
-        example_inputs: the inputs it was pruned with (`taskprune.save` records their shapes to replay it).
+        example_inputs: the inputs it was pruned with, as the model was called (a list that the model takes as one
+            argument is wrapped in a tuple); `taskprune.save` records their shapes to replay it.
     """
 
     model: nn.Module
@@ -56,7 +57,9 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
 
     Args:
         model: any `nn.Module`; its output may be a tensor or a nested tuple/list/dict/namedtuple/dataclass.
-        example_inputs: what the model is called with: a tensor, a tuple of positional args or a dict of kwargs.
+        example_inputs: what the model is called with: a tensor, a tuple of positional args or a dict of kwargs;
+            a list is tried as positional args first and, when that call fails, as one argument
+            (torch-pruning's convention, which torchvision detectors need). `report.call` says which was used.
         ratio: fraction of `target` to remove, 0 < ratio < 1; reached within 1 percentage point (latency: within
             5% of the requested remaining latency, measured end to end, or the report says why not).
         target: "params", "macs", "channels" or "latency" (measured on the model's device; see
@@ -100,7 +103,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     work = copy.deepcopy(model)
     with _timed(timings, "graph"):
         with preserved_modes(work, eval=True):
-            reference = run_model(work, example_inputs, "model(example_inputs)")
+            example_inputs, reference, call = first_call(work, example_inputs)
         adapter = tasks if tasks is not None else Tasks.from_output(reference)
         macs_before, params_before = count_macs(work, example_inputs), count_params(work)
         graph = PruningGraph(work, example_inputs, adapter, protect=protect)
@@ -134,7 +137,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
                      "a point; please report this model")
         warnings.warn(notes[-1], stacklevel=2)
     report = PruneReport(
-        criterion=criterion.name, target=target, ratio=ratio, reached=reached,
+        criterion=criterion.name, target=target, ratio=ratio, reached=reached, call=call,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
         groups=[GroupChange(g.root, g.channels, g.channels - len(plan.get(g.index, [])), tuple(sorted(g.tasks)),
                             g.blocked) for g in graph.groups],

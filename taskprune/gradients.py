@@ -21,7 +21,7 @@ from torch import nn
 from ._runtime import preserved_modes
 from .channels import SliceReducer
 from .graph import ChannelGroup
-from .tasks import MultiTaskAdapter, call_model
+from .tasks import MultiTaskAdapter, call_model, task_loss
 
 __all__ = ["GradientStats", "collect_gradients", "NEEDS"]
 
@@ -108,12 +108,10 @@ def _weight(adapter: MultiTaskAdapter, task: str) -> float:
 
 
 def _task_loss(adapter: MultiTaskAdapter, task: str, output: Any, batch: Any, index: int) -> torch.Tensor:
-    loss = adapter.loss(task, adapter.task_output(task, output), batch)
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise TypeError(f"the loss of task {task!r} must return a scalar tensor, got {type(loss).__name__}")
+    loss = task_loss(adapter, task, output, batch)
     if not math.isfinite(float(loss.detach())):
         raise RuntimeError(f"the loss of task {task!r} is not finite ({float(loss.detach())}) on batch {index}")
-    return loss.reshape(())
+    return loss
 
 
 def _grads(loss: torch.Tensor, params: list[nn.Parameter], retain: bool) -> list[torch.Tensor | None]:

@@ -76,14 +76,23 @@ def save(result: Any, path: str | os.PathLike[str], *, example_inputs: Any = Non
     torch.save(payload, os.fspath(path))
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Everything a taskprune file records except the weights and the history (versions, budget, inputs, ...).
+def read_metadata(path: str | os.PathLike[str], *, channel_map: bool = False) -> dict[str, Any]:
+    """What a taskprune file records besides the weights and the history: versions, architecture, budget,
+    inputs, and per pruned layer the number of channels it keeps (`channels_kept`).
+
+    Args:
+        path: a file written by `taskprune.save`.
+        channel_map: also return the full `channel_map` (every kept channel index of every layer; long).
 
     Raises:
         ValueError: `path` is not a taskprune file (or one written by a newer taskprune).
     """
     payload = _read(path)
-    return {key: payload[key] for key in _METADATA_KEYS}
+    metadata = {key: payload[key] for key in _METADATA_KEYS if key != "channel_map"}
+    metadata["channels_kept"] = {name: len(kept) for name, kept in payload["channel_map"].items()}
+    if channel_map:
+        metadata["channel_map"] = payload["channel_map"]
+    return metadata
 
 
 def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: Any = None) -> nn.Module:
@@ -147,6 +156,10 @@ def _input_spec(example_inputs: Any) -> dict[str, Any]:
     """Shapes and dtypes of the example inputs, or why they cannot be rebuilt from zeros."""
     if isinstance(example_inputs, torch.Tensor):
         return {"kind": "tensor", "items": [_tensor_spec(example_inputs)]}
+    if isinstance(example_inputs, tuple) and len(example_inputs) == 1 and isinstance(example_inputs[0], list) \
+            and example_inputs[0] and all(isinstance(x, torch.Tensor) for x in example_inputs[0]):
+        # a list the model takes as one argument (see prune's `report.call`)
+        return {"kind": "list_argument", "items": [_tensor_spec(x) for x in example_inputs[0]]}
     if isinstance(example_inputs, (tuple, list)) and example_inputs \
             and all(isinstance(x, torch.Tensor) for x in example_inputs):
         return {"kind": "tuple", "items": [_tensor_spec(x) for x in example_inputs]}
@@ -169,6 +182,8 @@ def _zeros_like_spec(spec: Mapping[str, Any], device: torch.device, where: str) 
         raise ValueError(f"cannot rebuild example inputs for {where}: {why}; pass example_inputs= to load")
     zeros = [torch.zeros(item["shape"], dtype=dtype, device=device)
              for item, dtype in zip(spec["items"], dtypes, strict=True)]
+    if spec["kind"] == "list_argument":
+        return (zeros,)
     return zeros[0] if spec["kind"] == "tensor" else tuple(zeros)
 
 

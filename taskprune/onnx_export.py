@@ -17,7 +17,8 @@ __all__ = ["export_onnx"]
 
 
 def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike[str], check: bool = True, *,
-                opset_version: int | None = None, atol: float = 1e-4) -> dict[str, float]:
+                opset_version: int | None = None, atol: float = 1e-4, dynamic_batch: bool = False,
+                ) -> dict[str, float]:
     """Export `model` (in eval mode) to ONNX and, with `check`, compare ONNX Runtime's outputs to PyTorch's.
 
     Uses the TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`), which needs no `onnxscript`.
@@ -33,6 +34,8 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike[s
         check: run ONNX Runtime on `example_inputs` and compare every output with PyTorch's.
         opset_version: ONNX opset; torch's default when None.
         atol: largest absolute difference accepted per output element.
+        dynamic_batch: make dimension 0 of every input and output a named dynamic axis ("batch"), so the file
+            runs at any batch size; `check` then also compares at one more sample than `example_inputs` has.
 
     Returns:
         ONNX output name -> largest absolute difference between ONNX Runtime and PyTorch; empty when
@@ -55,11 +58,20 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike[s
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
             warnings.filterwarnings("ignore", message="The feature will be removed.*")
             names = [_onnx_name(key) for key, _ in reference]
+            dynamic_axes = {n: {0: "batch"} for n in flat.input_names + names} if dynamic_batch else None
             torch.onnx.export(flat, flat.args, os.fspath(path), dynamo=False, opset_version=opset_version,
-                              input_names=flat.input_names, output_names=names)
+                              input_names=flat.input_names, output_names=names, dynamic_axes=dynamic_axes)
     if not check:
         return {}
-    return _compare_with_onnxruntime(os.fspath(path), flat, reference, atol)
+    differences = _compare_with_onnxruntime(os.fspath(path), flat, flat.args, reference, atol)
+    if dynamic_batch:
+        # one more sample than the example: a file whose batch size is baked in fails here
+        larger = tuple(torch.cat([t, t[:1]]) for t in flat.args)
+        with preserved_modes(model, eval=True), torch.no_grad():
+            expected = output_leaves(flat.model_output(larger))
+        for key, value in _compare_with_onnxruntime(os.fspath(path), flat, larger, expected, atol).items():
+            differences[key] = max(differences[key], value)
+    return differences
 
 
 def _require(package: str) -> Any:
@@ -94,21 +106,28 @@ class _FlatModel(nn.Module):
         self.input_names = [name for name, value in self.slots if isinstance(value, torch.Tensor)]
         self.args = tuple(value for value in dict(self.slots).values() if isinstance(value, torch.Tensor))
 
-    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def model_output(self, tensors: tuple[torch.Tensor, ...]) -> Any:
+        """The wrapped model's own (nested) output for these graph inputs."""
         given = dict(zip(self.input_names, tensors, strict=True))
         values = {name: given.get(name, value) for name, value in self.slots}
-        output = self.model(**values) if self.keyword else self.model(*values.values())
-        return tuple(flatten_outputs(output))
+        return self.model(**values) if self.keyword else self.model(*values.values())
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(flatten_outputs(self.model_output(tensors)))
 
 
-def _compare_with_onnxruntime(path: str, flat: _FlatModel, reference: list[tuple[str, torch.Tensor]],
-                              atol: float) -> dict[str, float]:
+def _compare_with_onnxruntime(path: str, flat: _FlatModel, args: tuple[torch.Tensor, ...],
+                              reference: list[tuple[str, torch.Tensor]], atol: float) -> dict[str, float]:
     _require("onnx").checker.check_model(path)
     ort = _require("onnxruntime")
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    feeds = dict(zip(flat.input_names, flat.args, strict=True))
+    feeds = dict(zip(flat.input_names, args, strict=True))
     wanted = {i.name for i in session.get_inputs()}  # the exporter drops inputs the graph does not use
-    outputs = session.run(None, {k: v.detach().cpu().numpy() for k, v in feeds.items() if k in wanted})
+    try:
+        outputs = session.run(None, {k: v.detach().cpu().numpy() for k, v in feeds.items() if k in wanted})
+    except Exception as error:  # onnxruntime raises its own exception types
+        batch = f" at batch size {args[0].shape[0]}" if args and args[0].dim() else ""
+        raise RuntimeError(f"ONNX Runtime cannot run the exported model{batch}: {error}") from error
     if len(outputs) != len(reference):
         raise RuntimeError(f"the ONNX model has {len(outputs)} outputs, PyTorch's {len(reference)}")
     differences: dict[str, float] = {}

@@ -41,6 +41,7 @@ class PruneReport:
     protected_outputs: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    call: str = ""  # how the model was called with example_inputs, e.g. "model(*example_inputs)"
 
     @property
     def task_attribution(self) -> dict[str, int]:
@@ -68,6 +69,7 @@ class PruneReport:
             ("MACs", f"{self.macs_before:,} -> {self.macs_after:,} (-{macs_cut:.1%})"),
             ("groups", ", ".join(f"{k}: {v}" for k, v in self.task_attribution.items())),
             ("protected outputs", ", ".join(self.protected_outputs) or "-"),
+            ("called as", self.call or "-"),
             ("time", ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())),
         ] + [("warning", w) for w in self.warnings]
 

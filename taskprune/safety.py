@@ -10,7 +10,7 @@ from torch import nn
 from ._runtime import preserved_modes
 from .tasks import call_model, output_leaves
 
-__all__ = ["output_shapes", "run_model", "verify_outputs", "transplant"]
+__all__ = ["first_call", "output_shapes", "run_model", "verify_outputs", "transplant"]
 
 
 def output_shapes(model_output: Any) -> dict[str, tuple[int, ...]]:
@@ -41,6 +41,31 @@ def run_model(model: nn.Module, example_inputs: Any, what: str) -> Any:
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def first_call(model: nn.Module, example_inputs: Any) -> tuple[Any, Any, str]:
+    """Call `model` on `example_inputs` as torch-pruning does: a tuple or list is tried as positional arguments
+    first, and a list that fails that way is tried as one argument (torchvision detectors take a list of images).
+
+    Returns:
+        (the inputs as `call_model` takes them from now on, the output, how the model was called).
+
+    Raises:
+        RuntimeError: every way fails; the message names the innermost layer that was running.
+    """
+    how = {dict: "model(**example_inputs)", tuple: "model(*example_inputs)", list: "model(*example_inputs)"}
+    try:
+        return example_inputs, run_model(model, example_inputs, "model(example_inputs)"), \
+            how.get(type(example_inputs), "model(example_inputs)")
+    except RuntimeError as positional:
+        if not isinstance(example_inputs, list):
+            raise
+        try:
+            output = run_model(model, (example_inputs,), "model(example_inputs)")
+        except RuntimeError:
+            raise RuntimeError(f"{positional} (the list was also tried as one argument, model(example_inputs), "
+                               "and that failed too)") from positional
+    return (example_inputs,), output, "model(example_inputs): the list as one argument"
 
 
 def verify_outputs(model: nn.Module, example_inputs: Any, expected: dict[str, tuple[int, ...]],

@@ -14,7 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["MultiTaskAdapter", "Tasks", "flatten_outputs", "call_model", "default_inputs", "outputs_by_task", "output_leaves"]
+__all__ = ["MultiTaskAdapter", "Tasks", "call_model", "default_inputs", "describe_output", "flatten_outputs",
+           "output_leaves", "outputs_by_task", "task_loss"]
 
 OutputFn = Callable[[Any], Any]
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -59,7 +60,9 @@ class Tasks:
     """The tasks of a multi-task model.
 
     Args:
-        outputs: task name -> function picking that task's output from the model's output.
+        outputs: task name -> function picking that task's output from the model's output. May be left out
+            when the model returns a dict whose keys are the task names: each task of `losses` then picks
+            `output[name]`.
         losses: task name -> `loss(task_output, batch) -> scalar tensor`. Needed by gradient criteria and
             fine-tuning; may be empty for data-free pruning.
         inputs: what `model(...)` takes from a batch (a tensor, a tuple of positional args or a dict of kwargs).
@@ -68,16 +71,21 @@ class Tasks:
     Example:
         >>> tasks = Tasks(outputs={"det": lambda out: out[0], "seg": lambda out: out[1]},
         ...               losses={"det": det_loss, "seg": seg_loss}, inputs=lambda b: b["image"])
+        >>> Tasks(losses={"det": det_loss, "seg": seg_loss})   # the model returns {"det": ..., "seg": ...}
     """
 
-    outputs: Mapping[str, OutputFn]
+    outputs: Mapping[str, OutputFn] = field(default_factory=dict)
     losses: Mapping[str, LossFn] = field(default_factory=dict)
     inputs: Callable[[Any], Any] = default_inputs
     weights: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.outputs, Mapping) and not self.outputs and isinstance(self.losses, Mapping) \
+                and self.losses:
+            object.__setattr__(self, "outputs", {name: _getter((name,)) for name in self.losses})
         if not isinstance(self.outputs, Mapping) or not self.outputs:
-            raise ValueError("Tasks.outputs must be a non-empty mapping of task name -> output function")
+            raise ValueError("Tasks needs outputs= (task name -> output function), or losses= alone when the model "
+                             "returns a dict keyed by the task names")
         for name, fn in self.outputs.items():
             if not isinstance(name, str) or not callable(fn):
                 raise TypeError(f"Tasks.outputs[{name!r}] must map a str name to a callable")
@@ -98,7 +106,13 @@ class Tasks:
         return tuple(self.outputs)
 
     def task_output(self, name: str, model_output: Any) -> Any:
-        return self.outputs[name](model_output)
+        if name not in self.outputs:
+            raise ValueError(f"unknown task {name!r}; tasks are: {', '.join(self.outputs)}")
+        try:
+            return self.outputs[name](model_output)
+        except (KeyError, IndexError, AttributeError, TypeError) as error:
+            raise ValueError(f"Tasks.outputs[{name!r}] cannot pick task {name!r}'s output from the model output "
+                             f"({describe_output(model_output)}): {type(error).__name__}: {error}") from error
 
     def loss(self, name: str, task_output: Any, batch: Any) -> torch.Tensor:
         if name not in self.losses:
@@ -158,6 +172,33 @@ def output_leaves(model_output: Any) -> list[tuple[str, torch.Tensor]]:
 def flatten_outputs(model_output: Any) -> list[torch.Tensor]:
     """Every tensor in a nested output (tensor, tuple, list, dict, namedtuple, dataclass), in a fixed order."""
     return [tensor for _, tensor in _leaves(model_output, ())]
+
+
+def describe_output(model_output: Any) -> str:
+    """A short description of an output's structure for error messages: "dict with keys det, lane",
+    "tuple of 3", "Tensor [1, 2, 8, 8]"."""
+    if isinstance(model_output, torch.Tensor):
+        return f"Tensor {list(model_output.shape)}"
+    if isinstance(model_output, Mapping):
+        return f"{type(model_output).__name__} with keys {', '.join(map(str, model_output))}"
+    if isinstance(model_output, tuple) and hasattr(model_output, "_fields"):
+        return f"{type(model_output).__name__} with fields {', '.join(model_output._fields)}"
+    if dataclasses.is_dataclass(model_output) and not isinstance(model_output, type):
+        return f"{type(model_output).__name__} with fields {', '.join(f.name for f in dataclasses.fields(model_output))}"
+    if isinstance(model_output, (tuple, list)):
+        return f"{type(model_output).__name__} of {len(model_output)}"
+    return type(model_output).__name__
+
+
+def task_loss(adapter: MultiTaskAdapter, name: str, model_output: Any, batch: Any) -> torch.Tensor:
+    """Task `name`'s loss on a model output, checked to be a scalar tensor (the error gives what came back)."""
+    loss = adapter.loss(name, adapter.task_output(name, model_output), batch)
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"the loss of task {name!r} must return a scalar tensor, got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise TypeError(f"the loss of task {name!r} must return a scalar tensor, got shape {list(loss.shape)}; "
+                        "reduce it (e.g. .mean())")
+    return loss.reshape(())
 
 
 def outputs_by_task(adapter: MultiTaskAdapter, model_output: Any) -> dict[str, list[torch.Tensor]]:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 
 from ._runtime import preserved_modes
 from .distill import Distill, FeatureDistiller
-from .tasks import MultiTaskAdapter, call_model
+from .tasks import MultiTaskAdapter, call_model, task_loss
 
 __all__ = ["OPTIMIZERS", "cosine_lr", "cosine_schedule", "finetune"]
 
@@ -263,8 +263,7 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
                                 kd_loss, outputs = distiller(inputs)
                             else:
                                 kd_loss, outputs = None, call_model(model, inputs)
-                            losses = {name: tasks.loss(name, tasks.task_output(name, outputs), batch)
-                                      for name in tasks.names}
+                            losses = {name: task_loss(tasks, name, outputs, batch) for name in tasks.names}
                         loss = sum((weight(name) * value.float() for name, value in losses.items()),
                                    torch.zeros((), device=device))
                         if kd_loss is not None:

@@ -180,3 +180,44 @@ def test_import_is_lean():
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+class ListInputDetector(torch.nn.Module):
+    """Takes a list of [3, H, W] images, as torchvision detectors do, and returns a box map and a mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16),
+                                         torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU())
+        self.boxes = torch.nn.Conv2d(32, 5, 1)
+        self.mask = torch.nn.Conv2d(32, 2, 1)
+
+    def forward(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        features = self.trunk(torch.stack(images))
+        return {"boxes": self.boxes(features), "mask": self.mask(features)}
+
+
+def test_a_list_the_model_takes_as_one_argument_is_passed_as_one(tmp_path):
+    torch.manual_seed(0)
+    model = ListInputDetector().eval()
+    images = [torch.randn(3, 16, 16), torch.randn(3, 16, 16)]
+    result = taskprune.prune(model, images, ratio=0.3, round_to=None, progress=False)
+    assert "one argument" in result.report.call
+    assert abs(result.report.reached - 0.3) <= 0.01
+    assert result.model(images)["boxes"].shape == model(images)["boxes"].shape
+    taskprune.save(result, tmp_path / "list.pt")  # the shapes of a list argument are recorded too
+    loaded = taskprune.load(tmp_path / "list.pt", ListInputDetector().eval())
+    assert torch.equal(loaded(images)["mask"], result.model(images)["mask"])
+
+
+def test_a_list_of_positional_arguments_is_still_positional(two_head):
+    model, x = two_head
+    result = taskprune.prune(model, [x], ratio=0.3, round_to=None, progress=False)
+    assert result.report.call == "model(*example_inputs)"
+
+
+def test_inputs_no_call_accepts_name_both_attempts():
+    model = ListInputDetector().eval()
+    with pytest.raises(RuntimeError, match="also tried as one argument"):
+        taskprune.prune(model, [torch.randn(3, 16, 16), torch.randn(4, 16, 16)], ratio=0.3, round_to=None,
+                        progress=False)

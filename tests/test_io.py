@@ -127,6 +127,10 @@ def test_metadata_records_versions_budget_and_inputs(tmp_path):
     assert meta["inputs"] == {"kind": "tensor", "items": [{"shape": [1, 3, 32, 32], "dtype": "float32"}]}
     assert meta["architecture"].endswith("YoloSegNet")
     assert meta["format_version"] == FORMAT_VERSION
+    # a count per layer, not every kept index (the full map on request)
+    assert "channel_map" not in meta
+    assert meta["channels_kept"] == {name: len(kept) for name, kept in result.channel_map.items()}
+    assert read_metadata(tmp_path / "pruned.pt", channel_map=True)["channel_map"] == result.channel_map
 
 
 class ClassifierHead(nn.Module):
@@ -285,6 +289,25 @@ def test_export_of_a_pruned_model_with_keyword_inputs(tmp_path):
 
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image", "guide"]
+
+
+@needs_onnxruntime
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_dynamic_batch_runs_at_other_batch_sizes(tmp_path, dynamic):
+    import onnxruntime
+
+    model, x = TINY_MODELS["tiny_driving"]()
+    pruned = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False).model
+    differences = export_onnx(pruned, x, tmp_path / "model.onnx", dynamic_batch=dynamic)
+    assert all(d <= 1e-4 for d in differences.values())
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch3 = torch.cat([x, x, x]).numpy()
+    if dynamic:
+        outputs = session.run(None, {"input": batch3})
+        assert all(o.shape[0] == 3 for o in outputs)
+    else:
+        with pytest.raises(Exception, match="(?i)dimension|shape"):
+            session.run(None, {"input": batch3})
 
 
 class Noisy(nn.Module):

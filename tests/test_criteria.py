@@ -7,7 +7,13 @@ import torch
 import torch_pruning as tp
 
 import taskprune
-from taskprune.criteria import ScoringContext, get_criterion, list_criteria, register_criterion
+from taskprune.criteria import (
+    ScoringContext,
+    get_criterion,
+    list_criteria,
+    register_criterion,
+    unregister_criterion,
+)
 from taskprune.criteria.conflict import conflict_scores
 from taskprune.gradients import GradientStats, collect_gradients
 from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph
@@ -37,11 +43,17 @@ def test_register_custom_criterion(two_head):
         def score(self, context: ScoringContext) -> list[torch.Tensor]:
             return [-torch.arange(g.channels, dtype=torch.float32) for g in context.groups]
 
-    model, x = two_head
-    result = taskprune.prune(model, x, ratio=0.3, importance="test_first_channels", progress=False)
-    # the highest indices score lowest, so the lowest indices survive
-    kept = result.channel_map["trunk.3"]
-    assert kept == list(range(len(kept)))
+    try:
+        model, x = two_head
+        result = taskprune.prune(model, x, ratio=0.3, importance="test_first_channels", progress=False)
+        # the highest indices score lowest, so the lowest indices survive
+        kept = result.channel_map["trunk.3"]
+        assert kept == list(range(len(kept)))
+    finally:
+        unregister_criterion("test_first_channels")  # the registry is global: leave it as other tests expect
+    assert "test_first_channels" not in list_criteria()
+    with pytest.raises(ValueError, match="Unknown criterion 'test_first_channels'"):
+        unregister_criterion("test_first_channels")
 
 
 def test_magnitude_is_group_l2(two_head, two_head_tasks):

@@ -12,10 +12,11 @@ from .random import Random as Random
 from .registry import get_criterion as get_criterion
 from .registry import list_criteria as list_criteria
 from .registry import register_criterion as register_criterion
+from .registry import unregister_criterion as unregister_criterion
 from .taylor import TaskTaylor as TaskTaylor
 from .taylor import Taylor as Taylor
 
 __all__ = [
-    "Criterion", "ScoringContext", "register_criterion", "get_criterion", "list_criteria",
+    "Criterion", "ScoringContext", "register_criterion", "unregister_criterion", "get_criterion", "list_criteria",
     "Magnitude", "Taylor", "TaskTaylor", "ConflictTaylor", "Random",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from .base import Criterion
 
-__all__ = ["register_criterion", "get_criterion", "list_criteria"]
+__all__ = ["register_criterion", "unregister_criterion", "get_criterion", "list_criteria"]
 
 _REGISTRY: dict[str, Callable[..., Criterion]] = {}
 
@@ -30,6 +30,17 @@ def register_criterion(name: str) -> Callable[[Callable[..., Criterion]], Callab
         return factory
 
     return add
+
+
+def unregister_criterion(name: str) -> None:
+    """Remove a registered criterion (a plug-in's tests clean up after themselves with it).
+
+    Raises:
+        ValueError: `name` is not registered (the message lists what is).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown criterion {name!r}; available: {', '.join(list_criteria())}")
+    del _REGISTRY[name]
 
 
 def list_criteria(pattern: str = "*") -> list[str]:

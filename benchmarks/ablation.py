@@ -1,14 +1,24 @@
-"""The headline experiment on the reference driving model: prune ~32.7% of the parameters with each criterion,
-fine-tune every student with the same budget, and compare the task metrics with the unpruned teacher.
+"""The evidence grid: does task-aware pruning beat task-blind pruning by more than the spread of seeds?
 
-The method we follow reports, on BDD100K, -32.7% parameters with negligible segmentation loss and Recall -1.2 /
-mAP50 -1.8 points. Here the teacher is `DrivingNet` trained on synthetic scenes (examples/driving/train_teacher.py),
-the scenes come from `SyntheticDriving`, and every number below is measured by this script.
+On the driving teacher (DrivingNet-s at 192x320 on synthetic scenes), for every parameter reduction, criterion and
+seed: prune, evaluate ("pruned"), fine-tune with feature distillation from the teacher and evaluate again
+("distilled"); conflict_taylor is also fine-tuned without distillation ("finetuned"). Plain torch-pruning as its
+docs tell a user to run it (`tp_taylor_global`: MetaPruner, GroupTaylorImportance, global_pruning=True, the same
+round_to, the output layers ignored by hand, its channel ratio bisected to the same parameter count) gets the same
+fine-tune. Control rows: the teacher, and the teacher fine-tuned for the same extra steps ("teacher_finetuned"):
+if that row gains, part of a student's recovery is just more training. The seed drives which training batches
+score the channels and the order of the fine-tune; everything else is fixed.
 
-    python benchmarks/ablation.py --size s                        # criteria, with mse distillation
-    python benchmarks/ablation.py --size s --criteria conflict_taylor --distill none,mse,pkd,cwd
+    python benchmarks/ablation.py                   # the grid, resumable (about 4 h of one core)
+    python benchmarks/ablation.py --shard 1/2 &     # ... split over two processes
+    python benchmarks/ablation.py --shard 2/2
+    python benchmarks/ablation.py --reductions 0.6 --criteria conflict_taylor:lam=0.25,conflict_taylor:lam=1
+    python benchmarks/ablation.py --quick           # the whole pipeline on a small budget, under 10 minutes
+    python benchmarks/ablation.py --collect         # only rebuild ablation.json / .md / .png from the run files
 
-Writes benchmarks/results/ablation_<size>_<criteria-or-distill>.json and .md.
+Every finished run writes benchmarks/results/ablation_runs/<run>.json (commit each as it lands); a re-run skips
+runs whose file holds the same settings. `--collect` (also done after every run) gathers them into
+benchmarks/results/ablation.json = {"meta": {...}, "rows": [...]}, ablation.md and ablation.png (ablation_report.py).
 """
 
 from __future__ import annotations
@@ -17,172 +27,191 @@ import argparse
 import copy
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from ablation_report import collect
+from driving_setup import METRICS, RESULTS, ROOT
+from tp_baseline import prune_like_torch_pruning
 
 import taskprune
 from taskprune import driving
+from taskprune.graph import count_macs
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
-
-
-def render(count: int, size: tuple[int, int], seed: int) -> list[dict[str, torch.Tensor]]:
-    scenes = driving.SyntheticDriving(count, size=size, seed=seed)
-    return [scenes[i] for i in range(count)]
+CONTROLS = ("teacher", "teacher_finetuned")
+TP_BASELINE = "tp_taylor_global"
 
 
-def add_setup_arguments(parser: argparse.ArgumentParser, *, train_images: int, val_images: int,
-                        prune_batches: int, steps: int) -> None:
-    """The teacher, scenes and fine-tune budget that ablation.py and latency_tasks.py share."""
-    parser.add_argument("--size", default="s", choices=["n", "s", "m"])
-    parser.add_argument("--image-size", type=int, nargs=2, default=(192, 320))
-    parser.add_argument("--teacher", type=Path, default=None, help="default: benchmarks/checkpoints/driving_<size>_teacher.pt")
-    parser.add_argument("--train-images", type=int, default=train_images)
-    parser.add_argument("--val-images", type=int, default=val_images)
-    parser.add_argument("--prune-batches", type=int, default=prune_batches)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=steps, help="fine-tune steps per student")
-    parser.add_argument("--epochs", type=int, default=100, help="upper bound; --steps stops first")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--progress", action="store_true")
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run's numbers depend on besides (reduction, criterion, seed)."""
+
+    teacher: str = "benchmarks/checkpoints/driving_s_teacher.pt"
+    size: str = "s"
+    image_size: tuple[int, int] = (192, 320)
+    train_images: int = 4000
+    train_seed: int = 0
+    test_images: int = 500
+    test_seed: int = 20_000  # neither the teacher's training (1) nor its validation (10000) scenes
+    prune_batches: int = 8
+    batch_size: int = 8
+    round_to: int = 8
+    steps: int = 400
+    lr: float = 1e-3
+    distill: str = "mse"
 
 
-@dataclass
-class Setup:
-    """The trained teacher, its tasks, the scenes and the teacher's own metrics on the held-out ones."""
+@dataclass(frozen=True)
+class Run:
+    reduction: float
+    criterion: str
+    seed: int
 
-    teacher: torch.nn.Module
-    teacher_path: str
-    tasks: taskprune.Tasks
-    train: list
-    val: list
-    example: torch.Tensor
-    teacher_metrics: dict
-
-    def record(self, args: argparse.Namespace) -> dict:
-        """What every results file says about the teacher and the settings."""
-        return {"size": args.size, "image_size": list(args.image_size), "teacher": self.teacher_path,
-                "teacher_params": sum(p.numel() for p in self.teacher.parameters()),
-                "teacher_metrics": self.teacher_metrics,
-                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    @property
+    def key(self) -> str:
+        return f"{self.reduction:.2f}_{self.criterion.replace(':', '-').replace('=', '')}_seed{self.seed}"
 
 
-def load_setup(args: argparse.Namespace) -> Setup:
-    torch.manual_seed(args.seed)
-    size = tuple(args.image_size)
-    path = args.teacher or ROOT / "benchmarks" / "checkpoints" / f"driving_{args.size}_teacher.pt"
-    teacher = driving.DrivingNet(size=args.size)
-    teacher.load_state_dict(torch.load(path, weights_only=True))
-    teacher.eval()
-    val = driving.loader(render(args.val_images, size, seed=10_000 + args.seed), batch_size=args.batch_size)
-    return Setup(teacher, str(path.resolve()).replace(str(ROOT) + "/", ""), driving.driving_tasks(),
-                 render(args.train_images, size, seed=args.seed), val, torch.zeros(1, 3, *size),
-                 driving.evaluate(teacher, val))
+def plan_runs(reductions: list[float], criteria: list[str], seeds: list[int]) -> list[Run]:
+    """Seed by seed, so a partial grid already compares every criterion."""
+    runs = [Run(0.0, "teacher", 0)]
+    for seed in seeds:
+        runs.append(Run(0.0, "teacher_finetuned", seed))
+        runs += [Run(r, c, seed) for r in reductions for c in criteria]
+    return runs
 
 
-def prune_for(teacher, example, tasks, train, args, **prune_kwargs) -> tuple[taskprune.PruneResult, float]:
-    """Prune `teacher` (left as it is) with gradients from `args.prune_batches` batches of `train`; returns the
-    result and the seconds it took."""
+class Bench:
+    """The teacher, its tasks, the scenes and the teacher's metrics on the test scenes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.teacher = driving.DrivingNet(size=settings.size)
+        self.teacher.load_state_dict(torch.load(ROOT / settings.teacher, weights_only=True))
+        self.teacher.eval()
+        self.tasks = driving.driving_tasks()
+        self.train = driving.SyntheticDriving(settings.train_images, size=settings.image_size,
+                                              seed=settings.train_seed)
+        self.test = driving.SyntheticDriving(settings.test_images, size=settings.image_size, seed=settings.test_seed)
+        self.example = torch.zeros(1, 3, *settings.image_size)
+        self.teacher_metrics = self.evaluate(self.teacher)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        return driving.evaluate(model, driving.loader(self.test, batch_size=16))
+
+    def scoring_batches(self, seed: int) -> list[dict[str, torch.Tensor]]:
+        batches = driving.loader(self.train, batch_size=self.settings.batch_size, shuffle=True, seed=seed)
+        return [batch for _, batch in zip(range(self.settings.prune_batches), batches, strict=False)]
+
+    def row(self, run: Run, stage: str, model: torch.nn.Module, seconds: float) -> dict:
+        metrics = self.evaluate(model)
+        params = sum(p.numel() for p in model.parameters())
+        teacher_params = sum(p.numel() for p in self.teacher.parameters())
+        return {"reduction": run.reduction, "criterion": run.criterion, "stage": stage,
+                "seed": None if run.criterion == "teacher" else run.seed, "params": params,
+                "params_reduction": 1 - params / teacher_params, "macs": count_macs(model, self.example),
+                **{m: 100 * metrics[m] for m in METRICS},
+                "delta_m": 100 * driving.delta_m(metrics, self.teacher_metrics), "seconds": round(seconds, 1)}
+
+    def finetune(self, student: torch.nn.Module, seed: int, teacher: torch.nn.Module | None = None,
+                 channel_map: dict | None = None) -> torch.nn.Module:
+        settings = self.settings
+        distill = taskprune.Distill(layers="auto", loss=settings.distill) if teacher is not None else None
+        return taskprune.finetune(student, self.tasks, self.train, epochs=100, max_steps=settings.steps,
+                                  lr=settings.lr, warmup_steps=settings.steps // 10, batch_size=settings.batch_size,
+                                  collate_fn=driving.collate, teacher=teacher, distill=distill,
+                                  channel_map=channel_map, progress=False, seed=seed)
+
+
+def criterion_of(name: str) -> object:
+    """"conflict_taylor:lam=0.25" -> the criterion with that option (numbers parsed as floats)."""
+    base, _, options = name.partition(":")
+    kwargs = dict(option.split("=") for option in options.split(";") if option)
+    return taskprune.get_criterion(base, **{k: float(v) for k, v in kwargs.items()})
+
+
+def execute(run: Run, bench: Bench) -> list[dict]:
+    """Every row of one run (the stages of one student, or a control)."""
     start = time.perf_counter()
-    result = taskprune.prune(teacher, example, tasks=tasks, data=driving.loader(train, batch_size=args.batch_size),
-                             num_batches=args.prune_batches, progress=False, **prune_kwargs)
-    return result, time.perf_counter() - start
-
-
-def finetune_and_score(teacher, result, tasks, train, val, distill: str, args) -> tuple[torch.nn.Module, dict]:
-    """Evaluate the pruned model, fine-tune it with the budget in `args` (distilling from `teacher` unless
-    `distill` is "none"), evaluate again; returns the student and a record of the run."""
-    pruned_metrics = driving.evaluate(result.model, val)
-    start = time.perf_counter()
-    kd = None if distill == "none" else taskprune.Distill(layers="auto", loss=distill)
-    student = taskprune.finetune(result.model, tasks, driving.loader(train, batch_size=args.batch_size,
-                                                                     shuffle=True, seed=args.seed),
-                                 epochs=args.epochs, max_steps=args.steps, lr=args.lr, warmup_steps=args.steps // 10,
-                                 teacher=teacher if kd else None, distill=kd,
-                                 channel_map=result.channel_map if kd else None,
-                                 progress=args.progress, seed=args.seed)
-    finetune_seconds = time.perf_counter() - start
-    metrics = driving.evaluate(student, val)
-    return student, {"distill": distill, "params_after": result.report.params_after,
-                     "params_reduction": 1 - result.report.params_after / result.report.params_before,
-                     "macs_after": result.report.macs_after, "after_pruning": pruned_metrics,
-                     "after_finetune": metrics, "finetune_s": finetune_seconds}
-
-
-def run(teacher, example, tasks, train, val, criterion: str, distill: str, args) -> dict:
-    result, prune_seconds = prune_for(teacher, example, tasks, train, args, ratio=args.ratio, importance=criterion,
-                                      round_to=args.round_to)
-    _, record = finetune_and_score(teacher, result, tasks, train, val, distill, args)
-    return {"criterion": criterion, **record, "prune_s": prune_seconds}
+    torch.manual_seed(run.seed)
+    if run.criterion == "teacher":
+        return [bench.row(run, "pruned", bench.teacher, 0.0)]
+    if run.criterion == "teacher_finetuned":
+        dense = bench.finetune(copy.deepcopy(bench.teacher), run.seed)
+        return [bench.row(run, "finetuned", dense, time.perf_counter() - start)]
+    batches = bench.scoring_batches(run.seed)
+    if run.criterion == TP_BASELINE:
+        target = sum(p.numel() for p in bench.teacher.parameters()) * (1 - run.reduction)
+        pruned, channel_map = prune_like_torch_pruning(bench.teacher, bench.example, bench.tasks, batches, target,
+                                                       bench.settings.round_to)
+    else:
+        result = taskprune.prune(bench.teacher, bench.example, ratio=run.reduction, importance=criterion_of(
+            run.criterion), tasks=bench.tasks, data=batches, num_batches=len(batches),
+            round_to=bench.settings.round_to, progress=False, seed=run.seed)
+        pruned, channel_map = result.model, result.channel_map
+    rows = [bench.row(run, "pruned", pruned, time.perf_counter() - start)]
+    if run.criterion.startswith("conflict_taylor"):
+        mark = time.perf_counter()
+        plain = bench.finetune(copy.deepcopy(pruned), run.seed)
+        rows.append(bench.row(run, "finetuned", plain, time.perf_counter() - mark))
+    mark = time.perf_counter()
+    student = bench.finetune(pruned, run.seed, teacher=bench.teacher, channel_map=channel_map)
+    rows.append(bench.row(run, "distilled", student, time.perf_counter() - mark))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_setup_arguments(parser, train_images=800, val_images=300, prune_batches=16, steps=300)
-    parser.add_argument("--ratio", type=float, default=0.327)
-    parser.add_argument("--criteria", default="magnitude,taylor,task_taylor,conflict_taylor,random")
-    parser.add_argument("--distill", default="mse", help="comma list of none, mse, pkd, cwd")
-    parser.add_argument("--round-to", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rewrite", type=Path, default=None, help="only re-render the tables of a results JSON")
+    parser.add_argument("--reductions", default="0.45,0.6")
+    parser.add_argument("--criteria", default=f"random,magnitude,taylor,task_taylor,conflict_taylor,{TP_BASELINE}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=Settings.steps, help="fine-tune steps per student")
+    parser.add_argument("--shard", default="1/1", help="k/n: run every n-th run starting at the k-th")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="a small budget, results under runs/ablation_quick")
+    parser.add_argument("--collect", action="store_true", help="only gather the run files")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.rewrite is not None:
-        write(json.loads(args.rewrite.read_text()), args.rewrite.stem)
+    settings = Settings(steps=args.steps)
+    reductions, criteria = [float(r) for r in args.reductions.split(",")], args.criteria.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.quick:
+        settings = Settings(steps=20, train_images=200, test_images=48, prune_batches=2)
+        reductions, criteria, seeds = [0.45], ["magnitude", "conflict_taylor", TP_BASELINE], [0]
+        args.out = ROOT / "runs" / "ablation_quick"
+    folder = args.out / "ablation_runs"
+    if args.collect:
+        collect(folder, args.out, asdict(settings))
         return
     torch.set_num_threads(args.threads)
-    setup = load_setup(args)
-    runs = []
+    shard, shards = (int(part) for part in args.shard.split("/"))
+    runs = plan_runs(reductions, criteria, seeds)[shard - 1::shards]
+    todo = [run for run in runs if not _done(folder / f"{run.key}.json", settings)]
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; {len(todo)} to go")
+    if not todo:
+        return
+    bench = Bench(settings)
     from rich.progress import track
 
-    pairs = [(c, d) for c in args.criteria.split(",") for d in args.distill.split(",")]
-    for criterion, distill in track(pairs, description="prune + fine-tune"):
-        runs.append(run(copy.deepcopy(setup.teacher), setup.example, setup.tasks, setup.train, setup.val, criterion,
-                        distill, args))
-        try:
-            runs[-1]["delta_m"] = driving.delta_m(runs[-1]["after_finetune"], setup.teacher_metrics)
-        except ValueError:  # a teacher metric of 0 (an untrained teacher) leaves the relative change undefined
-            runs[-1]["delta_m"] = None
-    label = args.criteria.replace(",", "-") if len(args.criteria.split(",")) > 1 else \
-        f"{args.criteria}_distill-{args.distill.replace(',', '-')}"
-    write({**setup.record(args), "runs": runs}, f"ablation_{args.size}_{label}")
+    for run in track(todo, description="prune + fine-tune"):
+        rows = execute(run, bench)
+        _write(folder / f"{run.key}.json", {"run": asdict(run), "settings": asdict(settings), "rows": rows})
+        print(f"{run.key}: " + "; ".join(f"{r['stage']} Delta_m {r['delta_m']:+.2f}%" for r in rows), flush=True)
+        collect(folder, args.out, asdict(settings))
 
 
-def write(result: dict, stem: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _done(path: Path, settings: Settings) -> bool:
+    if not path.exists():
+        return False
+    return json.loads(path.read_text())["settings"] == json.loads(json.dumps(asdict(settings)))
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    teacher = result["teacher_metrics"]
-    header = ["criterion", "distill", "params", "Recall", "mAP50", "drivable mIoU", "lane Acc", "lane IoU", "Delta_m"]
-    rows = [["teacher", "-", f"{result['teacher_params'] / 1e6:.2f}M"]
-            + [f"{100 * teacher[m]:.1f}" for m in METRICS] + ["0"]]
-    pruned_rows = []
-    for run in result["runs"]:
-        after = run["after_finetune"]
-        cells = [f"{100 * after[m]:.1f} ({100 * (after[m] - teacher[m]):+.1f})" for m in METRICS]
-        params = f"{run['params_after'] / 1e6:.2f}M (-{100 * run['params_reduction']:.1f}%)"
-        rows.append([run["criterion"], run["distill"], params]
-                    + cells + ["n/a" if run["delta_m"] is None else f"{100 * run['delta_m']:+.2f}%"])
-        pruned_rows.append([run["criterion"], params] + [f"{100 * run['after_pruning'][m]:.1f}" for m in METRICS])
-    markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    markdown += ["| " + " | ".join(row) + " |" for row in rows]
-    steps = result["settings"]["steps"]
-    markdown += ["", f"After pruning, before the {steps}-step fine-tune (same students):", "",
-                 "| criterion | params | Recall | mAP50 | drivable mIoU | lane Acc | lane IoU |", "|---|---|---|---|---|---|---|"]
-    markdown += ["| " + " | ".join(row) + " |" for row in pruned_rows]
-    (RESULTS / f"{stem}.md").write_text("\n".join(markdown) + "\n")
-    table = Table(title=f"ablation: DrivingNet-{result['size']} {result['image_size']}, metrics in points")
-    for column in header:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    Console(width=160).print(table)
+
+def _write(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    partial.replace(path)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from ablation import METRICS, RESULTS, add_setup_arguments, finetune_and_score, load_setup, prune_for
+from driving_setup import METRICS, RESULTS, add_setup_arguments, finetune_and_score, load_setup, prune_for
 
 from taskprune import driving, latency
 from taskprune.graph import count_macs

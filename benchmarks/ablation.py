@@ -47,7 +47,7 @@ TP_BASELINE = "tp_taylor_global"
 class Settings:
     """Everything a run's numbers depend on besides (reduction, criterion, seed)."""
 
-    teacher: str = "benchmarks/checkpoints/driving_s_teacher.pt"
+    teacher: str = "taskprune/driving/weights/driving_s.pt"
     size: str = "s"
     image_size: tuple[int, int] = (192, 320)
     train_images: int = 4000

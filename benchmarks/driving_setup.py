@@ -15,6 +15,7 @@ import torch
 
 import taskprune
 from taskprune import driving
+from taskprune.driving.pretrained import weights_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -31,7 +32,7 @@ def add_setup_arguments(parser: argparse.ArgumentParser, *, train_images: int, v
     """The teacher, scenes and fine-tune budget that ablation.py and latency_tasks.py share."""
     parser.add_argument("--size", default="s", choices=["n", "s", "m"])
     parser.add_argument("--image-size", type=int, nargs=2, default=(192, 320))
-    parser.add_argument("--teacher", type=Path, default=None, help="default: benchmarks/checkpoints/driving_<size>_teacher.pt")
+    parser.add_argument("--teacher", type=Path, default=None, help="default: the shipped teacher, taskprune/driving/weights/driving_<size>.pt")
     parser.add_argument("--train-images", type=int, default=train_images)
     parser.add_argument("--val-images", type=int, default=val_images)
     parser.add_argument("--prune-batches", type=int, default=prune_batches)
@@ -66,7 +67,7 @@ class Setup:
 def load_setup(args: argparse.Namespace) -> Setup:
     torch.manual_seed(args.seed)
     size = tuple(args.image_size)
-    path = args.teacher or ROOT / "benchmarks" / "checkpoints" / f"driving_{args.size}_teacher.pt"
+    path = args.teacher or weights_path(args.size)
     teacher = driving.DrivingNet(size=args.size)
     teacher.load_state_dict(torch.load(path, weights_only=True))
     teacher.eval()

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from importlib import metadata
@@ -25,8 +26,9 @@ from ._runtime import preserved_modes
 from ._version import __version__
 from .graph import replay_history
 from .onnx_export import export_onnx as export_onnx
+from .report import PruneReport
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "export_onnx", "load", "read_metadata", "save"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "export_onnx", "load", "read_metadata", "read_report", "save"]
 
 FORMAT = "taskprune.pruned-model"
 """The value of the `format` entry that marks a taskprune file."""
@@ -71,6 +73,7 @@ def save(result: Any, path: str | os.PathLike[str], *, example_inputs: Any = Non
         "inputs": _input_spec(example_inputs),
         "channel_map": {str(k): [int(i) for i in v] for k, v in result.channel_map.items()},
         "history": [[str(name), bool(out), [int(i) for i in idxs]] for name, out, idxs in result.history],
+        "report": json.loads(report.to_json()) if hasattr(report, "to_json") else None,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
     torch.save(payload, os.fspath(path))
@@ -93,6 +96,21 @@ def read_metadata(path: str | os.PathLike[str], *, channel_map: bool = False) ->
     if channel_map:
         metadata["channel_map"] = payload["channel_map"]
     return metadata
+
+
+def read_report(path: str | os.PathLike[str]) -> PruneReport:
+    """The `PruneReport` stored in a taskprune file, without building the model. Files written before the report
+    was stored give one with the sizes and budget only (no per-group rows).
+
+    Raises:
+        ValueError: `path` is not a taskprune file.
+    """
+    payload = _read(path)
+    if isinstance(payload.get("report"), dict):
+        return PruneReport.from_dict(payload["report"])
+    return PruneReport(**{key: payload[key] for key in ("criterion", "target", "ratio", "reached", "params_before",
+                                                        "params_after", "macs_before", "macs_after")},
+                       warnings=["this file predates stored reports: per-group rows are not available"])
 
 
 def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: Any = None) -> nn.Module:

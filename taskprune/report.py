@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 __all__ = ["GroupChange", "PruneReport"]
@@ -58,6 +58,15 @@ class PruneReport:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PruneReport:
+        """Rebuild from `to_dict()` output (what `taskprune.save` stores); derived keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["groups"] = [GroupChange(g["layer"], int(g["before"]), int(g["after"]), tuple(g["tasks"]),
+                                        g.get("note", "")) for g in data.get("groups", [])]
+        return cls(**values)
 
     def summary_rows(self) -> list[tuple[str, str]]:
         params_cut = 1 - self.params_after / self.params_before if self.params_before else 0.0

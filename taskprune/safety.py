@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -53,10 +54,14 @@ def first_call(model: nn.Module, example_inputs: Any) -> tuple[Any, Any, str]:
     Raises:
         RuntimeError: every way fails; the message names the innermost layer that was running.
     """
-    how = {dict: "model(**example_inputs)", tuple: "model(*example_inputs)", list: "model(*example_inputs)"}
+    if isinstance(example_inputs, Mapping):
+        how = "model(**example_inputs)"
+    elif isinstance(example_inputs, (tuple, list)):
+        how = "model(*example_inputs)"
+    else:
+        how = "model(example_inputs)"
     try:
-        return example_inputs, run_model(model, example_inputs, "model(example_inputs)"), \
-            how.get(type(example_inputs), "model(example_inputs)")
+        return example_inputs, run_model(model, example_inputs, "model(example_inputs)"), how
     except RuntimeError as positional:
         if not isinstance(example_inputs, list):
             raise

@@ -19,6 +19,7 @@ from .metrics import delta_m as delta_m
 from .metrics import evaluate as evaluate
 from .model import DrivingNet as DrivingNet
 from .model import DrivingOutput as DrivingOutput
+from .pretrained import pretrained as pretrained
 from .synthetic import SyntheticDriving as SyntheticDriving
 from .tasks import collate as collate
 from .tasks import driving_tasks as driving_tasks
@@ -26,7 +27,7 @@ from .tasks import loader as loader
 
 __all__ = [
     # model
-    "DrivingNet", "DrivingOutput",
+    "DrivingNet", "DrivingOutput", "pretrained",
     # data
     "SyntheticDriving", "BDD100K", "loader", "collate",
     # tasks and losses

@@ -1,0 +1,139 @@
+"""The `taskprune` command: help with examples, inspect / prune / report on a model defined in a user's own file,
+one clear line and a non-zero status for bad input, and the demo end to end at a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from taskprune.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+USER_MODELS = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    class DetSeg(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                       nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+            self.det = nn.Conv2d(32, 6, 1)
+            self.seg = nn.Sequential(nn.Conv2d(32, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 2, 1))
+
+        def forward(self, x):
+            features = self.trunk(x)
+            return {"det": self.det(features), "seg": self.seg(features)}
+
+    def build():
+        torch.manual_seed(0)
+        return DetSeg()
+
+    def build_with_inputs():
+        return build(), torch.randn(1, 3, 32, 32)
+
+    def broken():
+        raise RuntimeError("weights not found")
+
+    def tasks():
+        import taskprune
+        losses = {"det": lambda out, batch: out.pow(2).mean(), "seg": lambda out, batch: out.pow(2).mean()}
+        return taskprune.Tasks(losses=losses), [torch.randn(2, 3, 32, 32) for _ in range(2)]
+''')
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    (tmp_path / "user_models.py").write_text(USER_MODELS)
+    (tmp_path / "not_importable.py").write_text("import no_such_package_xyz\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in ("user_models", "not_importable"):
+        sys.modules.pop(name, None)
+
+
+def test_help_explains_every_command_with_an_example(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("demo", "inspect", "prune", "report"):
+        assert command in text
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert f"example:\n  taskprune {command}" in capsys.readouterr().out
+
+
+def test_inspect_prune_report_on_a_users_model(user_dir, capsys):
+    assert main(["inspect", "user_models:build", "--input-shape", "1,3,32,32", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert isinstance(found["groups"], list) and found["groups"]
+    assert found["protected_outputs"] == ["det", "seg.2"]
+    assert {g["layer"] for g in found["groups"]} >= {"trunk.0", "trunk.3", "seg.0"}
+    assert main(["inspect", "user_models:build_with_inputs", "--plot", "groups.png"]) == 0
+    assert (user_dir / "groups.png").stat().st_size > 0
+    capsys.readouterr()
+
+    assert main(["prune", "user_models:build", "--input-shape", "1,3,32,32", "--ratio", "0.3", "--round-to",
+                 "none", "--out", "pruned.pt", "--json"]) == 0
+    pruned = json.loads(capsys.readouterr().out)
+    assert abs(pruned["reached"] - 0.3) <= 0.01
+    assert main(["report", "pruned.pt", "--json", "--plot", "kept.png"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert stored["params_before"] == pruned["params_before"] and stored["params_after"] == pruned["params_after"]
+    assert [g["after"] for g in stored["groups"]] == [g["after"] for g in pruned["groups"]]
+    assert (user_dir / "kept.png").stat().st_size > 0
+
+
+def test_prune_with_a_tasks_hook_uses_gradient_criteria(user_dir, capsys):
+    assert main(["prune", "user_models:build", "--input-shape", "1,3,32,32", "--ratio", "0.3", "--importance",
+                 "conflict_taylor", "--tasks", "user_models:tasks", "--round-to", "none", "--out", "p.pt",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["criterion"] == "conflict_taylor"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["inspect", "not_importable:build", "--input-shape", "1,3,32,32"], "cannot import module 'not_importable'"),
+    (["inspect", "user_models:nothing", "--input-shape", "1,3,32,32"], "has no function 'nothing'"),
+    (["inspect", "user_models:broken", "--input-shape", "1,3,32,32"], "broken() raised RuntimeError"),
+    (["inspect", "user_models:build", "--input-shape", "1,3,x"], "--input-shape must be"),
+    (["inspect", "user_models", "--input-shape", "1,3,32,32"], "expected MODULE:FACTORY"),
+    (["prune", "user_models:build", "--input-shape", "1,3,32,32", "--ratio", "1.5", "--out", "p.pt"],
+     "ratio must be a number with 0 < ratio < 1"),
+    (["prune", "user_models:build", "--input-shape", "1,5,32,32", "--ratio", "0.3", "--out", "p.pt"],
+     "model(example_inputs) fails in layer 'trunk.0'"),
+    (["report", "missing.pt"], "missing.pt"),
+])
+def test_bad_input_is_one_line_and_a_nonzero_status(user_dir, capsys, argv, message):
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(user_dir):
+    with pytest.raises(Exception, match="weights not found"):
+        main(["inspect", "user_models:broken", "--input-shape", "1,3,32,32", "--debug"])
+
+
+@pytest.mark.slow
+def test_the_installed_command_runs_the_demo_at_a_tiny_budget(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "taskprune", "demo", "--quick", "--steps", "2", "--out", str(out)]
+    finished = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    assert "pruned + distilled" in finished.stdout
+    rows = json.loads((out / "demo.json").read_text())["rows"]
+    assert set(rows) == {"teacher", "pruned", "pruned + distilled"}
+    assert rows["pruned"]["params"] < rows["teacher"]["params"]
+    for name in ("report.json", "report.md", "demo.md", "student.pt", "channels.png", "metrics.png"):
+        assert (out / name).stat().st_size > 0

@@ -49,10 +49,12 @@ def build(name: str, size: tuple[int, int]) -> tuple[torch.nn.Module, torch.Tens
     return randomize_norms(ResNet50ThreeHead()).eval(), torch.randn(1, 3, *size), "ResNet50ThreeHead"
 
 
-def plain_torch_pruning(model: torch.nn.Module, x: torch.Tensor, params_cut: float) -> tuple[torch.nn.Module, float]:
-    """torch-pruning as its README shows it (MetaPruner, L2 magnitude, one ratio for every layer, the output
-    layers ignored by hand), with the ratio bisected until the parameter cut is within half a point of
-    `params_cut`; returns the pruned copy and the ratio."""
+def plain_torch_pruning(model: torch.nn.Module, x: torch.Tensor, params_cut: float, global_pruning: bool = False,
+                        round_to: int | None = None) -> tuple[torch.nn.Module, float]:
+    """torch-pruning as its README shows it (MetaPruner, L2 magnitude, the output layers ignored by hand): one
+    ratio for every layer, or with `global_pruning=True` and `round_to` (what its README advises for speed); the
+    ratio bisected until the parameter cut is within half a point of `params_cut`; returns the pruned copy and the
+    ratio."""
     outputs = PruningGraph(model, x, Tasks.from_output(model(x))).output_layers
     params0, low, high = count_params(model), 0.0, 0.9
     for _ in range(12):
@@ -60,7 +62,7 @@ def plain_torch_pruning(model: torch.nn.Module, x: torch.Tensor, params_cut: flo
         work = copy.deepcopy(model)
         ignored = [m for n, m in work.named_modules() if n in outputs]
         tp.pruner.MetaPruner(work, x, importance=tp.importance.MagnitudeImportance(p=2), pruning_ratio=ratio,
-                             ignored_layers=ignored).step()
+                             ignored_layers=ignored, global_pruning=global_pruning, round_to=round_to).step()
         cut = 1 - count_params(work) / params0
         if abs(cut - params_cut) <= 0.005:
             break
@@ -75,6 +77,11 @@ def run_model(name: str, size: tuple[int, int], args: argparse.Namespace) -> dic
     baseline, tp_ratio = plain_torch_pruning(model, x, args.tp_params_cut)
     variants.append((f"torch-pruning@{args.tp_params_cut}", args.tp_params_cut, baseline,
                      {"target": "torch-pruning", "round_to": "none", "ratio": tp_ratio, "notes": []}))
+    for multiple in args.tp_round_to:  # global pruning with channel multiples, as torch-pruning advises for speed
+        baseline, tp_ratio = plain_torch_pruning(model, x, args.tp_params_cut, global_pruning=True, round_to=multiple)
+        variants.append((f"torch-pruning global/{multiple}@{args.tp_params_cut}", args.tp_params_cut, baseline,
+                         {"target": "torch-pruning global", "round_to": str(multiple), "ratio": tp_ratio,
+                          "notes": []}))
 
     def prune(target: str, rounding: str, ratio: float, label_: str | None = None, **kwargs: Any) -> None:
         start = time.perf_counter()
@@ -153,7 +160,8 @@ def to_markdown(report: dict[str, Any]) -> str:
 def to_svg(report: dict[str, Any]) -> str:
     """Speedup against parameter reduction, one panel per model, one colour per (target, round_to)."""
     colours = {("params", "none"): "#d62728", ("params", "auto"): "#1f77b4", ("params", "16"): "#9467bd",
-               ("latency", "auto"): "#2ca02c", ("torch-pruning", "none"): "#7f7f7f"}
+               ("latency", "auto"): "#2ca02c", ("torch-pruning", "none"): "#7f7f7f",
+               ("torch-pruning global", "8"): "#bcbd22", ("torch-pruning global", "16"): "#8c564b"}
     width, height, pad = 420, 300, 50
     panels = []
     for p, result in enumerate(report["results"]):
@@ -186,10 +194,10 @@ def to_svg(report: dict[str, Any]) -> str:
                          + " ".join(f"{a:.1f},{b:.1f}" for a, b in coords) + '"/>')
             parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>' for a, b in coords[1:]]
         panels.append("\n".join(parts))
-    legend = [f'<text x="{20 + i * 170}" y="{height + 15}" font-size="11" fill="{c}">'
+    legend = [f'<text x="{20 + (i % 4) * 210}" y="{height + 15 + 14 * (i // 4)}" font-size="11" fill="{c}">'
               f'{t if t == "torch-pruning" else f"{t}, round_to={r}"}</text>' for i, ((t, r), c) in enumerate(colours.items())]
     total_width = len(report["results"]) * (width + 20)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height + 25}" '
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height + 45}" '
             f'font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n'
             + "\n".join(panels + legend) + "\n</svg>\n")
 
@@ -224,6 +232,8 @@ def main() -> None:
     parser.add_argument("--params-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[0.2, 0.4, 0.6])
     parser.add_argument("--latency-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[0.3, 0.5])
     parser.add_argument("--tp-params-cut", type=float, default=0.4, help="parameter cut of plain torch-pruning")
+    parser.add_argument("--tp-round-to", type=lambda s: [int(v) for v in s.split(",") if v], default=[8, 16],
+                        help="channel multiples of the global torch-pruning baselines")
     parser.add_argument("--round-to", type=lambda s: [int(v) for v in s.split(",") if v], default=[16],
                         help="fixed channel multiples to compare with round_to='auto' for the params target")
     parser.add_argument("--progress", action="store_true", help="show the latency-table progress bar")

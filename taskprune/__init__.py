@@ -34,6 +34,7 @@ from .report import PruneReport as PruneReport
 # tasks
 from .tasks import MultiTaskAdapter as MultiTaskAdapter
 from .tasks import Tasks as Tasks
+from .train import FinetuneConfig as FinetuneConfig
 from .train import finetune as finetune
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     # criteria
     "Criterion", "ScoringContext", "register_criterion", "get_criterion", "list_criteria",
     # recovery
-    "Distill", "FeatureDistiller", "finetune",
+    "Distill", "FeatureDistiller", "finetune", "FinetuneConfig",
     # saving
     "save", "load", "export_onnx",
 ]

@@ -134,10 +134,10 @@ def run_demo(config: DemoConfig, console: Any = None) -> dict[str, Any]:
 
 def _measure(models: dict[str, torch.nn.Module], val: Any, example: torch.Tensor, config: DemoConfig,
              console: Any) -> dict[str, dict[str, float]]:
+    from rich.progress import track
+
     from ..graph import count_macs, count_params
     from ..latency import measure_latency
-
-    from rich.progress import track
 
     rows: dict[str, dict[str, float]] = {}
     for name, model in track(models.items(), description="evaluating", console=console, transient=True):

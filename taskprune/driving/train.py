@@ -1,12 +1,12 @@
-"""Training a DrivingNet teacher from scratch on the CPU: AdamW, warmup + cosine, checkpoints, evaluation.
+"""Training a DrivingNet teacher from scratch on the CPU: epochs over synthetic scenes, a warmup + cosine schedule
+that can follow a wall-time budget, resumable checkpoints with the validation curve, evaluation.
 
-This is the driving example's own loop, kept simple and deterministic (seeded shuffling, fixed data). Fine-tuning a
-pruned student with distillation is `taskprune.finetune`, not this.
+Each step is `taskprune.train.TrainStep`, the step `finetune` uses; only the loop (epochs, time budget, per-epoch
+records) is the driving example's own.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._runtime import atomic_write
+from ..train import TrainStep, cosine_factor, cosine_lr
 from .metrics import evaluate
 from .tasks import driving_tasks, loader
 
@@ -61,12 +63,14 @@ class TrainConfig:
             raise ValueError("TrainConfig needs lr > 0, weight_decay >= 0 and warmup_steps >= 0")
 
 
+_FLOOR = 0.05  # the schedule ends at 5% of the peak learning rate
+
+
 def _lr_factor(step: int, warmup: int, progress: float) -> float:
     """Linear warmup over `warmup` steps, then cosine from 1 to 0.05 as `progress` goes from 0 to 1."""
-    floor = 0.05
     if step < warmup:
-        return floor + (1 - floor) * step / warmup
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return cosine_lr(step, warmup + 1, warmup, _FLOOR)
+    return cosine_factor(progress, _FLOOR)
 
 
 def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
@@ -94,12 +98,15 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
     batches = loader(train_data, batch_size=config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
                      num_workers=config.num_workers)
     total_steps = config.epochs * len(batches)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainer = TrainStep(model, tasks, lr=config.lr, weight_decay=config.weight_decay, grad_clip=10.0)
     start_epoch, step, history, elapsed = 0, 0, [], 0.0
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            trainer.optimizer.load_state_dict(state["optimizer"])
+        except ValueError:  # written before norms and biases had their own group: the moments start again
+            log(f"{checkpoint}: optimizer state of another layout, starting the optimizer afresh")
         start_epoch, step, elapsed = int(state["epoch"]), int(state["step"]), float(state["seconds"])
         history = list(state.get("history", []))  # the validation curve so far survives a restart
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
@@ -115,23 +122,14 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
         for batch in _progress(batches, f"epoch {epoch + 1}/{config.epochs}", progress):
             step_progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
             factor = _lr_factor(step, config.warmup_steps, max(step_progress, _time_progress(started, config)))
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * factor
-            batch = {key: value.to(device) for key, value in batch.items()}
-            output = model(tasks.model_inputs(batch))
-            losses = {name: tasks.loss(name, tasks.task_output(name, output), batch) for name in tasks.names}
-            total = torch.stack([tasks.weight(name) * loss for name, loss in losses.items()]).sum()
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-            optimizer.step()
+            losses = trainer(batch, factor)
             step += 1
             steps_this_epoch += 1
-            for name, loss in losses.items():
-                sums[name] += float(loss.detach())
+            for name in sums:
+                sums[name] += losses[name]
             if not progress and step % 50 == 0:
                 log(f"step {step}/{total_steps}, {time.perf_counter() - started:.0f} s, lr {config.lr * factor:.2e}, "
-                    + ", ".join(f"{name} {float(loss.detach()):.3f}" for name, loss in losses.items()))
+                    + ", ".join(f"{name} {value:.3f}" for name, value in losses.items()))
             out_of_time = _time_progress(started, config) >= 1
             if out_of_time:
                 break
@@ -145,11 +143,10 @@ def train(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None
         history.append(record)
         log(f"epoch {epoch + 1}: {record}")
         if checkpoint is not None:
-            Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "epoch": epoch + 1,
-                        "seconds": time.perf_counter() - started, "config": asdict(config),
-                        "history": history}, checkpoint)
+            state = {"model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(), "step": step,
+                     "epoch": epoch + 1, "seconds": time.perf_counter() - started, "config": asdict(config),
+                     "history": history}
+            atomic_write(checkpoint, lambda partial: torch.save(state, partial))  # noqa: B023
         if last:
             break
     return history

@@ -1,0 +1,11 @@
+"""Fine-tuning a pruned student: `finetune` (the loop), `TrainStep` (one step), `FinetuneConfig` (settings)."""
+
+from .config import OPTIMIZERS as OPTIMIZERS
+from .config import FinetuneConfig as FinetuneConfig
+from .config import cosine_factor as cosine_factor
+from .config import cosine_lr as cosine_lr
+from .config import cosine_schedule as cosine_schedule
+from .loop import finetune as finetune
+from .step import TrainStep as TrainStep
+
+__all__ = ["OPTIMIZERS", "FinetuneConfig", "TrainStep", "cosine_factor", "cosine_lr", "cosine_schedule", "finetune"]

@@ -1,0 +1,102 @@
+"""`FinetuneConfig`, the settings of `finetune`, and the warmup + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+
+__all__ = ["OPTIMIZERS", "FinetuneConfig", "cosine_factor", "cosine_lr", "cosine_schedule"]
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How `finetune` trains: the budget, the optimiser and its schedule, evaluation and the data order.
+
+    Args:
+        epochs: passes over the data.
+        max_steps: stop after this many optimizer steps (the schedule spans them); needed for data without len().
+        optimizer: "adamw" or "sgd" (momentum 0.9, Nesterov); 1-D parameters get no weight decay.
+        lr, weight_decay: peak learning rate and decoupled weight decay.
+        warmup_steps: linear warmup steps before the cosine decay (see `cosine_lr`).
+        grad_clip: maximum gradient norm over the trained parameters; None turns clipping off.
+        batch_size: items per batch when the data is a map-style Dataset.
+        eval_every: evaluate every this many steps (None: after every epoch), and at the end.
+        best_key, best_mode: the metric that decides the best checkpoint and whether higher ("max") or lower
+            ("min") is better; `best_key` may be left out when the evaluation returns one metric.
+        seed: shuffling seed for a Dataset.
+        progress: show a rich progress bar with the per-task losses (rank 0 only).
+
+    Example:
+        >>> config = FinetuneConfig(epochs=10, lr=5e-4, warmup_steps=100)
+        >>> FinetuneConfig.from_dict(config.to_dict()) == config
+        True
+    """
+
+    epochs: int = 1
+    max_steps: int | None = None
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 0
+    grad_clip: float | None = 10.0
+    batch_size: int = 16
+    eval_every: int | None = None
+    best_key: str | None = None
+    best_mode: str = "max"
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}; available: {', '.join(OPTIMIZERS)}")
+        if self.best_mode not in ("max", "min"):
+            raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
+        for name, minimum in (("epochs", 1), ("warmup_steps", 0), ("eval_every", 1), ("max_steps", 1),
+                              ("batch_size", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        for name, strict in (("lr", True), ("weight_decay", False), ("grad_clip", True)):
+            number = getattr(self, name)
+            if number is not None and not (isinstance(number, (int, float)) and math.isfinite(number)
+                                           and (number > 0 or (number == 0 and not strict))):
+                raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {number!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `FinetuneConfig.from_dict(c.to_dict()) == c`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinetuneConfig:
+        """Rebuild from `to_dict()` output. Unknown keys raise ValueError listing the valid ones."""
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown FinetuneConfig field(s) {unknown}; valid: {', '.join(valid)}")
+        return cls(**data)
+
+
+def cosine_factor(progress: float, floor: float = 0.0) -> float:
+    """From 1 at progress 0 down to `floor` at progress 1 along half a cosine."""
+    return floor + (1 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def cosine_lr(step: int, total_steps: int, warmup_steps: int = 0, floor: float = 0.0) -> float:
+    """Learning-rate factor for 0-based `step`: a linear warmup to 1 over `warmup_steps` (from `floor`), then
+    `cosine_factor` of the progress through the remaining steps. With floor 0 the warmup factor is
+    (step + 1) / warmup_steps and the decay is 0.5 * (1 + cos(pi * (step - warmup) / (total - warmup)))."""
+    if step < warmup_steps:
+        return floor + (1 - floor) * (step + 1) / warmup_steps
+    return cosine_factor((step - warmup_steps) / max(1, total_steps - warmup_steps), floor)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    """A scheduler applying `cosine_lr` to every parameter group's initial learning rate; step it once per step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_lr(step, total_steps, warmup_steps))

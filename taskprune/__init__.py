@@ -23,13 +23,13 @@ from .criteria import register_criterion as register_criterion
 # recovering accuracy
 from .distill import Distill as Distill
 from .distill import FeatureDistiller as FeatureDistiller
+from .export import export_onnx as export_onnx
+from .iterative import prune_iteratively as prune_iteratively
+from .report import PruneReport as PruneReport
 
 # keeping the result
-from .io import load as load
-from .io import save as save
-from .iterative import prune_iteratively as prune_iteratively
-from .onnx_export import export_onnx as export_onnx
-from .report import PruneReport as PruneReport
+from .saving import load as load
+from .saving import save as save
 
 # tasks
 from .tasks import MultiTaskAdapter as MultiTaskAdapter

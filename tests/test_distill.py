@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from taskprune.distill import Distill, FeatureDistiller, auto_layers
-from taskprune.distill_losses import cwd_loss, feature_loss, pkd_loss, selection_adapter
+from taskprune.distill.losses import cwd_loss, feature_loss, pkd_loss, selection_adapter
 from taskprune.tasks import Tasks
 
 LOSSES = ("mse", "pkd", "cwd")

@@ -24,7 +24,7 @@ from state_checks import snapshot, unchanged
 from torch import nn
 
 import taskprune
-from taskprune.io import load, save
+from taskprune.saving import load, save
 from taskprune.tasks import call_model, output_leaves
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -104,7 +104,7 @@ def _prune_arguments(parser: argparse.ArgumentParser) -> None:
 
 def prune(args: argparse.Namespace) -> None:
     from ..api import prune as prune_model
-    from ..io import save
+    from ..saving import save
 
     model, example = _model_and_inputs(args)
     round_to: Any = {"auto": "auto", "none": None}.get(args.round_to.lower(), args.round_to)
@@ -136,7 +136,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    from ..io import read_report
+    from ..saving import read_report
 
     found = read_report(args.file)
     if args.json:

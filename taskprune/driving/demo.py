@@ -21,7 +21,7 @@ import torch
 
 from ..api import prune
 from ..distill import Distill
-from ..io import save
+from ..saving import save
 from ..train import finetune
 from .metrics import delta_m, evaluate
 from .model import SIZES

@@ -24,8 +24,8 @@ from torch import nn
 
 from ._runtime import preserved_modes
 from ._version import __version__
+from .export import export_onnx as export_onnx
 from .graph import replay_history
-from .onnx_export import export_onnx as export_onnx
 from .report import PruneReport
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "export_onnx", "load", "read_metadata", "read_report", "save"]

@@ -3,97 +3,31 @@
 `FeatureDistiller` hooks the same named layers in both models, runs the teacher in eval mode under `no_grad` and
 the student normally, aligns the student's channels to the teacher's (by selection through `channel_map`, or with a
 trained 1x1 adapter initialised to that selection) and returns `alpha * sum over layers of the feature loss` with
-the student's outputs, so it drops into any training loop. Losses and alignment helpers: `distill_losses`.
+the student's outputs, so it drops into any training loop. Losses and alignment helpers: `taskprune.distill.losses`.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._runtime import preserved_modes
-from .distill_losses import (
-    FEATURE_LOSSES,
+from .._runtime import preserved_modes
+from ..tasks import MultiTaskAdapter, call_model
+from .config import Distill
+from .losses import (
     check_alignment,
     check_channel_map,
     close_matches,
     feature_loss,
     selection_adapter,
 )
-from .tasks import MultiTaskAdapter, call_model
 
-__all__ = ["ALIGNMENTS", "Distill", "FeatureDistiller", "auto_layers"]
-
-ALIGNMENTS = ("adapter", "select")
-
-
-@dataclass(frozen=True)
-class Distill:
-    """How to distil: which layers, which loss, how to align channels, and the weight of the distillation term.
-
-    Args:
-        layers: "auto" (the shared trunk's outputs, one per spatial scale; see `auto_layers`) or qualified module
-            names present in both teacher and student. A list is stored as a tuple.
-        loss: "mse", "pkd" (1 - Pearson per channel) or "cwd" (channel-wise spatial softmax KL).
-        align: "select" (compare with the teacher channels the student kept) or "adapter" (a trained 1x1 conv from
-            the student's channels to all of the teacher's, initialised to that selection).
-        alpha: weight of the summed distillation loss in the total loss, >= 0.
-        tau: softmax temperature of "cwd", > 0 (ignored by the other losses).
-
-    Example:
-        >>> Distill(layers=["backbone.stage3", "neck.p3"], loss="cwd", tau=4.0, alpha=2.0)
-    """
-
-    layers: str | tuple[str, ...] = "auto"
-    loss: str = "mse"
-    align: str = "select"
-    alpha: float = 1.0
-    tau: float = 1.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.layers, (list, tuple)):
-            if not self.layers or not all(isinstance(name, str) and name for name in self.layers):
-                raise ValueError(f"Distill.layers must be a non-empty tuple of module names, got {self.layers!r}")
-            if len(set(self.layers)) != len(self.layers):
-                raise ValueError(f"Distill.layers names a layer more than once: {list(self.layers)}")
-            object.__setattr__(self, "layers", tuple(self.layers))
-        elif self.layers != "auto":
-            hint = f"; for one layer write layers=({self.layers!r},)" if isinstance(self.layers, str) else ""
-            raise (ValueError if isinstance(self.layers, str) else TypeError)(
-                f"Distill.layers must be 'auto' or a tuple of qualified module names, got {self.layers!r}{hint}")
-        if self.loss not in FEATURE_LOSSES:
-            raise ValueError(f"Unknown Distill.loss {self.loss!r}; available: {', '.join(sorted(FEATURE_LOSSES))}")
-        if self.align not in ALIGNMENTS:
-            raise ValueError(f"Unknown Distill.align {self.align!r}; available: {', '.join(ALIGNMENTS)}")
-        for name, value, low_ok in (("alpha", self.alpha, True), ("tau", self.tau, False)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Distill.{name} must be a number, got {type(value).__name__}")
-            if not math.isfinite(value) or value < 0 or (value == 0 and not low_ok):
-                raise ValueError(f"Distill.{name} must be finite and {'>=' if low_ok else '>'} 0, got {value}")
-            object.__setattr__(self, name, float(value))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; `Distill.from_dict(d.to_dict()) == d`."""
-        data = asdict(self)
-        if isinstance(self.layers, tuple):
-            data["layers"] = list(self.layers)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Distill:
-        """Rebuild from `to_dict()` output. Unknown keys raise ValueError listing the valid ones."""
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown Distill field(s) {unknown}; valid: {', '.join(valid)}")
-        return cls(**data)
+__all__ = ["FeatureDistiller", "auto_layers"]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -113,7 +47,7 @@ def auto_layers(model: nn.Module, example_inputs: Any, tasks: MultiTaskAdapter |
     Raises:
         ValueError: no module reaching every task outputs a 4-D feature map (name the layers instead).
     """
-    from .graph import module_task_attribution
+    from ..graph import module_task_attribution
 
     with torch.enable_grad():  # the dependency graph is traced through autograd, even inside a no_grad loop
         attribution = module_task_attribution(model, example_inputs, tasks)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import taskprune
-from taskprune.io import FORMAT, FORMAT_VERSION, export_onnx, load, read_metadata, save
+from taskprune.saving import FORMAT, FORMAT_VERSION, export_onnx, load, read_metadata, save
 from taskprune.testing import TINY_MODELS, flatten_outputs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,6 +13,7 @@ score the channels and the order of the fine-tune; everything else is fixed.
     python benchmarks/ablation.py --shard 1/2 &     # ... split over two processes
     python benchmarks/ablation.py --shard 2/2
     python benchmarks/ablation.py --reductions 0.6 --criteria conflict_taylor:lam=0.25,conflict_taylor:lam=1
+    python benchmarks/ablation.py --reductions 0.6 --criteria "conflict_taylor:measure=sign_purity"
     python benchmarks/ablation.py --quick           # the whole pipeline on a small budget, under 10 minutes
     python benchmarks/ablation.py --collect         # only rebuild ablation.json / .md / .png from the run files
 
@@ -125,10 +126,17 @@ class Bench:
 
 
 def criterion_of(name: str) -> object:
-    """"conflict_taylor:lam=0.25" -> the criterion with that option (numbers parsed as floats)."""
+    """"conflict_taylor:lam=0.25;measure=sign_purity" -> the criterion with those options (numbers as floats)."""
     base, _, options = name.partition(":")
     kwargs = dict(option.split("=") for option in options.split(";") if option)
-    return taskprune.get_criterion(base, **{k: float(v) for k, v in kwargs.items()})
+    return taskprune.get_criterion(base, **{k: _number_or_text(v) for k, v in kwargs.items()})
+
+
+def _number_or_text(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def execute(run: Run, bench: Bench) -> list[dict]:

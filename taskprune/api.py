@@ -121,7 +121,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         cost = _cost_model(work, example_inputs, graph, target, macs_before, params_before)
         planned = plan_for_target(graph.groups, scores, cost, target, ratio, max_layer_ratio, round_to, work,
                                   example_inputs, _pruned_copy(work, example_inputs, adapter, protect), progress,
-                                  comparable=bool(criterion.needs))  # gradient criteria estimate loss change
+                                  comparable=bool(getattr(criterion, "comparable", False)))
         plan = planned.plan
     with _timed(timings, "applying"):
         channel_map = graph.apply(plan)

@@ -3,7 +3,8 @@
 For every batch and task t: one forward, one backward of L_t (`torch.autograd.grad`, so no stale `.grad` is ever
 read), then per channel c the Taylor term s_t(c) = sum over the channel's slices of theta * dL_t/dtheta. The running
 sums kept are sum_b s_t(c)^2 per task, sum_b (sum_t w_t s_t(c))^2 for the summed loss, and, for the conflict
-penalty, sum_b dL_t/dtheta per task. Under torch.distributed every sum is all-reduced, so every rank gets the same
+penalty, sum_b dL_t/dtheta per task (or, measured per batch, the sum over batches of each batch's conflict per
+channel). Under torch.distributed every sum is all-reduced, so every rank gets the same
 statistics (and the same pruning plan).
 """
 
@@ -19,14 +20,14 @@ import torch
 from torch import nn
 
 from ._runtime import preserved_modes
-from .channels import SliceReducer
+from .channels import SliceReducer, cosine_conflict
 from .graph import ChannelGroup
 from .tasks import MultiTaskAdapter, call_model, task_loss
 
 __all__ = ["GradientStats", "collect_gradients", "NEEDS"]
 
 # What a criterion can ask for.
-NEEDS = frozenset({"summed_taylor", "task_taylor", "task_gradients"})
+NEEDS = frozenset({"summed_taylor", "task_taylor", "task_gradients", "batch_conflict"})
 
 
 @dataclass
@@ -38,6 +39,7 @@ class GradientStats:
     summed_taylor: list[torch.Tensor] = field(default_factory=list)
     task_taylor: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     task_gradients: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    batch_conflict: list[torch.Tensor] = field(default_factory=list)  # sum over batches of each batch's conflict
 
 
 def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: MultiTaskAdapter, data: Iterable[Any],
@@ -58,10 +60,11 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
     all_params = dict(model.named_parameters())
     params = [all_params[n] for n in names]
     tasks = tuple(adapter.names)
-    per_task = bool(needs & {"task_taylor", "task_gradients"})
+    per_task = bool(needs & {"task_taylor", "task_gradients", "batch_conflict"})
     stats = GradientStats(tasks=tasks)
     stats.summed_taylor = [torch.zeros(g.channels) for g in groups]
     stats.task_taylor = {t: [torch.zeros(g.channels) for g in groups] for t in tasks}
+    stats.batch_conflict = [torch.zeros(g.channels) for g in groups]
     if "task_gradients" in needs:
         stats.task_gradients = {t: {n: torch.zeros_like(p, dtype=torch.float32) for n, p in zip(names, params, strict=True)}
                                 for t in tasks}
@@ -71,6 +74,7 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
             losses = {t: _task_loss(adapter, t, output, batch, index) for t in tasks}
             if per_task:
                 summed = [torch.zeros(g.channels) for g in groups]
+                this_batch: dict[str, dict[str, torch.Tensor]] = {}
                 for position, task in enumerate(tasks):
                     grads = _grads(losses[task], params, retain=position < len(tasks) - 1)
                     terms = _taylor_terms(groups, names, params, grads)
@@ -81,6 +85,11 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
                         for name, grad in zip(names, grads, strict=True):
                             if grad is not None:
                                 stats.task_gradients[task][name] += grad.float()
+                    if "batch_conflict" in needs:
+                        this_batch[task] = {n: g for n, g in zip(names, grads, strict=True) if g is not None}
+                if "batch_conflict" in needs:
+                    for acc, k in zip(stats.batch_conflict, cosine_conflict(this_batch, groups), strict=True):
+                        acc += k
             else:
                 total = torch.stack([_weight(adapter, t) * losses[t] for t in tasks]).sum()
                 summed = _taylor_terms(groups, names, params, _grads(total, params, retain=False))
@@ -135,6 +144,7 @@ def _all_reduce(stats: GradientStats) -> None:
     tensors = list(stats.summed_taylor)
     tensors += [t for per_group in stats.task_taylor.values() for t in per_group]
     tensors += [t for grads in stats.task_gradients.values() for t in grads.values()]
+    tensors += list(stats.batch_conflict)
     for tensor in tensors:
         dist.all_reduce(tensor)
     count = torch.tensor([stats.batches], dtype=torch.long)

@@ -167,6 +167,33 @@ def test_conflict_is_scale_free_down_to_tiny_gradients():
         torch.testing.assert_close(conflict, torch.tensor([0.0995037, 1.0, 0.0]), rtol=1e-5, atol=1e-6)
 
 
+def test_sign_purity_against_a_hand_computed_reference():
+    a = torch.tensor([[1.0, 1.0], [1.0, 2.0], [1.0, 0.0]])
+    b = torch.tensor([[1.0, -1.0], [3.0, 4.0], [-1.0, 0.0]])
+    stats = GradientStats(tasks=("a", "b"), batches=2, task_gradients={"a": {"w": 2 * a}, "b": {"w": 2 * b}})
+    group = ChannelGroup(index=0, root="w", channels=3, out_layers=("w",), in_layers=(),
+                         slices=(ParamSlice("w", 0, torch.arange(3), torch.arange(3)),), tasks=frozenset("ab"))
+    # channel 0: purities 1 and 0; channel 1: 1 and 1; channel 2: 0, and 1 where both gradients are zero
+    torch.testing.assert_close(conflict_scores(stats, [group], "sign_purity")[0], torch.tensor([0.5, 0.0, 0.5]))
+
+
+def test_conflict_per_batch_is_the_mean_of_each_batchs_conflict(two_head, two_head_tasks, batches):
+    model, x = two_head
+    graph = _graph(model, x, two_head_tasks)
+    needs = frozenset({"task_taylor", "task_gradients", "batch_conflict"})
+    stats = collect_gradients(model, graph.groups, two_head_tasks, batches, 3, needs)
+    per_batch = [collect_gradients(model, graph.groups, two_head_tasks, [b], 1, needs) for b in batches]
+    expected = [sum(conflict_scores(s, graph.groups, "cosine")[i] for s in per_batch) / 3
+                for i in range(len(graph.groups))]
+    got = conflict_scores(stats, graph.groups, "batch_cosine")
+    for e, g in zip(expected, got, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+    shared = next(g.index for g in graph.groups if g.root == "trunk.3")
+    assert got[shared].max() > 0  # the two tasks' losses do pull against each other somewhere
+    with pytest.raises(ValueError, match="Unknown conflict measure 'angle'; available: cosine, batch_cosine"):
+        get_criterion("conflict_taylor", measure="angle")
+
+
 def test_conflict_taylor_penalises_conflicting_channels():
     direction = torch.tensor([1.0, 1.0])
     stats = GradientStats(tasks=("a", "b"), batches=1,

@@ -41,7 +41,9 @@ class Criterion(Protocol):
     """Ranks channels: `score(context)` gives one 1-D tensor per group, higher means keep.
 
     `needs` names the gradient statistics the criterion reads (a subset of `taskprune.gradients.NEEDS`);
-    an empty set means it works without data.
+    an empty set means it works without data. An optional `comparable = True` declares that scores of different
+    groups are in one unit (estimates of the loss change), so a latency budget may trade channels between groups by
+    their raw scores; without it each group's scores are normalised by their own mean.
     """
 
     name: str

@@ -2,49 +2,34 @@
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 
-from ..channels import SliceReducer
+from ..channels import cosine_conflict, sign_conflict
 from ..gradients import GradientStats
 from ..graph import ChannelGroup
 from .base import ScoringContext
 from .registry import register_criterion
-from .taylor import _stats, task_taylor_scores
+from .taylor import gradient_stats, task_taylor_scores
 
-__all__ = ["ConflictTaylor", "conflict_scores"]
+__all__ = ["CONFLICT_MEASURES", "ConflictTaylor", "conflict_scores"]
+
+CONFLICT_MEASURES = ("cosine", "batch_cosine", "sign_purity")
 
 
-def conflict_scores(stats: GradientStats, groups: list[ChannelGroup]) -> list[torch.Tensor]:
-    """k(c) = mean over pairs of the tasks the group reaches of max(0, -cos(G_t(c), G_s(c))), in [0, 1];
-    G_t(c) is task t's mean gradient restricted to the channel's slices. Zero for single-task groups and for a
-    pair where either gradient is zero.
+def conflict_scores(stats: GradientStats, groups: list[ChannelGroup], measure: str = "cosine") -> list[torch.Tensor]:
+    """k(c) in [0, 1] per channel; zero for single-task groups.
 
-    Computed in float64 with the norms taken apart (sqrt(|a|^2) * sqrt(|b|^2)): gradients near 1e-12 square to
-    1e-24, and the product of two such squares underflows float32 to zero, which made k 1.0 instead of 0.0995.
+    - "cosine": mean over pairs of the tasks the group reaches of max(0, -cos(G_t(c), G_s(c))), G_t(c) task t's
+      mean gradient over the batches restricted to the channel's slices (the default; see `cosine_conflict`).
+    - "batch_cosine": the same measured on every batch's gradients, then averaged over the batches.
+    - "sign_purity": GradDrop's sign purity on the mean gradients (see `sign_conflict`).
     """
-    mean_grads = {t: {n: g.double() / stats.batches for n, g in grads.items()}
-                  for t, grads in stats.task_gradients.items()}
-    norms = {t: SliceReducer({n: g * g for n, g in grads.items()}, dtype=torch.float64)
-             for t, grads in mean_grads.items()}
-    conflicts = []
-    for group in groups:
-        tasks = sorted(group.tasks & set(mean_grads))
-        pairs = list(itertools.combinations(tasks, 2))
-        total = torch.zeros(group.channels, dtype=torch.float64)
-        for a, b in pairs:
-            products = {n: mean_grads[a][n] * mean_grads[b][n] for n in _params_of(group)}
-            dots = SliceReducer(products, dtype=torch.float64).group(group)
-            denominator = norms[a].group(group).sqrt() * norms[b].group(group).sqrt()
-            cosine = torch.where(denominator > 0, dots / denominator.clamp_min(1e-300), torch.zeros_like(dots))
-            total += torch.clamp(-cosine, min=0.0, max=1.0)
-        conflicts.append((total / len(pairs) if pairs else total).float())
-    return conflicts
-
-
-def _params_of(group: ChannelGroup) -> set[str]:
-    return {piece.param for piece in group.slices}
+    if measure == "batch_cosine":
+        return [acc / stats.batches for acc in stats.batch_conflict]
+    mean_grads = {t: {n: g / stats.batches for n, g in grads.items()} for t, grads in stats.task_gradients.items()}
+    if measure == "sign_purity":
+        return sign_conflict(mean_grads, groups)
+    return cosine_conflict(mean_grads, groups)
 
 
 @register_criterion("conflict_taylor")
@@ -53,18 +38,23 @@ class ConflictTaylor:
 
     Args:
         lam: weight of the conflict penalty, in [0, 1].
+        measure: how k is measured: "cosine" (default), "batch_cosine" or "sign_purity" (see `conflict_scores`).
     """
 
     name = "conflict_taylor"
-    needs = frozenset({"task_taylor", "task_gradients"})
+    comparable = True  # estimates of the loss change, in one unit across groups
 
-    def __init__(self, lam: float = 0.5):
+    def __init__(self, lam: float = 0.5, measure: str = "cosine"):
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"conflict_taylor lam must be in [0, 1], got {lam}")
+        if measure not in CONFLICT_MEASURES:
+            raise ValueError(f"Unknown conflict measure {measure!r}; available: {', '.join(CONFLICT_MEASURES)}")
         self.lam = float(lam)
+        self.measure = measure
+        self.needs = frozenset({"task_taylor", "batch_conflict" if measure == "batch_cosine" else "task_gradients"})
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
-        stats = _stats(context, self.name)
+        stats = gradient_stats(context, self.name)
         importance = task_taylor_scores(stats, context.groups)
-        penalty = conflict_scores(stats, context.groups)
+        penalty = conflict_scores(stats, context.groups, self.measure)
         return [i * (1.0 - self.lam * k) for i, k in zip(importance, penalty, strict=True)]

@@ -16,6 +16,7 @@ class TorchPruningImportance:
     of a `loss.backward()` you ran yourself); taskprune only hands it each group."""
 
     needs: frozenset[str] = frozenset()
+    comparable = False
 
     def __init__(self, importance: Any):
         self.importance = importance

@@ -17,6 +17,7 @@ class Magnitude:
 
     name = "magnitude"
     needs: frozenset[str] = frozenset()
+    comparable = False  # weight norms differ in scale from layer to layer
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         squares = {name: p * p for name, p in context.parameters().items()}

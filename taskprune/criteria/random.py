@@ -16,6 +16,7 @@ class Random:
 
     name = "random"
     needs: frozenset[str] = frozenset()
+    comparable = False
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(context.seed)

@@ -9,10 +9,11 @@ from ..graph import ChannelGroup
 from .base import ScoringContext
 from .registry import register_criterion
 
-__all__ = ["Taylor", "TaskTaylor", "task_taylor_scores"]
+__all__ = ["Taylor", "TaskTaylor", "gradient_stats", "task_taylor_scores"]
 
 
-def _stats(context: ScoringContext, criterion: str) -> GradientStats:
+def gradient_stats(context: ScoringContext, criterion: str) -> GradientStats:
+    """The context's gradient statistics, or a ValueError saying the criterion needs data."""
     if context.gradients is None:
         raise ValueError(f"criterion {criterion!r} needs gradient statistics: pass tasks= and data= to prune()")
     return context.gradients
@@ -26,9 +27,10 @@ class Taylor:
 
     name = "taylor"
     needs = frozenset({"summed_taylor"})
+    comparable = True  # estimates of the loss change, in one unit across groups
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
-        stats = _stats(context, self.name)
+        stats = gradient_stats(context, self.name)
         return [acc / stats.batches for acc in stats.summed_taylor]
 
 
@@ -53,7 +55,8 @@ class TaskTaylor:
 
     name = "task_taylor"
     needs = frozenset({"task_taylor"})
+    comparable = True  # each task normalised by its mean over all channels: one unit across groups
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
-        stats = _stats(context, self.name)
+        stats = gradient_stats(context, self.name)
         return task_taylor_scores(stats, context.groups)

@@ -42,6 +42,7 @@ class PruneReport:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     call: str = ""  # how the model was called with example_inputs, e.g. "model(*example_inputs)"
+    removed: dict[str, dict[str, Any]] = field(default_factory=dict)  # extract: per dropped task, what went
 
     @property
     def task_attribution(self) -> dict[str, int]:
@@ -79,6 +80,8 @@ class PruneReport:
             ("groups", ", ".join(f"{k}: {v}" for k, v in self.task_attribution.items())),
             ("protected outputs", ", ".join(self.protected_outputs) or "-"),
             ("called as", self.call or "-"),
+            *[(f"removed for {task}", f"{len(entry['modules'])} modules, {entry['params']:,} params, "
+                                      f"{entry['macs']:,.0f} MACs") for task, entry in self.removed.items()],
             ("time", ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())),
         ] + [("warning", w) for w in self.warnings]
 

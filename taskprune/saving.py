@@ -32,8 +32,9 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "export_onnx", "load", "read_metadata", "
 
 FORMAT = "taskprune.pruned-model"
 """The value of the `format` entry that marks a taskprune file."""
-FORMAT_VERSION = 1
-"""Bumped when the file layout changes incompatibly; `load` refuses newer versions."""
+FORMAT_VERSION = 2
+"""Bumped when the file layout changes incompatibly; `load` refuses newer versions. Version 2 adds the `extract`
+entry (the tasks `taskprune.extract` kept); files without one are still written as version 1."""
 
 _METADATA_KEYS = ("format", "format_version", "versions", "architecture", "criterion", "target", "ratio",
                   "reached", "params_before", "params_after", "macs_before", "macs_after", "inputs",
@@ -60,12 +61,14 @@ def save(result: Any, path: str | os.PathLike[str], *, example_inputs: Any = Non
         example_inputs = getattr(result, "example_inputs", None)
     report = result.report
     model = result.model
+    extracted = getattr(model, "taskprune_extract", None)
     payload: dict[str, Any] = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if extracted else 1,
         "versions": {"taskprune": __version__, "torch": str(torch.__version__),
                      "torch_pruning": _package_version("torch-pruning")},
-        "architecture": f"{type(model).__module__}.{type(model).__qualname__}",
+        "architecture": extracted["architecture"] if extracted else f"{type(model).__module__}."
+                                                                        f"{type(model).__qualname__}",
         "criterion": str(report.criterion), "target": str(report.target),
         "ratio": float(report.ratio), "reached": float(report.reached),
         "params_before": int(report.params_before), "params_after": int(report.params_after),
@@ -74,6 +77,7 @@ def save(result: Any, path: str | os.PathLike[str], *, example_inputs: Any = Non
         "channel_map": {str(k): [int(i) for i in v] for k, v in result.channel_map.items()},
         "history": [[str(name), bool(out), [int(i) for i in idxs]] for name, out, idxs in result.history],
         "report": json.loads(report.to_json()) if hasattr(report, "to_json") else None,
+        **({"extract": dict(extracted)} if extracted else {}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
     torch.save(payload, os.fspath(path))
@@ -113,17 +117,22 @@ def read_report(path: str | os.PathLike[str]) -> PruneReport:
                        warnings=["this file predates stored reports: per-group rows are not available"])
 
 
-def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: Any = None) -> nn.Module:
+def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: Any = None, *,
+         tasks: Any = None) -> nn.Module:
     """Rebuild a saved pruned model: replay the pruning on `fresh_model`, then load the weights strictly.
 
     `fresh_model` is pruned in place and returned. Mismatches found before any change (a layer or weight the
     fresh model lacks) leave it untouched; after a failed replay it is partly pruned and should be discarded.
+    A file of an extracted model (`taskprune.extract`) first extracts the same tasks from `fresh_model` and
+    returns that new graph module (its layers are `fresh_model`'s).
 
     Args:
         path: a file written by `taskprune.save`.
         fresh_model: a new, unpruned instance of the architecture that was pruned.
         example_inputs: inputs to trace `fresh_model` with. By default zero tensors of the recorded shapes and
             dtypes; required when the model was pruned with dict (keyword) inputs or none were recorded.
+        tasks: for an extracted model whose tasks do not select the output by key: the same `Tasks` (their
+            output selectors are code, which the file does not hold).
 
     Returns:
         `fresh_model`, pruned and holding the saved weights.
@@ -144,6 +153,8 @@ def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: A
         device = next(fresh_model.parameters(), torch.zeros(0)).device
         example_inputs = _zeros_like_spec(payload["inputs"], device, where)
     saved: dict[str, torch.Tensor] = payload["state_dict"]
+    if "extract" in payload:
+        fresh_model = _extract_again(fresh_model, example_inputs, payload["extract"], tasks, where)
     _check_layers(fresh_model, payload["history"], saved, where)
     # tracing must neither update nor need batch statistics (BatchNorm on a batch of one)
     with preserved_modes(fresh_model, eval=True):
@@ -156,6 +167,24 @@ def load(path: str | os.PathLike[str], fresh_model: nn.Module, example_inputs: A
     _check_shapes(fresh_model, saved, where)
     fresh_model.load_state_dict(saved, strict=True)
     return fresh_model
+
+
+def _extract_again(fresh_model: nn.Module, example_inputs: Any, recorded: Mapping[str, Any], tasks: Any,
+                   where: str) -> nn.Module:
+    from .extract import extract
+    from .tasks import Tasks
+
+    keep = list(recorded["keep"])
+    if tasks is None:
+        if not recorded.get("by_key"):
+            raise ValueError(f"{where} is a model extracted for tasks {keep} whose outputs are picked by your "
+                             "Tasks; pass the same tasks: taskprune.load(path, fresh_model, tasks=tasks)")
+        tasks = Tasks(outputs={name: _by_key(name) for name in keep})
+    return extract(fresh_model, example_inputs, keep=keep, tasks=tasks).model
+
+
+def _by_key(name: str) -> Any:
+    return lambda output: output[name]
 
 
 # -- save / load helpers -------------------------------------------------------------------------------------

@@ -88,6 +88,7 @@ def test_table_json_round_trip():
     assert LatencyTable.from_dict(table.to_dict()) == table
 
 
+@pytest.mark.measures_device
 def test_measured_table_is_cached_and_keyed_by_input_shape(wide, tmp_path, monkeypatch):
     monkeypatch.setenv("TASKPRUNE_CACHE", str(tmp_path))
     model, x = wide
@@ -109,6 +110,7 @@ def test_measured_table_is_cached_and_keyed_by_input_shape(wide, tmp_path, monke
         latency.measure_table(model, torch.randn(1, 3, 16, 8), alignment=16, progress=False)
 
 
+@pytest.mark.measures_device
 def test_probe_runs_once_per_process_and_is_kept_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("TASKPRUNE_CACHE", str(tmp_path))
     monkeypatch.setattr(latency, "_ALIGNMENTS", {})
@@ -338,3 +340,14 @@ def test_round_to_must_be_auto_none_or_positive_int(wide):
     model, x = wide
     with pytest.raises(ValueError, match="round_to must be 'auto', None or a positive int"):
         taskprune.prune(model, x, ratio=0.3, round_to="fast", progress=False)
+
+
+def test_tests_plan_with_an_injected_alignment_not_the_probe(two_head, monkeypatch, injected_alignment):
+    """Defect 8: plans in tests must not depend on how loaded the machine is. Unless a test is marked
+    `measures_device`, round_to="auto" sees conftest's alignment and the probe never runs."""
+    monkeypatch.setattr(latency, "probe_alignment", lambda *a, **k: pytest.fail("the device probe ran in a test"))
+    monkeypatch.setattr(latency, "_ALIGNMENTS", {})
+    model, x = two_head
+    assert latency.device_alignment() == injected_alignment
+    first, again = (taskprune.prune(model, x, ratio=0.4, progress=False) for _ in range(2))
+    assert first.channel_map == again.channel_map

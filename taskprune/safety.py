@@ -53,7 +53,8 @@ def first_call(model: nn.Module, example_inputs: Any) -> tuple[Any, Any, str]:
     Raises:
         RuntimeError: every way fails; the message names the innermost layer that was running.
     """
-    how = {dict: "model(**example_inputs)", tuple: "model(*example_inputs)", list: "model(*example_inputs)"}
+    how: dict[type, str] = {dict: "model(**example_inputs)", tuple: "model(*example_inputs)",
+                            list: "model(*example_inputs)"}
     try:
         return example_inputs, run_model(model, example_inputs, "model(example_inputs)"), \
             how.get(type(example_inputs), "model(example_inputs)")

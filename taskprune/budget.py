@@ -167,7 +167,7 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
             f"cannot remove {ratio:.1%} of {cost.target} with round_to={round_to}, max_layer_ratio={max_layer_ratio} "
             f"and the protected output layers: the closest plan removes {cost.reduction():.1%}; "
             + budget_fix(ratio, cost.reduction(), max_layer_ratio, finer=step > 1)
-            + (f" (groups kept whole: {blocked})" if blocked else ""), closest=cost.reduction(), round_to=step)
+            + (f" ({blocked})" if blocked else ""), closest=cost.reduction(), round_to=step)
     return {index: sorted(int(c) for unit in units[index][:count] for c in unit.channels)
             for index, count in taken.items() if count}
 
@@ -239,10 +239,13 @@ def _follow(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int
     moves: list[tuple[int, int]] = []
     while abs(cost.reduction() - ratio) > _TOLERANCE:
         above = cost.reduction() > ratio
-        options = sorted(((-1 if above else 1) * float(normalised[i][units[i][n - 1 if above else n].channels].mean()), i)
-                         for i, n in taken.items() if i != moved and (n > 0 if above else n < len(units[i])))
+        # the step each other group would give back (above) or take (below), and how important it is
+        steps = {i: units[i][n - 1 if above else n] for i, n in taken.items()
+                 if i != moved and (n > 0 if above else n < len(units[i]))}
+        options = sorted(((-1 if above else 1) * float(normalised[i][unit.channels].mean()), i)
+                         for i, unit in steps.items())
         for _, index in options:
-            step = units[index][taken[index] - 1 if above else taken[index]].channels
+            step = steps[index].channels
             if abs(cost.reduction(cost.removal(index, step, restore=above)) - ratio) < abs(cost.reduction() - ratio):
                 _take(cost, units, taken, index, -1 if above else 1)
                 moves.append((index, -1 if above else 1))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from ._runtime import preserved_modes
-from .budget import TARGETS, CostModel
+from .budget import BUDGET_TOLERANCE, TARGETS, CostModel, UnreachableBudget
 from .counting import activation_macs, layer_macs
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
@@ -60,8 +59,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         example_inputs: what the model is called with: a tensor, a tuple of positional args or a dict of kwargs;
             a list is tried as positional args first and, when that call fails, as one argument
             (torch-pruning's convention, which torchvision detectors need). `report.call` says which was used.
-        ratio: fraction of `target` to remove, 0 < ratio < 1; reached within 1 percentage point (latency: within
-            5% of the requested remaining latency, measured end to end, or the report says why not).
+        ratio: fraction of `target` to remove, 0 < ratio < 1. The result is within 1 percentage point of it
+            (latency: within 5% of the requested remaining latency, measured end to end), whatever `round_to`;
+            when no plan gets there, `prune` raises `taskprune.budget.UnreachableBudget` (a ValueError) instead
+            of returning a model that misses, and the message gives the closest value found and what to change.
         target: "params", "macs", "channels" or "latency" (measured on the model's device; see
             `taskprune.latency`).
         importance: a criterion name (see `taskprune.list_criteria()`), a criterion instance, or a
@@ -72,9 +73,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         protect: fnmatch patterns of module names whose output channels are never pruned. Output layers are
             protected without being named.
         round_to: keep every pruned group's channel count a multiple of this; "auto" picks the multiple the
-            device runs fastest (a cached probe), or the next finer one when the budget needs it or its plan
+            device runs fastest (a cached probe, or `latency.override(alignment=...)`), falls back to finer
+            multiples down to 1 while that one cannot meet the budget, and takes the next finer one when its plan
             leaves 2% fewer MACs (target="latency": half that multiple, with the measured table choosing); None
-            does not round.
+            does not round. `report.round_to` is the multiple used, and for "auto" the report says why.
         max_layer_ratio: no group loses more than this fraction of its channels.
         inplace: prune `model` itself; otherwise it is left untouched and a pruned copy is returned.
         progress: show a progress bar while collecting gradients.
@@ -86,8 +88,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         PruneResult with the pruned model, a report, the pruning history and the channel map.
 
     Raises:
-        ValueError / TypeError: bad arguments, named with the valid choices. RuntimeError: the model's forward
-        fails, a loss is not finite, or the pruned model would change an output; the model is then untouched.
+        ValueError / TypeError: bad arguments, named with the valid choices. UnreachableBudget (a ValueError): no
+        plan meets `ratio` within its tolerance under `round_to`, `max_layer_ratio` and the protected layers.
+        RuntimeError: the model's forward fails, a loss is not finite, or the pruned model would change an
+        output. In every case the caller's model is untouched.
 
     Example:
         >>> result = taskprune.prune(model, torch.randn(1, 3, 384, 640), ratio=0.3)
@@ -130,19 +134,14 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         macs_after, params_after = count_macs(work, example_inputs), count_params(work)
     reached = planned.reached if planned.reached is not None else \
         _reduction(target, macs_before, macs_after, params_before, params_after, graph, plan)
-    notes = list(planned.notes)
-    if target != "latency" and abs(reached - ratio) > 0.01:
-        # exact for params; MACs of parameter-free ops fed by adds or concatenations are estimated: say so
-        notes.append(f"measured {target} reduction {reached:.1%} misses the requested {ratio:.1%} by more than "
-                     "a point; please report this model")
-        warnings.warn(notes[-1], stacklevel=2)
+    _check_reached(target, ratio, reached, planned.round_to)
     report = PruneReport(
-        criterion=criterion.name, target=target, ratio=ratio, reached=reached, call=call,
+        criterion=criterion.name, target=target, ratio=ratio, reached=reached, call=call, round_to=planned.round_to,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
         groups=[GroupChange(g.root, g.channels, g.channels - len(plan.get(g.index, [])), tuple(sorted(g.tasks)),
                             g.blocked) for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), timings=timings,
-        warnings=list(graph.warnings) + notes)
+        warnings=list(graph.warnings) + planned.notes)
     history = graph.history()
     if inplace:
         transplant(work, model)
@@ -204,6 +203,20 @@ def _check_scores(scores: Any, graph: PruningGraph, name: str) -> None:
         if score.shape != (group.channels,):
             raise RuntimeError(f"criterion {name!r} scored group {group.root!r} with shape {tuple(score.shape)}, "
                                f"expected ({group.channels},)")
+
+
+def _check_reached(target: str, ratio: float, reached: float, round_to: int) -> None:
+    """One rule for every target and round_to: a result that misses the budget is not returned. The planners
+    refuse what they cannot reach; this catches what the cost model mispredicted (latency checks its measured
+    band while planning)."""
+    if target == "latency" or abs(reached - ratio) <= BUDGET_TOLERANCE:
+        return
+    why = ("the MACs of parameter-free operations after additions and concatenations are estimated"
+           if target == "macs" else "the exact cost model missed part of this model, a bug: please report it")
+    nearer = min(max(2 * ratio - reached, 0.001), 0.999)
+    raise UnreachableBudget(f"measured {target} reduction {reached:.1%} misses the requested {ratio:.1%} by more "
+                            f"than a point ({why}); ask for ratio={nearer:.3f} to land nearer",
+                            closest=reached, round_to=round_to)
 
 
 def _cost_model(model: nn.Module, example_inputs: Any, graph: PruningGraph, target: str, macs: int,

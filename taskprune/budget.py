@@ -18,9 +18,10 @@ import torch
 
 from .graph import ChannelGroup
 
-__all__ = ["TARGETS", "CostModel", "plan_pruning"]
+__all__ = ["BUDGET_TOLERANCE", "TARGETS", "CostModel", "UnreachableBudget", "budget_fix", "plan_pruning"]
 
 TARGETS = ("params", "macs", "channels", "latency")
+BUDGET_TOLERANCE = 0.01  # params / MACs / channels: the reduction is within one percentage point of the request
 # The plan aims this close to the request; the rest of the 1-point promise covers what the estimate leaves out.
 _TOLERANCE = 0.003
 
@@ -127,11 +128,11 @@ def _units(group: ChannelGroup, order: torch.Tensor, max_layer_ratio: float, rou
 
 def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, ratio: float,
                  max_layer_ratio: float, round_to: int | None) -> dict[int, list[int]]:
-    """Channels to remove per group index so that `cost.reduction()` reaches `ratio`.
+    """Channels to remove per group index so that `cost.reduction()` reaches `ratio` within a point.
 
     Raises:
-        ValueError: the caps (max_layer_ratio, protected outputs, round_to) leave too little to remove; the
-            message says how much could be reached and which groups are kept whole.
+        UnreachableBudget: the caps (max_layer_ratio, protected outputs, round_to) leave no plan within a point of
+            `ratio`; the message says the closest plan found, which groups are kept whole and what to change.
     """
     step = int(round_to or 1)
     queue: list[tuple[float, int, int]] = []
@@ -158,15 +159,100 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
         if position + 1 < len(units[index]):
             _push(queue, normalised[index], units[index][position + 1], position + 1)
     _refine(cost, units, taken, ratio)
+    _trade(cost, units, taken, normalised, ratio)
+    _refine(cost, units, taken, ratio)
     if abs(cost.reduction() - ratio) > 3 * _TOLERANCE:
         blocked = "; ".join(sorted({g.blocked for g in groups if g.blocked}))
-        raise ValueError(
-            f"cannot remove {ratio:.1%} of {cost.target}: with max_layer_ratio={max_layer_ratio}, round_to={round_to}"
-            f" and the protected output layers, {cost.reduction():.1%} is the closest reachable; lower ratio or "
-            f"relax the caps" + (f" ({blocked})" if blocked else "")
-        )
+        raise UnreachableBudget(
+            f"cannot remove {ratio:.1%} of {cost.target} with round_to={round_to}, max_layer_ratio={max_layer_ratio} "
+            f"and the protected output layers: the closest plan removes {cost.reduction():.1%}; "
+            + budget_fix(ratio, cost.reduction(), max_layer_ratio, finer=step > 1)
+            + (f" ({blocked})" if blocked else ""), closest=cost.reduction(), round_to=step)
     return {index: sorted(int(c) for unit in units[index][:count] for c in unit.channels)
             for index, count in taken.items() if count}
+
+
+class UnreachableBudget(ValueError):
+    """No plan meets the budget within its tolerance under the caps (max_layer_ratio, protected outputs, the
+    channel multiple). `closest` is the reduction of the closest plan found, `round_to` the multiple it was made in.
+    """
+
+    def __init__(self, message: str, closest: float = 0.0, round_to: int = 1):
+        super().__init__(message)
+        self.closest = closest
+        self.round_to = round_to
+
+
+def budget_fix(ratio: float, closest: float, max_layer_ratio: float, finer: bool) -> str:
+    """What to change when a budget of `ratio` cannot be met and `closest` is the nearest plan."""
+    if closest > ratio:  # even the smallest steps overshoot
+        fixes = [f"raise ratio to {math.ceil(closest * 1000) / 1000:g} or more"]
+    else:
+        fixes = [f"lower ratio to {math.floor(closest * 1000) / 1000:g} or less",
+                 f"raise max_layer_ratio (now {max_layer_ratio:g})"]
+    if finer:
+        fixes.append("pass a finer round_to (round_to=None does not round)")
+    return ", ".join(fixes[:-1]) + (" or " if len(fixes) > 1 else "") + fixes[-1]
+
+
+def _trade(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int],
+           normalised: dict[int, torch.Tensor], ratio: float, candidates: int = 8, most: int = 8) -> None:
+    """When single steps and swaps cannot close the gap (a transformer's embedding coupled to every block, in
+    coarse steps; two coupled groups of a tiny model), trade several: move one of the `candidates` groups with the
+    largest steps by up to `most` steps either way, then let the others follow, one step at a time, towards the
+    request. Keep the trade that lands closest, if it is closer than the plan."""
+    gap = abs(cost.reduction() - ratio)
+    if gap <= _TOLERANCE:
+        return
+    sizes = {i: abs(cost.removal(i, units[i][n].channels) if n < len(units[i]) else
+                    cost.removal(i, units[i][n - 1].channels, restore=True)) for i, n in taken.items() if units[i]}
+    best: tuple[float, list[tuple[int, int]]] | None = None
+    for index in sorted(sizes, key=sizes.__getitem__, reverse=True)[:candidates]:
+        for steps in range(-min(most, taken[index]), min(most, len(units[index]) - taken[index]) + 1):
+            if not steps:
+                continue
+            _take(cost, units, taken, index, steps)
+            moves = [(index, steps)] + _follow(cost, units, taken, normalised, ratio, index)
+            trial = abs(cost.reduction() - ratio)
+            if trial < gap and (best is None or trial < best[0]):
+                best = (trial, moves)
+            for group, count in reversed(moves):
+                _take(cost, units, taken, group, -count)
+    for group, count in best[1] if best is not None else []:
+        _take(cost, units, taken, group, count)
+
+
+def _take(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int], index: int, steps: int) -> None:
+    """Commit `steps` more steps of group `index` (negative: give them back)."""
+    for _ in range(abs(steps)):
+        if steps < 0:
+            taken[index] -= 1
+        cost.removal(index, units[index][taken[index]].channels, commit=True, restore=steps < 0)
+        if steps > 0:
+            taken[index] += 1
+
+
+def _follow(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int],
+            normalised: dict[int, torch.Tensor], ratio: float, moved: int) -> list[tuple[int, int]]:
+    """Step the groups other than `moved` towards the request while a step lands closer: above it, give back the
+    most important last steps first; below it, take the least important next steps first."""
+    moves: list[tuple[int, int]] = []
+    while abs(cost.reduction() - ratio) > _TOLERANCE:
+        above = cost.reduction() > ratio
+        # the step each other group would give back (above) or take (below), and how important it is
+        steps = {i: units[i][n - 1 if above else n] for i, n in taken.items()
+                 if i != moved and (n > 0 if above else n < len(units[i]))}
+        options = sorted(((-1 if above else 1) * float(normalised[i][unit.channels].mean()), i)
+                         for i, unit in steps.items())
+        for _, index in options:
+            step = steps[index].channels
+            if abs(cost.reduction(cost.removal(index, step, restore=above)) - ratio) < abs(cost.reduction() - ratio):
+                _take(cost, units, taken, index, -1 if above else 1)
+                moves.append((index, -1 if above else 1))
+                break
+        else:
+            return moves
+    return moves
 
 
 def _refine(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int], ratio: float,

@@ -24,7 +24,10 @@ from .safety import first_call
 from .tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs
 from .tracing import TraceFailure, trace
 
-__all__ = ["extract"]
+__all__ = ["EXTRACTED", "extract"]
+
+EXTRACTED = "taskprune_extract"
+"""The attribute an extracted model carries: the kept tasks and the original architecture (what `save` records)."""
 
 
 def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks: MultiTaskAdapter | None = None,
@@ -71,8 +74,8 @@ def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks
     graph_module.recompile()
     graph_module.training = model.training  # its layers are the copy's, each in its own mode
     _check_identical(graph_module, work, adapter, keep, example_inputs)
-    graph_module.taskprune_extract = {  # type: ignore[assignment]"keep": list(keep), "by_key": _by_key(adapter, keep),
-                                      "architecture": f"{type(model).__module__}.{type(model).__qualname__}"}
+    setattr(graph_module, EXTRACTED, {"keep": list(keep), "by_key": _by_key(adapter, keep),
+                                      "architecture": f"{type(model).__module__}.{type(model).__qualname__}"})
     report = _report(model, graph_module, example_inputs, adapter, keep, call)
     return PruneResult(model=graph_module, report=report, history=[], channel_map={}, example_inputs=example_inputs)
 

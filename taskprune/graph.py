@@ -280,7 +280,9 @@ class PruningGraph:
                 blocked = f"grouped convolution {name} (groups={module.groups}) is kept whole"
             local = torch.as_tensor(list(item.idxs), dtype=torch.long)
             root = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
-            slices.extend(param_slices(name, module, is_out, local, root))
+            if isinstance(module, nn.Parameter):  # unwrapped: a class token, position embedding, layer scale
+                name = self.dg._param_to_name.get(module, name)
+            slices.extend(param_slices(name, module, is_out, local, root, dim=item.dep.target.pruning_dim))
         if not slices:
             return None
         return ChannelGroup(index=index, root=self._node_name(root_module), channels=channels,

@@ -39,11 +39,20 @@ class ChannelGroup:
     blocked: str = ""  # why the group may not be pruned, empty when it may
 
 
-def param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor,
-                  root: torch.Tensor) -> list[ParamSlice]:
-    """The parameters a channel of `module` owns, and along which dimension."""
+def param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor, root: torch.Tensor,
+                 dim: int | None = None) -> list[ParamSlice]:
+    """The parameters a channel of `module` owns, and along which dimension.
+
+    `module` may be a bare `nn.Parameter` outside any layer (a class token, a position embedding, a layer scale):
+    then `name` is the parameter's own name and `dim` the dimension its channels run along; without a `dim` it
+    owns nothing (torch-pruning leaves parameters with no dimension longer than one alone).
+    """
     if isinstance(module, nn.Parameter):
-        return []  # unwrapped parameters: scored by their modules' slices, pruned by torch-pruning
+        if dim is None:
+            return []
+        dim = dim % module.dim()
+        keep = local < module.shape[dim]
+        return [ParamSlice(name, dim, local[keep], root[keep])]
     dims: list[tuple[str, int]] = []
     if isinstance(module, nn.modules.conv._ConvNd):
         depthwise = module.groups == module.out_channels and module.groups > 1

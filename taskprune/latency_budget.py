@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import latency
-from .budget import _Unit, _units
+from .budget import UnreachableBudget, _Unit, _units, budget_fix
 from .graph import ChannelGroup
 
 __all__ = ["LatencyModel", "plan_latency"]
@@ -122,8 +122,8 @@ def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: 
     by the mean over all groups, which keeps the differences between groups.
 
     Raises:
-        ValueError: (`strict`) the caps leave too little to remove; the message says how far the latency can
-            fall. Without `strict`, the plan goes as far as the caps allow.
+        UnreachableBudget: (`strict`) the caps leave too little to remove; the message says how far the latency
+            can fall and what to change. Without `strict`, the plan goes as far as the caps allow.
     """
     units, lost = {}, {}
     prunable = {g.index: torch.nan_to_num(s.detach().float().cpu(), nan=0.0).abs()
@@ -159,9 +159,11 @@ def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: 
             heapq.heappush(queue, (priority, index))
     _give_back(model, units, lost, taken, fraction)
     if strict and model.fraction() > fraction * (1 + RELATIVE_TOLERANCE):
-        raise ValueError(f"cannot bring the latency down to {fraction:.1%} of dense: with max_layer_ratio="
-                         f"{max_layer_ratio}, round_to={round_to} and the protected output layers, the "
-                         f"measured layers reach {model.fraction():.1%}; lower ratio or relax the caps")
+        raise UnreachableBudget(
+            f"cannot bring the latency down to {fraction:.1%} of dense with round_to={round_to}, max_layer_ratio="
+            f"{max_layer_ratio} and the protected output layers: the measured layers reach {model.fraction():.1%}; "
+            + budget_fix(1 - fraction, 1 - model.fraction(), max_layer_ratio, finer=round_to > 1),
+            closest=1 - model.fraction(), round_to=round_to)
     return {index: sorted(int(c) for unit in units[index][:n] for c in unit.channels)
             for index, n in taken.items() if n}
 

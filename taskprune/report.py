@@ -42,6 +42,7 @@ class PruneReport:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     call: str = ""  # how the model was called with example_inputs, e.g. "model(*example_inputs)"
+    round_to: int = 1  # the channel multiple every pruned group was kept at (1: no rounding)
     removed: dict[str, dict[str, Any]] = field(default_factory=dict)  # extract: per dropped task, what went
 
     @property
@@ -75,6 +76,7 @@ class PruneReport:
         return [
             ("criterion", self.criterion),
             ("target", f"{self.target}: asked {self.ratio:.1%}, reached {self.reached:.1%}"),
+            ("channel multiple", str(self.round_to) if self.round_to > 1 else "1 (not rounded)"),
             ("params", f"{self.params_before:,} -> {self.params_after:,} (-{params_cut:.1%})"),
             ("MACs", f"{self.macs_before:,} -> {self.macs_after:,} (-{macs_cut:.1%})"),
             ("groups", ", ".join(f"{k}: {v}" for k, v in self.task_attribution.items())),

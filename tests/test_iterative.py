@@ -12,7 +12,8 @@ from taskprune.iterative import compose_channel_maps
 def test_schedule_reaches_the_last_ratio_and_calls_between(two_head):
     model, x = two_head
     calls = []
-    result = taskprune.prune_iteratively(model, x, schedule=[0.2, 0.4], progress=False,
+    # round_to=None: trunk.0 and trunk.3 lose channels in both steps, which is what the composed map is checked on
+    result = taskprune.prune_iteratively(model, x, schedule=[0.2, 0.4], round_to=None, progress=False,
                                          between=lambda m, step: calls.append(step))
     assert calls == [0]
     params = sum(p.numel() for p in result.model.parameters())

@@ -63,6 +63,8 @@ from .zoo import (
     yolop_like,
     yolov8_seg_like,
 )
+from .zoo_budget import TwoTaskViT as TwoTaskViT
+from .zoo_budget import two_task_vit as two_task_vit
 
 __all__ = [
     # registries
@@ -100,6 +102,7 @@ __all__ = [
     "FPNSharedHeadDetector",
     "MobileNetV3SmallLike",
     "ResNetBasicLike",
+    "TwoTaskViT",
     "ViTLike",
     "YOLOPLike",
     "YOLOv8SegLike",
@@ -135,6 +138,7 @@ ZOO_MODELS: dict[str, ModelFactory] = {
     "vit_like": vit_like,
     "fpn_shared_head": fpn_shared_head,
     "yolov8_seg_like": yolov8_seg_like,
+    "two_task_vit": two_task_vit,
 }
 """Small lookalikes of published architectures (inputs about 64x64)."""
 

@@ -1,0 +1,58 @@
+"""A two-task ViT whose budget is hard to hit: most of its parameters hang off one wide group.
+
+The embedding (128 channels) is coupled to every block's norms, attention and MLP, to the class token and to a
+position embedding of 257 tokens: in steps of 16 or 32 channels that one group moves the parameter count by 10%
+or more per step, so a budget lands within a point only if the planner trades its steps against the MLPs'.
+The class token and the position embedding are bare ``nn.Parameter`` tensors, pruned with the embedding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._util import seeded_factory
+from .zoo_modern import Attention
+
+__all__ = ["TwoTaskViT", "two_task_vit"]
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int = 2) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TwoTaskViT(nn.Module):
+    """A ViT (embedding 128, four pre-norm blocks, patches of 4 on 64x64) with two task heads: a class from the
+    class token and a two-class map from the patch tokens."""
+
+    def __init__(self, image_size: int = 64, patch: int = 4, dim: int = 128, depth: int = 4, num_heads: int = 2,
+                 classes: int = 10, seg_classes: int = 2) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(0.02 * torch.randn(1, 1, dim))
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, (image_size // patch) ** 2 + 1, dim))
+        self.blocks = nn.Sequential(*(_Block(dim, num_heads) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+        self.seg_head = nn.Linear(dim, seg_classes)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
+        features = self.norm(self.blocks(tokens))
+        return {"cls": self.head(features[:, 0]), "seg": self.seg_head(features[:, 1:])}
+
+
+@seeded_factory
+def two_task_vit() -> tuple[nn.Module, torch.Tensor]:
+    """:class:`TwoTaskViT` (class + patch map) on ``[1, 3, 64, 64]``."""
+    return TwoTaskViT(), torch.randn(1, 3, 64, 64)

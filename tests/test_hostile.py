@@ -24,6 +24,7 @@ from state_checks import snapshot, unchanged
 from torch import nn
 
 import taskprune
+from taskprune.budget import UnreachableBudget
 from taskprune.saving import load, save
 from taskprune.tasks import call_model, output_leaves
 
@@ -121,12 +122,22 @@ def _check_pruned(model, result, example, kwargs, protect) -> str:
     return "pruned"
 
 
+def _valid(kwargs: dict) -> bool:
+    """Whether every argument was drawn from VALID (not replaced by a hostile value)."""
+    round_to, layer = kwargs["round_to"], kwargs["max_layer_ratio"]
+    return (type(kwargs["ratio"]) is float and 0.05 <= kwargs["ratio"] <= 0.6
+            and kwargs["target"] in ("params", "macs", "channels") and kwargs["importance"] in ("magnitude", "random")
+            and (round_to is None or (type(round_to) is int and 1 <= round_to <= 8))
+            and type(layer) is float and 0.3 <= layer <= 1.0)
+
+
 def _check_refusal(model, example, kwargs, protect, wrong_input, error) -> str:
-    """A refusal of valid arguments is right only when the budget is out of reach; returns the outcome."""
-    valid = not wrong_input and all(kwargs[k] is v for k, v in kwargs.items() if k in HOSTILE and
-                                    v not in HOSTILE[k])
-    if not valid or "cannot remove" not in str(error) or kwargs["target"] == "macs":
+    """A refusal of valid arguments is right only when the budget is out of reach; returns the outcome. (For the
+    MACs target the largest step is not computed here, so its refusals are counted, not checked.)"""
+    if wrong_input or not _valid(kwargs) or not isinstance(error, UnreachableBudget):
         return f"raised {type(error).__name__}"
+    if kwargs["target"] == "macs":
+        return "refused: macs (not checked)"
     within = reach(model, example, kwargs["target"], kwargs["max_layer_ratio"], kwargs["round_to"], protect)
     assert not within.covers(kwargs["ratio"]), (
         f"refused a reachable request: {error} (reachable up to {within.maximum:.1%}, largest step "

@@ -27,7 +27,8 @@ from .tracing import TraceFailure, trace
 __all__ = ["EXTRACTED", "extract"]
 
 EXTRACTED = "taskprune_extract"
-"""The attribute an extracted model carries: the kept tasks and the original architecture (what `save` records)."""
+"""The key in an extracted graph module's `meta` (which survives deep copies) holding the kept tasks and the
+original architecture: what `save` records so that `load` can extract them again."""
 
 
 def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks: MultiTaskAdapter | None = None,
@@ -74,8 +75,8 @@ def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks
     graph_module.recompile()
     graph_module.training = model.training  # its layers are the copy's, each in its own mode
     _check_identical(graph_module, work, adapter, keep, example_inputs)
-    setattr(graph_module, EXTRACTED, {"keep": list(keep), "by_key": _by_key(adapter, keep),
-                                      "architecture": f"{type(model).__module__}.{type(model).__qualname__}"})
+    graph_module.meta[EXTRACTED] = {"keep": list(keep), "by_key": _by_key(adapter, keep),
+                                    "architecture": f"{type(model).__module__}.{type(model).__qualname__}"}
     report = _report(model, graph_module, example_inputs, adapter, keep, call)
     return PruneResult(model=graph_module, report=report, history=[], channel_map={}, example_inputs=example_inputs)
 

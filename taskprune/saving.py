@@ -61,7 +61,7 @@ def save(result: Any, path: str | os.PathLike[str], *, example_inputs: Any = Non
         example_inputs = getattr(result, "example_inputs", None)
     report = result.report
     model = result.model
-    extracted = getattr(model, "taskprune_extract", None)  # set by taskprune.extract (EXTRACTED)
+    extracted = getattr(model, "meta", {}).get("taskprune_extract")  # set by taskprune.extract (EXTRACTED)
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": 2 if extracted else 1,

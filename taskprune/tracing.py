@@ -44,6 +44,7 @@ class _ConcreteTracer(fx.Tracer):
 
     def __init__(self, example: Mapping[str, Any]) -> None:
         super().__init__()
+        self.record_stack_traces = True  # to name the line of a branch on values
         self.example = dict(example)
         self.values: dict[fx.Node, Any] = {}
 
@@ -86,6 +87,9 @@ class _ConcreteTracer(fx.Tracer):
         return _ConcreteProxy(node, self)
 
     def to_bool(self, obj: fx.Proxy) -> bool:
+        if _reads_values(obj.node):
+            raise TraceFailure(f"the forward branches on tensor values ({_where(obj.node)}), so no single graph "
+                               "gives the model's outputs for every input")
         return bool(self._value(obj.node))
 
     def iter(self, obj: fx.Proxy) -> Iterator[Any]:
@@ -94,6 +98,36 @@ class _ConcreteTracer(fx.Tracer):
 
     def keys(self, obj: fx.Proxy) -> Any:
         return list(self._value(obj.node).keys())
+
+
+_SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda", "layout"}
+_SHAPE_METHODS = {"size", "dim", "numel", "ndimension", "nelement"}
+
+
+def _reads_values(node: fx.Node) -> bool:
+    """Whether `node` depends on the values of a tensor, not only on shapes, dtypes and constants."""
+    stack, seen = [node], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current.op == "call_method" and current.target in _SHAPE_METHODS:
+            continue
+        if current.op == "call_function" and current.target is getattr and current.args[1] in _SHAPE_ATTRIBUTES:
+            continue
+        if current.op in ("placeholder", "get_attr", "call_module"):
+            return True
+        stack.extend(current.all_input_nodes)
+    return False
+
+
+def _where(node: fx.Node) -> str:
+    """The user's line that made `node`: the last frame of its stack trace outside torch."""
+    lines = [line.strip() for line in (node.stack_trace or "").splitlines()]
+    frames = [(line, lines[i + 1] if i + 1 < len(lines) else "") for i, line in enumerate(lines)
+              if line.startswith("File ") and "/torch/" not in line]
+    return ": ".join(frames[-1]) if frames else str(node.format_node())
 
 
 def _arguments(model: nn.Module, example_inputs: Any) -> dict[str, Any]:

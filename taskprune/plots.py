@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_channels", "plot_metrics"]
+__all__ = ["plot_channels", "plot_frontier", "plot_metrics"]
 
 _SHARED, _NONE = "#4c4c6a", "#c8c8c8"
 _TASK_COLOURS = ("#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#ccb974", "#64b5cd")
@@ -82,6 +82,30 @@ def plot_metrics(models: Mapping[str, Mapping[str, float]], path: str | os.PathL
     axis.set_title(title)
     axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, plt, path)
+
+
+def plot_frontier(frontier: Sequence[Mapping[str, Any]], limits: Mapping[str, float],
+                  path: str | os.PathLike[str], *, title: str = "metric drop as pruning goes further") -> Path:
+    """`prune_within`'s frontier: per limited metric, its drop against the reduction, with the limit dashed in the
+    same colour; a step that broke a limit is marked with a cross."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7.5, 4.2))
+    for i, (name, limit) in enumerate(limits.items()):
+        colour = _TASK_COLOURS[i % len(_TASK_COLOURS)]
+        x = [100 * f["reduction"] for f in frontier]
+        axis.plot(x, [f["drop"][name] for f in frontier], marker="o", color=colour, label=name)
+        axis.axhline(limit, color=colour, linestyle="--", linewidth=0.9)
+    broken = [f for f in frontier if not f["within"]]
+    for f in broken:
+        axis.scatter([100 * f["reduction"]], [max(f["drop"].values())], marker="x", color="black", s=50, zorder=3)
+    axis.axhline(0.0, color="black", linewidth=0.7)
+    axis.set_xlabel("reduction (%)")
+    axis.set_ylabel("drop against the unpruned model (dashed: limit)")
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
     figure.tight_layout()
     return _save(figure, plt, path)
 

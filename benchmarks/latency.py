@@ -30,8 +30,9 @@ import torch
 import torch_pruning as tp
 
 import taskprune
-from taskprune import latency, latency_cache
+from taskprune import latency
 from taskprune.graph import PruningGraph, count_macs, count_params
+from taskprune.latency.cache import cpu_name
 from taskprune.tasks import Tasks
 
 RESULTS = Path(__file__).parent / "results"
@@ -242,7 +243,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     steady = latency.steady_allocator()  # timings that do not depend on what the process allocated before
     report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": latency_cache._cpu_name(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": cpu_name(),
         "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
         "repeats": args.repeats, "load_before": round(os.getloadavg()[0], 2),
         "alignment": latency.device_alignment(), "steady_allocator": steady, "results": []}

@@ -45,7 +45,7 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
     """Call `write(partial_path)`, then rename the partial file onto `path`: a crash or a concurrent reader never
     sees a half-written file. The parent folder is created."""
     target = Path(path)

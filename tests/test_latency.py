@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 import taskprune
-from taskprune import driving, latency, latency_probe, timing
+from taskprune import driving, latency
 from taskprune.budget import UnreachableBudget
 from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph, count_macs
-from taskprune.latency import LatencyTable, LayerLatency
+from taskprune.latency import LatencyTable, LayerLatency, alignment, tables, timing
 from taskprune.latency_budget import LatencyModel, plan_latency
 from taskprune.tasks import Tasks
 
@@ -106,8 +106,8 @@ def test_measured_table_is_cached_and_keyed_by_input_shape(wide, tmp_path, monke
     def fail(*args, **kwargs):
         raise AssertionError("measured again instead of reading the cache")
 
-    monkeypatch.setattr(latency, "_measure_layer", fail)
-    monkeypatch.setattr(latency, "measure_latency", fail)
+    monkeypatch.setattr(tables, "measure_layer", fail)
+    monkeypatch.setattr(tables, "measure_latency", fail)
     assert latency.measure_table(model, x, alignment=16, progress=False) == table
     with pytest.raises(AssertionError, match="measured again"):
         latency.measure_table(model, torch.randn(1, 3, 16, 8), alignment=16, progress=False)
@@ -116,12 +116,12 @@ def test_measured_table_is_cached_and_keyed_by_input_shape(wide, tmp_path, monke
 @pytest.mark.measures_device
 def test_probe_runs_once_per_process_and_is_kept_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("TASKPRUNE_CACHE", str(tmp_path))
-    monkeypatch.setattr(latency, "_ALIGNMENTS", {})
+    monkeypatch.setattr(alignment, "_ALIGNMENTS", {})
     calls = []
-    monkeypatch.setattr(latency, "probe_alignment", lambda device: calls.append(device) or {"alignment": 8})
+    monkeypatch.setattr(alignment, "probe_alignment", lambda device: calls.append(device) or {"alignment": 8})
     assert latency.device_alignment() == 8 and latency.device_alignment() == 8
     assert len(calls) == 1
-    latency._ALIGNMENTS.clear()  # a new process: the disk cache answers
+    alignment._ALIGNMENTS.clear()  # a new process: the disk cache answers
     assert latency.device_alignment() == 8 and len(calls) == 1
     with latency.override(alignment=4):
         assert latency.device_alignment() == 4
@@ -132,7 +132,7 @@ def test_probe_runs_once_per_process_and_is_kept_on_disk(tmp_path, monkeypatch):
 def test_probe_decision_finds_the_staircase_width(step, expected):
     counts = list(range(16, 97))
     times = [float(math.ceil(c / step) * step) if step else float(c) for c in counts]
-    assert latency_probe._staircase_step(counts, times) == expected
+    assert alignment._staircase_step(counts, times) == expected
 
 
 def _independent_groups(slopes: list[float], channels: int = 64) -> tuple[list[ChannelGroup], LatencyTable]:
@@ -348,8 +348,8 @@ def test_round_to_must_be_auto_none_or_positive_int(wide):
 def test_tests_plan_with_an_injected_alignment_not_the_probe(two_head, monkeypatch, injected_alignment):
     """Defect 8: plans in tests must not depend on how loaded the machine is. Unless a test is marked
     `measures_device`, round_to="auto" sees conftest's alignment and the probe never runs."""
-    monkeypatch.setattr(latency, "probe_alignment", lambda *a, **k: pytest.fail("the device probe ran in a test"))
-    monkeypatch.setattr(latency, "_ALIGNMENTS", {})
+    monkeypatch.setattr(alignment, "probe_alignment", lambda *a, **k: pytest.fail("the device probe ran in a test"))
+    monkeypatch.setattr(alignment, "_ALIGNMENTS", {})
     model, x = two_head
     assert latency.device_alignment() == injected_alignment
     first, again = (taskprune.prune(model, x, ratio=0.4, progress=False) for _ in range(2))

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._runtime import preserved_modes
-from .tasks import call_model
+from .._runtime import preserved_modes
+from ..tasks import call_model
 
-__all__ = ["latency_ratios", "measure_latency", "measure_rounds", "steady_allocator", "time_call"]
+__all__ = ["device_of", "latency_ratios", "measure_latency", "measure_rounds", "steady_allocator", "time_call"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
@@ -42,7 +42,8 @@ def steady_allocator() -> bool:
         return False
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without parameters)."""
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
@@ -104,5 +105,5 @@ def measure_rounds(models: Sequence[nn.Module], example_inputs: Any, warmup: int
             for offset in range(len(models)):
                 i = (round_ + offset) % len(models)
                 model = models[i]
-                times[i].append(_once(lambda: call_model(model, example_inputs), _device_of(model)))  # noqa: B023
+                times[i].append(_once(lambda: call_model(model, example_inputs), device_of(model)))  # noqa: B023
     return times

@@ -11,9 +11,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["cache_dir"]
+from .._runtime import atomic_write
 
-_FORMAT = 2  # bumped when the cached JSON layout changes; older files are measured again
+__all__ = ["FORMAT", "cache_dir", "cpu_name", "device_key", "digest", "read_json", "write_json"]
+
+FORMAT = 2  # bumped when the cached JSON layout changes; older files are measured again
 
 
 def cache_dir() -> Path:
@@ -21,15 +23,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TASKPRUNE_CACHE") or Path.home() / ".cache" / "taskprune")
 
 
-def _device_key(device: torch.device) -> dict[str, Any]:
+def device_key(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = _cpu_name()
+        name = cpu_name()
     return {"device": f"{device.type}:{name}", "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -39,23 +41,22 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _digest(payload: Any) -> str:
+def digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("format") == _FORMAT else None
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
 
-def _write(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically (a concurrent reader sees the old file or the new one); a read-only cache only costs a
+    re-measurement."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(data, indent=1))
-        partial.replace(path)  # atomic: a concurrent reader sees the old file or the new one
+        atomic_write(path, lambda partial: partial.write_text(json.dumps(data, indent=1)))
     except OSError:
-        pass  # a read-only cache only costs a re-measurement
+        pass

@@ -1,6 +1,6 @@
 """The alignment probe: which channel multiple the device runs fastest, from one convolution timed at many widths.
 
-`latency.device_alignment()` calls it once per machine, torch version and thread count and caches the answer.
+`device_alignment()` runs it once per machine, torch version and thread count and caches the answer.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .cache import FORMAT, cache_dir, device_key, digest, read_json, write_json
+from .override import injected_alignment
 from .timing import time_call
 
-__all__ = ["probe_alignment"]
+__all__ = ["device_alignment", "probe_alignment"]
+
+_ALIGNMENTS: dict[str, int] = {}  # per-process cache of probe results, by device key
 
 
 def probe_alignment(device: torch.device | str = "cpu", low: int = 16, high: int = 64,
@@ -55,3 +59,21 @@ def _staircase_step(counts: list[int], times: list[float], threshold: float = 0.
         if ratios and statistics.median(ratios) >= threshold:
             return m
     return 1
+
+
+def device_alignment(device: torch.device | str = "cpu") -> int:
+    """The channel multiple the device runs fastest: from `override`, this process, the disk cache or a probe."""
+    injected = injected_alignment()
+    if injected is not None:
+        return injected
+    device = torch.device(device)
+    key = device_key(device)
+    name = digest({"probe": key, "statistic": "min"})
+    if name not in _ALIGNMENTS:
+        path = cache_dir() / f"probe-{name}.json"
+        cached = read_json(path)
+        if cached is None:
+            cached = {"format": FORMAT, **key, **probe_alignment(device)}
+            write_json(path, cached)
+        _ALIGNMENTS[name] = int(cached["alignment"])
+    return _ALIGNMENTS[name]

@@ -1,0 +1,148 @@
+"""The layers a latency table times: which they are, the input each sees, and timing one at other widths."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from .._runtime import preserved_modes
+from ..tasks import call_model
+from .timing import time_call
+
+__all__ = ["LayerLatency", "channel_counts", "input_shapes", "layer_kind", "measure_layer", "relative_time", "resized",
+           "widths"]
+
+FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)  # of a layer's channels, where a table measures it
+
+
+@dataclass(frozen=True)
+class LayerLatency:
+    """One layer's time per forward at full width, and relative times at other input / output channel counts.
+
+    `kind` says how channel dimensions map to the weight: "conv", "conv_transpose", "depthwise" (one count for
+    both), "linear", "norm" (one count).
+    """
+
+    kind: str
+    base: float
+    in_full: int
+    out_full: int
+    in_counts: tuple[int, ...] = ()
+    in_times: tuple[float, ...] = ()
+    out_counts: tuple[int, ...] = ()
+    out_times: tuple[float, ...] = ()
+
+    def at(self, c_in: int, c_out: int, alignment: int = 1) -> float:
+        """Seconds per forward with `c_in` input and `c_out` output channels (independent factors)."""
+        return (self.base * relative_time(self.in_counts, self.in_times, c_in, alignment)
+                * relative_time(self.out_counts, self.out_times, c_out, alignment))
+
+
+def relative_time(counts: Sequence[int], times: Sequence[float], channels: int, alignment: int) -> float:
+    """Time at `channels` relative to full width: a staircase on the alignment, linear between measured counts."""
+    if not counts:
+        return 1.0
+    full = counts[-1]
+    if channels >= full:
+        return 1.0
+    snapped = min(full, math.ceil(channels / alignment) * alignment) if alignment > 1 else channels
+    if snapped <= counts[0]:
+        return times[0] / times[-1] * snapped / counts[0]
+    for low, high, t_low, t_high in zip(counts, counts[1:], times, times[1:], strict=False):
+        if low <= snapped <= high:
+            return (t_low + (t_high - t_low) * (snapped - low) / (high - low)) / times[-1]
+    return 1.0
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    if isinstance(module, nn.modules.conv._ConvNd):
+        if module.groups == 1:
+            return "conv_transpose" if module.transposed else "conv"
+        if module.groups == module.in_channels == module.out_channels:
+            return "depthwise"
+        return None  # grouped convolutions are kept whole by the pruner
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "norm"
+    return None
+
+
+def input_shapes(model: nn.Module, example_inputs: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """Input shape of every measurable layer at its first call, and how often each is called per forward."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+    names = {m: n for n, m in model.named_modules()}
+
+    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+        name = names[module]
+        calls[name] = calls.get(name, 0) + 1
+        if args and isinstance(args[0], torch.Tensor):
+            shapes.setdefault(name, tuple(args[0].shape))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if layer_kind(m) is not None]
+    try:
+        with torch.no_grad(), preserved_modes(model, eval=True):
+            call_model(model, example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes, calls
+
+
+def channel_counts(full: int, alignment: int) -> tuple[int, ...]:
+    step = max(1, alignment)
+    counts = {min(full, max(step, math.ceil(f * full / step) * step)) for f in FRACTIONS} | {full}
+    half = step // 2
+    return tuple(sorted(counts | {c - half for c in counts if half and c - half > 0}))
+
+
+def resized(module: nn.Module, kind: str, c_in: int, c_out: int) -> nn.Module:
+    if kind in ("conv", "conv_transpose", "depthwise"):
+        module = cast(nn.modules.conv._ConvNd, module)
+        groups = c_out if kind == "depthwise" else 1
+        kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation, groups=groups,
+                      bias=module.bias is not None)
+        if kind == "conv_transpose":
+            kwargs["output_padding"] = module.output_padding
+        return type(module)(c_in, c_out, module.kernel_size, **kwargs)  # type: ignore[arg-type]
+    if kind == "linear":
+        return nn.Linear(c_in, c_out, bias=module.bias is not None)  # type: ignore[arg-type]
+    return type(module)(c_out)
+
+
+def widths(module: nn.Module, shape: tuple[int, ...]) -> tuple[str, int, int]:
+    """The layer's kind, and its input and output channel counts for an input of `shape`."""
+    kind = layer_kind(module)
+    if kind is None:
+        raise TypeError(f"cannot time a {type(module).__name__} at other channel counts")
+    c_in = shape[-1 if kind == "linear" else 1]
+    c_out = {"conv": getattr(module, "out_channels", c_in), "conv_transpose": getattr(module, "out_channels", c_in),
+             "linear": getattr(module, "out_features", c_in)}.get(kind, c_in)
+    return kind, c_in, c_out
+
+
+def measure_layer(module: nn.Module, shape: tuple[int, ...], calls: int, alignment: int, device: torch.device,
+                   warmup: int, repeats: int) -> LayerLatency:
+    kind, c_in, c_out = widths(module, shape)
+    channel_dim = -1 if kind == "linear" else 1
+
+    def timed(cin: int, cout: int) -> float:
+        layer = resized(module, kind, cin, cout).to(device).eval()
+        size = list(shape)
+        size[channel_dim] = cin
+        x = torch.randn(size, device=device)
+        return calls * time_call(lambda: layer(x), device, warmup, repeats)
+
+    tied = kind in ("depthwise", "norm")
+    out_counts = channel_counts(c_out, alignment)
+    out_times = tuple(timed(c if tied else c_in, c) for c in out_counts)
+    in_counts = () if tied else channel_counts(c_in, alignment)
+    in_times = tuple(timed(c, c_out) for c in in_counts[:-1]) + (out_times[-1],) if in_counts else ()
+    return LayerLatency(kind=kind, base=out_times[-1], in_full=c_in, out_full=c_out, in_counts=in_counts,
+                        in_times=in_times, out_counts=out_counts, out_times=out_times)

@@ -12,19 +12,21 @@ from typing import Any
 
 from torch import nn
 
+from . import latency
 from ._runtime import preserved_modes
-from .budget import BUDGET_TOLERANCE, TARGETS, CostModel, UnreachableBudget
+from .budget import BUDGET_TOLERANCE, TARGETS, CostModel, PlanRequest, Removals, UnreachableBudget, plan
 from .counting import activation_macs, layer_macs
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import PruningGraph, count_macs, count_params
-from .planning import plan_for_target
 from .probe import find_unsafe_groups
 from .report import GroupChange, PruneReport
 from .safety import first_call, output_shapes, transplant, verify_outputs
 from .tasks import MultiTaskAdapter, Tasks
 
 __all__ = ["PruneResult", "prune"]
+
+_TIMING_REPEATS = 15  # end-to-end rounds per measured latency pass
 
 
 @dataclass
@@ -51,7 +53,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
           importance: Any = "magnitude", tasks: MultiTaskAdapter | None = None, data: Iterable[Any] | None = None,
           num_batches: int = 16, protect: Sequence[str] = (), round_to: int | str | None = "auto",
           max_layer_ratio: float = 0.8, inplace: bool = False, progress: bool = True, seed: int = 0,
-          strict: bool = False) -> PruneResult:
+          strict: bool = False, latency_table: latency.LatencyTable | None = None) -> PruneResult:
     """Remove whole channels from a (multi-task) model until `ratio` of `target` is gone.
 
     Args:
@@ -83,6 +85,9 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         seed: seed of randomised criteria.
         strict: raise instead of protecting what the graph cannot follow (groups whose one-channel removal breaks
             the forward, torch-pruning's unwrapped parameters and unknown operations).
+        latency_table: a `taskprune.latency.LatencyTable` to plan with instead of measuring this device (one
+            measured on the target device); its alignment is the multiple round_to="auto" starts from. Default:
+            the table set by `taskprune.latency.override`, else measured here when target="latency".
 
     Returns:
         PruneResult with the pruned model, a report, the pruning history and the channel map.
@@ -122,23 +127,23 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         scores = criterion.score(context)
         _check_scores(scores, graph, criterion.name)
     with _timed(timings, "planning"):
-        cost = _cost_model(work, example_inputs, graph, target, macs_before, params_before)
-        planned = plan_for_target(graph.groups, scores, cost, target, ratio, max_layer_ratio, round_to, work,
-                                  example_inputs, _pruned_copy(work, example_inputs, adapter, protect), progress,
-                                  comparable=bool(getattr(criterion, "comparable", False)))
-        plan = planned.plan
+        request = _plan_request(work, example_inputs, graph, _pruned_copy(work, example_inputs, adapter, protect),
+                                scores, target, ratio, max_layer_ratio, round_to, latency_table, macs_before,
+                                params_before, progress, comparable=bool(getattr(criterion, "comparable", False)))
+        planned = plan(request)
+        removals = planned.removals
     with _timed(timings, "applying"):
-        channel_map = graph.apply(plan)
+        channel_map = graph.apply(removals)
     with _timed(timings, "verifying"):
         verify_outputs(work, example_inputs, output_shapes(reference), graph.output_layers_by_key)
         macs_after, params_after = count_macs(work, example_inputs), count_params(work)
     reached = planned.reached if planned.reached is not None else \
-        _reduction(target, macs_before, macs_after, params_before, params_after, graph, plan)
+        _reduction(target, macs_before, macs_after, params_before, params_after, graph, removals)
     _check_reached(target, ratio, reached, planned.round_to)
     report = PruneReport(
         criterion=criterion.name, target=target, ratio=ratio, reached=reached, call=call, round_to=planned.round_to,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
-        groups=[GroupChange(g.root, g.channels, g.channels - len(plan.get(g.index, [])), tuple(sorted(g.tasks)),
+        groups=[GroupChange(g.root, g.channels, g.channels - len(removals.get(g.index, [])), tuple(sorted(g.tasks)),
                             g.blocked) for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), timings=timings,
         warnings=list(graph.warnings) + planned.notes)
@@ -217,6 +222,39 @@ def _check_reached(target: str, ratio: float, reached: float, round_to: int) -> 
     raise UnreachableBudget(f"measured {target} reduction {reached:.1%} misses the requested {ratio:.1%} by more "
                             f"than a point ({why}); ask for ratio={nearer:.3f} to land nearer",
                             closest=reached, round_to=round_to)
+
+
+def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph,
+                  pruned_copy: Callable[[Removals], nn.Module], scores: list[Any], target: str, ratio: float,
+                  max_layer_ratio: float, round_to: int | str | None, latency_table: Any, macs: int, params: int,
+                  progress: bool, comparable: bool) -> PlanRequest:
+    """Everything the planner needs: the one place that reads the device (the probe, or the table given as an
+    argument or through `latency.override`) and measures for it."""
+    table = latency_table if latency_table is not None else latency.injected_table()
+    device = next((p.device for p in model.parameters()), None)
+    if round_to != "auto":
+        alignment = int(round_to or 1)
+    elif latency_table is not None:
+        alignment = latency_table.alignment
+    else:  # what latency.override says (an alignment, or its table's), else the device's probe
+        alignment = latency.device_alignment(device or "cpu")
+    if target == "latency" and table is None:
+        table = latency.measure_table(model, example_inputs, alignment=alignment, progress=progress)
+    macs_table = latency.macs_table(model, example_inputs) if round_to == "auto" and alignment > 1 and \
+        table is None else None
+
+    def timer(removals: Removals) -> Callable[[], float]:
+        pruned = pruned_copy(removals)  # built once, timed as often as the planner asks
+        return lambda: latency.latency_ratios([model, pruned], example_inputs, repeats=_TIMING_REPEATS)[1]
+
+    def counter(removals: Removals) -> float:
+        return 1 - count_macs(pruned_copy(removals), example_inputs) / macs if macs else 0.0
+
+    return PlanRequest(groups=graph.groups, scores=scores, cost=_cost_model(model, example_inputs, graph, target,
+                                                                             macs, params),
+                       target=target, ratio=ratio, max_layer_ratio=max_layer_ratio, round_to=round_to,
+                       alignment=alignment, comparable=comparable, table=table, macs_table=macs_table,
+                       timer=timer if target == "latency" else None, counter=counter if target == "macs" else None)
 
 
 def _cost_model(model: nn.Module, example_inputs: Any, graph: PruningGraph, target: str, macs: int,

@@ -17,10 +17,9 @@ from torch import nn
 
 import taskprune
 from taskprune import driving, latency
-from taskprune.budget import UnreachableBudget
+from taskprune.budget import LatencyModel, UnreachableBudget, plan_latency
 from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph, count_macs
 from taskprune.latency import LatencyTable, LayerLatency, alignment, tables, timing
-from taskprune.latency_budget import LatencyModel, plan_latency
 from taskprune.tasks import Tasks
 
 

@@ -22,11 +22,11 @@ import math
 import numpy as np
 import torch
 
-from . import latency
-from .budget import UnreachableBudget, _Unit, _units, budget_fix
-from .graph import ChannelGroup
+from ..groups import ChannelGroup
+from ..latency import LatencyTable
+from .params import Unit, UnreachableBudget, budget_fix, units_of
 
-__all__ = ["LatencyModel", "plan_latency"]
+__all__ = ["RELATIVE_TOLERANCE", "LatencyModel", "plan_latency"]
 
 RELATIVE_TOLERANCE = 0.05  # the latency target is met within 5% of the requested remaining latency
 
@@ -39,7 +39,7 @@ class LatencyModel:
         table: the measured (or given) latency table of the unpruned model.
     """
 
-    def __init__(self, groups: list[ChannelGroup], table: latency.LatencyTable):
+    def __init__(self, groups: list[ChannelGroup], table: LatencyTable):
         self.table = table
         self.width = {name: [layer.in_full, layer.out_full] for name, layer in table.layers.items()}
         # per group: (layer, side 0=in / 1=out, layer channels per root channel)
@@ -135,7 +135,7 @@ def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: 
         score = prunable[group.index]
         mean = overall if comparable else float(score.mean())
         normalised = score / mean if mean > 0 else torch.zeros_like(score)
-        units[group.index] = _units(group, torch.argsort(normalised, stable=True), max_layer_ratio, round_to)
+        units[group.index] = units_of(group, torch.argsort(normalised, stable=True), max_layer_ratio, round_to)
         lost[group.index] = [float(normalised[u.channels].sum()) for u in units[group.index]]
     taken = dict.fromkeys(units, 0)
     for _ in range(3):
@@ -168,7 +168,7 @@ def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: 
             for index, n in taken.items() if n}
 
 
-def _give_back(model: LatencyModel, units: dict[int, list[_Unit]], lost: dict[int, list[float]],
+def _give_back(model: LatencyModel, units: dict[int, list[Unit]], lost: dict[int, list[float]],
                taken: dict[int, int], fraction: float) -> None:
     """Put back the most important last units that still fit under `fraction` (the knapsack overshoots when its
     separable savings overestimate the coupling)."""
@@ -183,7 +183,7 @@ def _give_back(model: LatencyModel, units: dict[int, list[_Unit]], lost: dict[in
         model.removal(index, units[index][taken[index]].channels, commit=True, restore=True)
 
 
-def _knapsack(model: LatencyModel, units: dict[int, list[_Unit]], lost: dict[int, list[float]],
+def _knapsack(model: LatencyModel, units: dict[int, list[Unit]], lost: dict[int, list[float]],
               around: dict[int, int], needed: float, bins: int = 2000) -> dict[int, int]:
     """Units per group that save at least `needed` seconds with the least importance lost, each group's savings
     taken with the other groups at `around` (dynamic programming over the saving, in `bins` steps)."""

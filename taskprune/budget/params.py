@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .graph import ChannelGroup
+from ..groups import ChannelGroup
 
-__all__ = ["BUDGET_TOLERANCE", "TARGETS", "CostModel", "UnreachableBudget", "budget_fix", "plan_pruning"]
+__all__ = ["BUDGET_TOLERANCE", "TARGETS", "CostModel", "Unit", "UnreachableBudget", "budget_fix", "plan_pruning",
+           "units_of"]
 
 TARGETS = ("params", "macs", "channels", "latency")
 BUDGET_TOLERANCE = 0.01  # params / MACs / channels: the reduction is within one percentage point of the request
@@ -103,12 +104,14 @@ class CostModel:
 
 
 @dataclass(frozen=True)
-class _Unit:
+class Unit:
+    """A removal step: these root channels of group `group` go together (a multiple of round_to)."""
+
     group: int
     channels: torch.Tensor
 
 
-def _units(group: ChannelGroup, order: torch.Tensor, max_layer_ratio: float, round_to: int) -> list[_Unit]:
+def units_of(group: ChannelGroup, order: torch.Tensor, max_layer_ratio: float, round_to: int) -> list[Unit]:
     """Removal steps for one group, least important first, each leaving a multiple of `round_to` channels."""
     n = group.channels
     max_remove = min(int(math.floor(max_layer_ratio * n)), n - 1)
@@ -121,7 +124,7 @@ def _units(group: ChannelGroup, order: torch.Tensor, max_layer_ratio: float, rou
         sizes.append(round_to)
     units, start = [], 0
     for size in sizes:
-        units.append(_Unit(group.index, order[start:start + size]))
+        units.append(Unit(group.index, order[start:start + size]))
         start += size
     return units
 
@@ -136,7 +139,7 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
     """
     step = int(round_to or 1)
     queue: list[tuple[float, int, int]] = []
-    units: dict[int, list[_Unit]] = {}
+    units: dict[int, list[Unit]] = {}
     normalised: dict[int, torch.Tensor] = {}
     for group, score in zip(groups, scores, strict=True):
         if group.blocked or group.channels < 2:
@@ -145,7 +148,7 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
         mean = float(score.abs().mean())
         normalised[group.index] = score / mean if mean > 0 else torch.zeros_like(score)
         order = torch.argsort(normalised[group.index], stable=True)
-        units[group.index] = _units(group, order, max_layer_ratio, step)
+        units[group.index] = units_of(group, order, max_layer_ratio, step)
         if units[group.index]:
             _push(queue, normalised[group.index], units[group.index][0], 0)
     taken = dict.fromkeys(units, 0)
@@ -195,7 +198,7 @@ def budget_fix(ratio: float, closest: float, max_layer_ratio: float, finer: bool
     return ", ".join(fixes[:-1]) + (" or " if len(fixes) > 1 else "") + fixes[-1]
 
 
-def _trade(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int],
+def _trade(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int],
            normalised: dict[int, torch.Tensor], ratio: float, candidates: int = 8, most: int = 8) -> None:
     """When single steps and swaps cannot close the gap (a transformer's embedding coupled to every block, in
     coarse steps; two coupled groups of a tiny model), trade several: move one of the `candidates` groups with the
@@ -222,7 +225,7 @@ def _trade(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int]
         _take(cost, units, taken, group, count)
 
 
-def _take(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int], index: int, steps: int) -> None:
+def _take(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int], index: int, steps: int) -> None:
     """Commit `steps` more steps of group `index` (negative: give them back)."""
     for _ in range(abs(steps)):
         if steps < 0:
@@ -232,7 +235,7 @@ def _take(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int],
             taken[index] += 1
 
 
-def _follow(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int],
+def _follow(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int],
             normalised: dict[int, torch.Tensor], ratio: float, moved: int) -> list[tuple[int, int]]:
     """Step the groups other than `moved` towards the request while a step lands closer: above it, give back the
     most important last steps first; below it, take the least important next steps first."""
@@ -255,7 +258,7 @@ def _follow(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int
     return moves
 
 
-def _refine(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int], ratio: float,
+def _refine(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int], ratio: float,
             max_moves: int = 16) -> None:
     """Coarse models, where whole steps overshoot: add a step, give one back, or swap one group's step for
     another's, while that lands closer to the request."""
@@ -279,5 +282,5 @@ def _refine(cost: CostModel, units: dict[int, list[_Unit]], taken: dict[int, int
             taken[index] += 1
 
 
-def _push(queue: list[tuple[float, int, int]], normalised: torch.Tensor, unit: _Unit, position: int) -> None:
+def _push(queue: list[tuple[float, int, int]], normalised: torch.Tensor, unit: Unit, position: int) -> None:
     heapq.heappush(queue, (float(normalised[unit.channels].mean()), unit.group, position))

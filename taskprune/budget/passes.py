@@ -1,0 +1,111 @@
+"""The latency target's measured passes: solve on the table, time the pruned copy end to end, and re-aim while
+the measurement misses (a secant through the passes also absorbs a fixed offset of the table)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..groups import ChannelGroup
+from ..latency import LatencyTable
+from .latency import RELATIVE_TOLERANCE, LatencyModel, plan_latency
+from .params import UnreachableBudget, budget_fix
+from .plan import Plan
+
+__all__ = ["plan_measured"]
+
+_AIM_TOLERANCE = 0.025  # passes go on (up to _MAX_PASSES) until one lands within 2.5%: the middle of the band
+_MAX_PASSES = 6
+
+
+def _solve(groups: list[ChannelGroup], scores: list[torch.Tensor], table: LatencyTable, aim: float,
+           max_layer_ratio: float, multiples: list[int], comparable: bool,
+           ) -> tuple[dict[int, list[int]], int, float]:
+    """The latency plan in the first of `multiples` whose predicted latency reaches `aim` (within the band), else
+    the one predicted closest: (plan, multiple, predicted fraction of dense)."""
+    solutions = []
+    for multiple in multiples:
+        predictor = LatencyModel(groups, table)
+        plan = plan_latency(groups, scores, predictor, aim, max_layer_ratio, multiple, strict=False,
+                            comparable=comparable)
+        solutions.append((plan, multiple, predictor.fraction()))
+        if predictor.fraction() <= aim * (1 + RELATIVE_TOLERANCE):
+            break
+    return min(solutions, key=lambda solution: solution[2])  # the last one, if it reaches the aim
+
+
+def plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table: LatencyTable, ratio: float,
+                  max_layer_ratio: float, multiples: list[int], timer: Callable[[dict[int, list[int]]],
+                                                                               Callable[[], float]],
+                  comparable: bool = False) -> Plan:
+    """Solve on the table, measure the pruned copy against the dense model, and re-aim while it misses by more
+    than 2.5% (a plan at the edge of the 5% band falls outside it on the next measurement as often as not); keep
+    the closest pass. Every pass plans in the first of `multiples` that reaches its aim.
+
+    Raises:
+        UnreachableBudget: the table predicts that no plan reaches the request under the caps, or the closest
+            measured pass misses it by more than 5%: the message says how far and what to change.
+    """
+    wanted = 1 - ratio
+    aim = wanted
+    tried: list[tuple[float, float, Plan]] = []
+    points: list[tuple[float, float]] = []  # (predicted, measured) fraction of dense, per pass
+    capped = False
+    for _ in range(_MAX_PASSES):
+        plan, multiple, predicted = _solve(groups, scores, table, aim, max_layer_ratio, multiples, comparable)
+        capped = predicted > aim * (1 + RELATIVE_TOLERANCE)
+        if capped and not tried:
+            raise UnreachableBudget(
+                f"cannot bring the latency down to {wanted:.1%} of dense with {_rounding(multiples)}, "
+                f"max_layer_ratio={max_layer_ratio} and the protected output layers: by the latency table the "
+                f"closest plan runs at {predicted:.1%}; "
+                + budget_fix(ratio, 1 - predicted, max_layer_ratio, finer=multiples[-1] > 1),
+                closest=1 - predicted, round_to=multiple)
+        measure = timer(plan)
+        measured = measure()
+        if abs(measured / wanted - 1) <= RELATIVE_TOLERANCE:
+            # a measurement that lands in the band may be lucky noise (the shared machine's load): the pass is
+            # accepted on the mean of it and a second, independent measurement
+            second = measure()
+            measured = (measured + second) / 2
+        tried.append((abs(measured / wanted - 1), measured, Plan(plan, multiple, reached=1 - measured)))
+        if tried[-1][0] <= _AIM_TOLERANCE or (capped and measured > wanted):
+            break  # met, or the caps stop the solver short of where it aimed
+        points.append((predicted, measured))
+        aim = _next_aim(points, wanted)
+    error, measured, outcome = min(tried, key=lambda t: t[0])
+    if error > RELATIVE_TOLERANCE:
+        if capped:
+            why = ("max_layer_ratio, the protected outputs and the channel multiple stop the solver there: "
+                   + budget_fix(ratio, 1 - measured, max_layer_ratio, finer=multiples[-1] > 1))
+        else:
+            why = ("the per-layer table mispredicts this model (time in untimed ops, other processes' load, or the "
+                   "allocator): call taskprune.latency.steady_allocator() before pruning, prune on an otherwise "
+                   f"idle machine, or ask for ratio={1 - measured:.3f}, what this run measured")
+        raise UnreachableBudget(
+            f"cannot bring the latency to {wanted:.1%} of dense within 5% with {_rounding(multiples)}: the closest "
+            f"of {len(tried)} measured passes ran at {measured:.1%} (in steps of {outcome.round_to}); {why}",
+            closest=1 - measured, round_to=outcome.round_to)
+    return outcome
+
+
+def _rounding(multiples: list[int]) -> str:
+    if len(multiples) > 1:
+        return f"round_to='auto' (steps of {', '.join(str(m) for m in multiples)})"
+    return f"round_to={multiples[0]}" if multiples[0] > 1 else "round_to=None"
+
+
+def _next_aim(points: list[tuple[float, float]], wanted: float) -> float:
+    """Where to aim the prediction next: through the last two (predicted, measured) passes when they differ
+    (a secant also absorbs a fixed offset), else by the last pass's measured/predicted factor (bounded 0.5-2)."""
+    predicted, measured = points[-1]
+    if len(points) >= 2:
+        before_predicted, before_measured = points[-2]
+        slope = (measured - before_measured) / (predicted - before_predicted) if predicted != before_predicted else 0
+        if slope > 0.1:
+            return min(1.0, max(0.02, predicted + (wanted - measured) / slope))
+    factor = min(max(measured / predicted, 0.5), 2.0) if predicted > 0 else 1.0
+    return min(1.0, max(0.02, wanted / factor))
+
+

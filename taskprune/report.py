@@ -73,27 +73,35 @@ class PruneReport:
     def summary_rows(self) -> list[tuple[str, str]]:
         params_cut = 1 - self.params_after / self.params_before if self.params_before else 0.0
         macs_cut = 1 - self.macs_after / self.macs_before if self.macs_before else 0.0
-        return [
+        sizes = [("params", f"{self.params_before:,} -> {self.params_after:,} (-{params_cut:.1%})"),
+                 ("MACs", f"{self.macs_before:,} -> {self.macs_after:,} (-{macs_cut:.1%})")]
+        if self.criterion == "extract":  # taskprune.extract: tasks dropped, not channels
+            return [("extract", self.warnings[0] if self.warnings else "-"), *sizes,
+                    *[(f"removed for {task}", f"{len(entry['modules'])} modules, {entry['params']:,} params, "
+                                              f"{entry['macs']:,.0f} MACs") for task, entry in self.removed.items()],
+                    ("called as", self.call or "-")]
+        rows = [
             ("criterion", self.criterion),
             ("target", f"{self.target}: asked {self.ratio:.1%}, reached {self.reached:.1%}"),
             ("channel multiple", str(self.round_to) if self.round_to > 1 else "1 (not rounded)"),
-            ("params", f"{self.params_before:,} -> {self.params_after:,} (-{params_cut:.1%})"),
-            ("MACs", f"{self.macs_before:,} -> {self.macs_after:,} (-{macs_cut:.1%})"),
+            *sizes,
             ("groups", ", ".join(f"{k}: {v}" for k, v in self.task_attribution.items())),
             ("protected outputs", ", ".join(self.protected_outputs) or "-"),
             ("called as", self.call or "-"),
-            *[(f"removed for {task}", f"{len(entry['modules'])} modules, {entry['params']:,} params, "
-                                      f"{entry['macs']:,.0f} MACs") for task, entry in self.removed.items()],
-            ("time", ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())),
-        ] + [("warning", w) for w in self.warnings]
+        ]
+        if self.timings:
+            rows.append(("time", ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())))
+        return rows + [("warning", w) for w in self.warnings]
 
     def changed_groups(self) -> list[GroupChange]:
         return [g for g in self.groups if g.after != g.before or g.note]
 
     def to_markdown(self) -> str:
         lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in self.summary_rows()]
-        lines += ["", "| layer | channels | serves | note |", "|---|---|---|---|"]
-        lines += [f"| {g.layer} | {g.before} -> {g.after} | {g.serves} | {g.note} |" for g in self.changed_groups()]
+        if self.changed_groups():
+            lines += ["", "| layer | channels | serves | note |", "|---|---|---|---|"]
+            lines += [f"| {g.layer} | {g.before} -> {g.after} | {g.serves} | {g.note} |"
+                      for g in self.changed_groups()]
         return "\n".join(lines) + "\n"
 
     def __rich__(self) -> Any:
@@ -103,6 +111,8 @@ class PruneReport:
         summary = Table(title="taskprune", show_header=False)
         for key, value in self.summary_rows():
             summary.add_row(key, value)
+        if not self.changed_groups():
+            return summary
         layers = Table(title="pruned groups")
         for column in ("layer", "channels", "serves", "note"):
             layers.add_column(column)

@@ -1,9 +1,9 @@
-"""Tiny stand-ins for the names doc examples use without defining them (`model`, `tasks`, `train_loader`, ...).
+"""Tiny stand-ins for the names doc examples use without defining them (`model`, `tasks`, `train_loader`).
 
-Every page's python blocks run in one namespace that starts as `namespace(workdir)`. A page that defines a name
-itself (most do) shadows the stand-in. The stand-ins are small on purpose: a three-task driving model of about 60k
-parameters on 64x64 images, four batches of two, losses that are cheap but real (the targets come from the model
-itself, as in `examples/custom_model.py`), so that a page's examples run in seconds.
+Every page's python blocks run in one namespace that starts as `namespace(workdir)`. A page that defines a
+name itself (most do) shadows the stand-in. The stand-ins are small on purpose: a three-task driving model of
+70k parameters on 64x64 images, four batches of two, losses that are cheap but real (the targets come from the
+model itself, as in `examples/custom_model.py`), so that a page's examples run in seconds.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def write_bdd100k(root: Path, names: tuple[str, ...] = ("a", "b"), split: str = 
     for name in names:
         Image.fromarray(np.full((144, 256, 3), 90, np.uint8)).save(root / "images" / split / f"{name}.jpg")
         objects = [{"category": "car", "box2d": {"x1": 20, "y1": 60, "x2": 90, "y2": 110}}]
-        (root / "det_annotations" / split / f"{name}.json").write_text(json.dumps({"frames": [{"objects": objects}]}))
+        labels = json.dumps({"frames": [{"objects": objects}]})
+        (root / "det_annotations" / split / f"{name}.json").write_text(labels)
         drivable = np.zeros((144, 256), np.uint8)
         drivable[100:] = 255
         lane = np.zeros((144, 256), np.uint8)
@@ -68,7 +69,8 @@ def namespace(workdir: Path) -> dict[str, Any]:
     model, example_inputs = tiny_driving()
     train_loader = batches(model, 4, seed=1)
     tasks = taskprune.Tasks(
-        outputs={"det": lambda out: out.det, "drivable": lambda out: out.drivable, "lane": lambda out: out.lane},
+        outputs={"det": lambda out: out.det, "drivable": lambda out: out.drivable,
+                 "lane": lambda out: out.lane},
         losses={"det": det_loss, "drivable": seg_loss, "lane": seg_loss},
         inputs=lambda batch: batch["image"],
     )

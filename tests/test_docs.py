@@ -1,19 +1,21 @@
 """Every example in README.md, docs/*.md and examples/ runs, so that none can rot.
 
 - Fenced ```python blocks run in page order in one namespace per page (a block may use what an earlier one
-  defined), seeded by `tests/docs_fixtures.py` with tiny stand-ins for the names a page uses without defining them.
-- Fenced ```bash blocks run as subprocesses: a block's consecutive `taskprune ...` commands in one Python process
-  (each a call of `taskprune.cli.main`, what `python -m taskprune` runs), `python examples/<script> ...` with this
-  interpreter; `> FILE` after a command writes its output to FILE. Any other command fails the test, and a block that
-  sets up an environment (venv, pip) too: such blocks must be marked.
+  defined), seeded by `tests/docs_fixtures.py` with tiny stand-ins for the names a page uses without defining
+  them.
+- Fenced ```bash blocks run as subprocesses: a block's consecutive `taskprune ...` commands in one Python
+  process (each a call of `taskprune.cli.main`, what `python -m taskprune` runs), and
+  `python examples/<script> ...` with this interpreter; `> FILE` after a command writes its output to FILE.
+  Any other command fails the test, and so does a block that sets up an environment (venv, pip): such blocks
+  must be marked.
 - A page's blocks share one temporary working directory, so a later block can read what an earlier one wrote.
 - The line just before a block may be an HTML comment that tells this test what to do instead:
-    `<!-- doc-test: skip: REASON -->`     do not run the block (setting up environments, needing a GPU, ...);
-    `<!-- doc-test: COMMAND -->`          run COMMAND (commands joined by ` && `) instead of a slow bash block;
-    `<!-- doc-test: file NAME -->`        also write the python block to NAME in the working directory (a module
-                                          that a later `taskprune ... MODULE:FACTORY` command imports).
-- Every script in examples/ runs with `--quick`, or with the tiny arguments listed in EXAMPLE_ARGS; when a doc block
-  already ran the same command, the examples test takes that run.
+    `<!-- doc-test: skip: REASON -->`  do not run the block (setting up environments, needing torchrun, ...);
+    `<!-- doc-test: COMMAND -->`       run COMMAND (commands joined by ` && `) instead of a slow bash block;
+    `<!-- doc-test: file NAME -->`     also write the python block to NAME in the working directory (a module
+                                       that a later `taskprune ... MODULE:FACTORY` command imports).
+- Every script in examples/ runs with `--quick`, or with the tiny arguments listed in EXAMPLE_ARGS; when a doc
+  block already ran the same command, the examples test takes that run.
 
 Each block is its own case, `<page>:<block number>:<language>`, so a failure names the page and the block.
 """
@@ -46,12 +48,12 @@ SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
 SETUP_COMMANDS = ("python3 -m venv", "python -m venv", "pip ", ". .venv", "source ")
 TIMEOUT = 600
 
-# Scripts without --quick and the tiny invocation CI runs instead, in a temporary directory (docs/driving.md runs
-# the same commands, so the examples test reuses those runs).
+# Scripts without --quick and the tiny invocation CI runs instead, in a temporary directory (docs/driving.md
+# runs the same commands, so the examples test reuses those runs).
 EXAMPLE_ARGS: dict[str, list[str]] = {
-    "driving/train_teacher.py": ["--size", "n", "--image-size", "64", "96", "--train-images", "16", "--val-images",
-                                 "8", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--out", "teacher.pt",
-                                 "--run-dir", "run", "--no-progress"],
+    "driving/train_teacher.py": ["--size", "n", "--image-size", "64", "96", "--train-images", "16",
+                                 "--val-images", "8", "--epochs", "1", "--batch-size", "8", "--workers", "0",
+                                 "--out", "teacher.pt", "--run-dir", "run", "--no-progress"],
     "driving/draw_samples.py": ["--out", "samples.png", "--rows", "1", "--cols", "1", "--size", "64", "96"],
 }
 # Scripts on their way out: skipped while they still exist.
@@ -92,7 +94,8 @@ def read_blocks(page: Path) -> tuple[list[Block], list[tuple[int, str]]]:
         before = _DIRECTIVE.match(lines[i - 1]) if i else None
         language = "bash" if language in SHELL_LANGUAGES else language
         if language in RUN_LANGUAGES:
-            blocks.append(Block(page, len(blocks) + 1, language, code, i + 2, before["text"] if before else None))
+            directive = before["text"] if before else None
+            blocks.append(Block(page, len(blocks) + 1, language, code, i + 2, directive))
         else:
             others.append((i + 1, code.strip().splitlines()[0] if code.strip() else ""))
         i = end + 1
@@ -102,7 +105,7 @@ def read_blocks(page: Path) -> tuple[list[Block], list[tuple[int, str]]]:
 ALL_BLOCKS = [block for page in PAGES for block in read_blocks(page)[0]]
 
 
-# -- running a page -------------------------------------------------------------------------------------------------
+# -- running a page ------------------------------------------------------------------------------------------
 @dataclass
 class PageRun:
     """The state of one page's run: its namespace, its working directory and how far it got."""
@@ -134,7 +137,8 @@ def run_block(block: Block, run: PageRun) -> None:
     try:
         if block.language == "python":
             if directive and not directive.startswith("file "):
-                pytest.fail(f"{block.id}: a python block takes `skip: REASON` or `file NAME`, not `{directive}`")
+                pytest.fail(f"{block.id}: a python block takes `skip: REASON` or `file NAME`, "
+                            f"not `{directive}`")
             if directive.startswith("file "):
                 (run.workdir / directive.removeprefix("file ").strip()).write_text(block.code + "\n")
             registered = set(taskprune.list_criteria())
@@ -148,7 +152,8 @@ def run_block(block: Block, run: PageRun) -> None:
     finally:
         os.chdir(previous)
         sys.path.remove(str(run.workdir))
-        written = [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(str(run.workdir))]
+        here = str(run.workdir)
+        written = [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(here)]
         for name in written:  # another page may write a module of the same name
             del sys.modules[name]
 
@@ -178,7 +183,7 @@ def test_block(block: Block, tmp_path_factory: pytest.TempPathFactory) -> None:
         run.done = max(run.done, block.number)
 
 
-# -- bash -----------------------------------------------------------------------------------------------------------
+# -- bash ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
     argv: list[str]  # as written, e.g. ["taskprune", "prune", ...]
@@ -197,17 +202,19 @@ def bash_commands(block: Block) -> list[Command]:
         if shown.startswith(SETUP_COMMANDS):
             pytest.fail(f"{block.id} sets up an environment (`{shown}`): mark it "
                         "<!-- doc-test: skip: REASON --> (CI checks the setup steps itself)")
-        if not (argv[0] == "taskprune" or argv[:1] == ["python"] and argv[1:2] and argv[1].startswith("examples/")):
+        example = argv[0] == "python" and len(argv) > 1 and argv[1].startswith("examples/")
+        if not (argv[0] == "taskprune" or example):
             pytest.fail(f"{block.id} runs `{shown}`, which this test cannot run: give the command CI runs "
-                        "instead (<!-- doc-test: COMMAND -->) or mark the block <!-- doc-test: skip: REASON -->")
+                        "instead (<!-- doc-test: COMMAND -->) or mark the block "
+                        "<!-- doc-test: skip: REASON -->")
         redirect = argv[-1] if len(argv) > 2 and argv[-2] == ">" else None
         commands.append(Command(argv[:-2] if redirect else argv, redirect))
     return commands
 
 
-# The consecutive `taskprune` commands of a block run in one Python process, one `taskprune.cli.main` call each
-# (what `python -m taskprune` runs), like commands typed in one shell: starting Python and torch once per command
-# would cost seconds each.
+# The consecutive `taskprune` commands of a block run in one Python process, one `taskprune.cli.main` call
+# each (what `python -m taskprune` runs), like commands typed in one shell: starting Python and torch once per
+# command would cost seconds each.
 _TASKPRUNE_SESSION = """
 import contextlib, io, json, sys
 from taskprune.cli import main
@@ -242,8 +249,9 @@ def run_bash(block: Block, workdir: Path) -> None:
         commands = commands[len(session):]
 
 
-# Runs of example scripts by doc blocks, by argv: the examples test reuses a doc block's run of the same command
-# instead of running the script again (a doc block always runs its command: it may need the files it writes).
+# Runs of example scripts by doc blocks, by argv: the examples test reuses a doc block's run of the same
+# command instead of running the script again (a doc block always runs its command: it may need the files it
+# writes).
 _EXAMPLE_RUNS: dict[tuple[str, ...], subprocess.CompletedProcess[str]] = {}
 
 
@@ -255,11 +263,12 @@ def run_command(argv: list[str], cwd: Path, where: str) -> subprocess.CompletedP
     if done.returncode != 0:
         shown = " ".join(shlex.quote(a) for a in argv).replace(sys.executable, "python")
         pytest.fail(f"{where}: `{shown}` exited with status {done.returncode}\n"
-                    f"--- stdout (end) ---\n{done.stdout[-3000:]}\n--- stderr (end) ---\n{done.stderr[-3000:]}")
+                    f"--- stdout (end) ---\n{done.stdout[-3000:]}\n"
+                    f"--- stderr (end) ---\n{done.stderr[-3000:]}")
     return done
 
 
-# -- examples -------------------------------------------------------------------------------------------------------
+# -- examples ------------------------------------------------------------------------------------------------
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.py") if p.name != "__init__.py")
 
 
@@ -280,7 +289,7 @@ def test_example(script: Path, tmp_path: Path) -> None:
         run_command(argv, tmp_path, f"examples/{name}")
 
 
-# -- the rules themselves -------------------------------------------------------------------------------------------
+# -- the rules themselves ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_commands_are_in_bash_blocks(page: Path) -> None:
     """A command shown in an untagged block would escape this test: commands go in ```bash blocks."""

@@ -303,3 +303,30 @@ def test_skips_give_a_reason() -> None:
     bare = [b.id for b in ALL_BLOCKS if (b.directive or "").startswith("skip") and
             len((b.directive or "").removeprefix("skip:").strip()) < 8]
     assert not bare, f"skipped without a reason: {bare}"
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    found, fenced = set(), False
+    for line in page.read_text().splitlines():
+        fenced = fenced != line.lstrip().startswith("```")
+        heading = None if fenced else re.match(r"^#+\s+(.*)", line)
+        if heading:
+            found.add(re.sub(r"[^\w\- ]", "", heading[1].strip().lower()).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_links_resolve(page: Path) -> None:
+    """Links between pages, and to files of the repository, point at something that exists."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, anchor = target.partition("#")
+        destination = (page.parent / path) if path else page
+        if not destination.exists():
+            broken.append(target)
+        elif anchor and destination.suffix == ".md" and anchor not in _anchors(destination):
+            broken.append(target)
+    assert not broken, f"{page.name}: broken links {broken}"

@@ -4,8 +4,11 @@
     >>> result = taskprune.prune(model, example_inputs, ratio=0.3)
     >>> print(result.report)
 
-`taskprune.driving` (the reference driving model) and `taskprune.testing` (tiny models) are imported on demand.
+Subpackages load on first use (`taskprune.driving`, the reference driving model; `taskprune.testing`, tiny models;
+`taskprune.plots`, pictures; `taskprune.latency`, measuring the device), so `import taskprune` stays lean.
 """
+
+from typing import Any as _Any
 
 from ._version import __version__ as __version__
 from .api import PruneResult as PruneResult
@@ -47,3 +50,14 @@ __all__ = [
     # keeping the result
     "save", "load", "export_onnx",
 ]
+
+_SUBPACKAGES = ("budget", "criteria", "distill", "driving", "graph", "latency", "plots", "saving", "testing", "train")
+
+
+def __getattr__(name: str) -> _Any:
+    """`taskprune.plots`, `taskprune.driving`, ...: imported on first use."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'taskprune' has no attribute {name!r}")

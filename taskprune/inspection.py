@@ -95,6 +95,15 @@ class ModelReport:
             groups.add_row(g.layer, str(g.channels), serves, str(len(g.out_layers) + len(g.in_layers)), g.kept_whole)
         return Group(summary, groups)
 
+    def __str__(self) -> str:
+        import io
+
+        from rich.console import Console
+
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(self)
+        return console.export_text()
+
 
 def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | None = None,
             protect: Sequence[str] = ()) -> ModelReport:

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .api import PruneResult, prune
 from .distill import Distill
@@ -99,7 +101,11 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     recovery = recovery or FinetuneConfig(epochs=1, max_steps=200, lr=1e-3, warmup_steps=20, progress=False)
     distill = distill or Distill()
     base = _checked(dict(evaluate(model)), limits)
-    options = dict(prune_options, target=target, importance=importance, tasks=tasks, data=data)
+    # prune's gradient criteria read batches: a Dataset is batched as the recovery fine-tune batches it
+    scoring = DataLoader(data, batch_size=recovery.batch_size, shuffle=True, collate_fn=collate_fn,
+                         generator=torch.Generator().manual_seed(recovery.seed)) \
+        if isinstance(data, Dataset) and not isinstance(data, IterableDataset) else data
+    options = dict(prune_options, target=target, importance=importance, tasks=tasks, data=scoring)
     frontier = [_record(0, 0.0, model, model, example_inputs, base, base, limits, 0, measure_latency)]
     best: PruneResult | None = None
     current, done = model, 0.0

@@ -63,6 +63,10 @@ from .zoo import (
     yolop_like,
     yolov8_seg_like,
 )
+from .zoo_fcos import FCOSResNetFPN as FCOSResNetFPN
+from .zoo_fcos import fcos_like, fcos_resnet50_fpn
+from .zoo_yolo11 import YOLO11SegLike as YOLO11SegLike
+from .zoo_yolo11 import yolo11_seg_like, yolo11n_seg
 
 __all__ = [
     # registries
@@ -96,6 +100,7 @@ __all__ = [
     "DeepLabLike",
     "DenseNetLike",
     "ESPNetLike",
+    "FCOSResNetFPN",
     "FCNLike",
     "FPNSharedHeadDetector",
     "MobileNetV3SmallLike",
@@ -103,6 +108,7 @@ __all__ = [
     "ViTLike",
     "YOLOPLike",
     "YOLOv8SegLike",
+    "YOLO11SegLike",
     # large models
     "ResNet50ThreeHead",
     "resnet50_three_head",
@@ -135,11 +141,15 @@ ZOO_MODELS: dict[str, ModelFactory] = {
     "vit_like": vit_like,
     "fpn_shared_head": fpn_shared_head,
     "yolov8_seg_like": yolov8_seg_like,
+    "yolo11_seg_like": yolo11_seg_like,
+    "fcos_like": fcos_like,
 }
 """Small lookalikes of published architectures (inputs about 64x64)."""
 
 LARGE_MODELS: dict[str, ModelFactory] = {
     "resnet50_three_head": resnet50_three_head,
+    "fcos_resnet50_fpn": fcos_resnet50_fpn,
+    "yolo11n_seg": yolo11n_seg,
 }
 """Full-size models (tens of millions of parameters); kept out of the default test run."""
 

@@ -104,7 +104,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         adapter = tasks if tasks is not None else Tasks.from_output(reference)
         macs_before, params_before = count_macs(work, example_inputs), count_params(work)
         graph = PruningGraph(work, example_inputs, adapter, protect=protect)
-        _protect_unsafe_groups(graph, work, example_inputs, adapter, protect, output_shapes(reference), strict)
+        _protect_unsafe_groups(graph, example_inputs, output_shapes(reference), strict)
     gradients = None
     if criterion.needs:
         with _timed(timings, "gradients"):
@@ -117,7 +117,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     with _timed(timings, "planning"):
         cost = _cost_model(work, example_inputs, graph, target, macs_before, params_before)
         planned = plan_for_target(graph.groups, scores, cost, target, ratio, max_layer_ratio, round_to, work,
-                                  example_inputs, _pruned_copy(work, example_inputs, adapter, protect), progress,
+                                  example_inputs, _pruned_copy(graph), progress,
                                   comparable=bool(criterion.needs))  # gradient criteria estimate loss change
         plan = planned.plan
     with _timed(timings, "applying"):
@@ -148,12 +148,12 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
                        example_inputs=example_inputs)
 
 
-def _protect_unsafe_groups(graph: PruningGraph, model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter,
-                           protect: Sequence[str], expected: dict[str, tuple[int, ...]], strict: bool) -> None:
+def _protect_unsafe_groups(graph: PruningGraph, example_inputs: Any, expected: dict[str, tuple[int, ...]],
+                           strict: bool) -> None:
     """Probe every group once; keep whole (or, with strict, refuse) the ones the graph gets wrong. A graph made
     only of convolutions, norms, linear layers and channel-wise operations needs no probe."""
     roots = [g.root for g in graph.groups if not g.blocked] if graph.unusual else []
-    unsafe = find_unsafe_groups(model, example_inputs, adapter, protect, roots, expected)
+    unsafe = find_unsafe_groups(graph, example_inputs, roots, expected)
     for group in graph.groups:
         if group.root in unsafe:
             group.blocked = f"kept whole: removing one channel fails ({unsafe[group.root]})"
@@ -184,13 +184,12 @@ def _validate(model: Any, ratio: Any, target: Any, num_batches: Any, round_to: A
         raise TypeError("protect must be a sequence of module-name patterns (str), e.g. ('head.*',)")
 
 
-def _pruned_copy(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter, protect: Sequence[str],
-                 ) -> Callable[[dict[int, list[int]]], nn.Module]:
-    """A function plan -> a pruned copy of `model` (its groups have the same indices), for measuring a plan."""
+def _pruned_copy(graph: PruningGraph) -> Callable[[dict[int, list[int]]], nn.Module]:
+    """A function plan -> a pruned copy of the graph's model, for measuring a plan (no second trace)."""
     def pruned(plan: dict[int, list[int]]) -> nn.Module:
-        trial = copy.deepcopy(model)
-        PruningGraph(trial, example_inputs, adapter, protect=protect).apply(plan)
-        return trial
+        trial = graph.copy()
+        trial.apply(plan)
+        return trial.model
     return pruned
 
 

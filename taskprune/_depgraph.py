@@ -33,14 +33,15 @@ from .tasks import flatten_outputs
 
 __all__ = ["DependencyGraph", "SearchFailed", "TraceFailed", "replay_history"]
 
-# The node types whose index mappings torch-pruning sets in `update_index_mapping`, and the function for each.
+# The node types whose index mappings torch-pruning sets in `update_index_mapping`, and its function for each
+# (looked up when called, as torch-pruning does).
 _MAPPING_UPDATES = {
-    tp_ops.OPTYPE.CONCAT: tp_index_mapping.update_concat_index_mapping,
-    tp_ops.OPTYPE.SPLIT: tp_index_mapping.update_split_index_mapping,
-    tp_ops.OPTYPE.RESHAPE: tp_index_mapping.update_reshape_index_mapping,
-    tp_ops.OPTYPE.UNBIND: tp_index_mapping.update_unbind_index_mapping,
-    tp_ops.OPTYPE.EXPAND: tp_index_mapping.update_expand_index_mapping,
-    tp_ops.OPTYPE.SLICE: tp_index_mapping.update_slice_index_mapping,
+    tp_ops.OPTYPE.CONCAT: "update_concat_index_mapping",
+    tp_ops.OPTYPE.SPLIT: "update_split_index_mapping",
+    tp_ops.OPTYPE.RESHAPE: "update_reshape_index_mapping",
+    tp_ops.OPTYPE.UNBIND: "update_unbind_index_mapping",
+    tp_ops.OPTYPE.EXPAND: "update_expand_index_mapping",
+    tp_ops.OPTYPE.SLICE: "update_slice_index_mapping",
 }
 
 
@@ -146,7 +147,7 @@ class DependencyGraph(tp.DependencyGraph):
             if update is None:
                 continue
             try:
-                update(self, node)
+                getattr(tp_index_mapping, update)(self, node)
             except Exception as error:  # torch-pruning's shape inference on an unusual reshape or split
                 self.broken_nodes[node] = f"{type(error).__name__}: {error}".splitlines()[0][:200]
         self.mapping_stale = False

@@ -112,7 +112,9 @@ def test_torch_pruning_builds_a_dependency_graph(kind: str, name: str) -> None:
 # eval decoding (slices of the last dim after a permute, a cat on dim -1, a view to [B, N, 5 + nc] and a cat of
 # all levels on dim 1) sends DependencyGraph._fix_dependency_graph_non_recursive into a combinatorial walk.
 # It stays in the zoo as a case the pruner must refuse clearly (or handle with a time limit).
-GROUPS_HANG = {"yolop_like"}
+# yolo11_seg_like: the flatten mappings torch-pruning puts around C2PSA's attention (a view to heads, split,
+# transpose, matmul) form cycles that double the indices on every lap; its search grew past 20 GB here.
+GROUPS_HANG = {"yolop_like", "yolo11_seg_like", "yolo11n_seg"}
 
 
 @pytest.mark.parametrize(("kind", "name"), [(k, n) for k, n in ALL_SMALL if n not in GROUPS_HANG])
@@ -162,7 +164,23 @@ def test_torch_pruning_alone_prunes_an_unreshaped_4d_head() -> None:
 def test_large_models(name: str) -> None:
     _check_factory(LARGE_MODELS[name])
     model, example_inputs = LARGE_MODELS[name]()
-    assert len(list(_build_graph(model, example_inputs).get_all_groups())) > 0
+    graph = _build_graph(model, example_inputs)
+    # fcos_resnet50_fpn: torch-pruning's own search from the head's output convs (views over every position of
+    # five levels) took 350 s here; its groups are listed by tests/test_graph.py's and the benchmarks' prunes
+    if name not in GROUPS_HANG | {"fcos_resnet50_fpn"}:
+        assert len(list(graph.get_all_groups())) > 0
+
+
+@pytest.mark.slow
+def test_large_detectors_are_their_published_sizes() -> None:
+    # torchvision's fcos_resnet50_fpn has 32.3M parameters; Ultralytics' YOLO11n-seg 2.9M
+    fcos, x = LARGE_MODELS["fcos_resnet50_fpn"]()
+    assert 32_000_000 <= sum(p.numel() for p in fcos.parameters()) <= 32_500_000
+    assert set(_run(fcos, x)) == {"cls_logits", "bbox_regression", "bbox_ctrness"}
+    yolo, x = LARGE_MODELS["yolo11n_seg"]()
+    assert 2_800_000 <= sum(p.numel() for p in yolo.parameters()) <= 3_000_000
+    detections, coefficients, protos = _run(yolo, x)
+    assert tuple(x.shape) == (1, 3, 384, 640) and protos.shape == (1, 32, 96, 160)
 
 
 @pytest.mark.slow

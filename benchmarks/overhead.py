@@ -74,10 +74,13 @@ def matched_tp_ratio(model, x, tasks, batches, target_cut, output_layers, steps=
     low, high, best = 0.0, 0.95, (1.0, 0.0, 0.0)  # (distance, ratio, cut) of the closest step
     for _ in range(steps):
         ratio = (low + high) / 2
-        trial = copy.deepcopy(with_gradients)  # deepcopy leaves .grad behind: Taylor importance reads it
+        trial = copy.deepcopy(with_gradients)
+        pruner = tp_pruner(trial, x, ratio, output_layers)
+        # deepcopy leaves .grad behind and building the pruner's graph clears it: give Taylor importance the
+        # gradients it reads only now
         for source, target in zip(with_gradients.parameters(), trial.parameters(), strict=True):
             target.grad = None if source.grad is None else source.grad.clone()
-        tp_pruner(trial, x, ratio, output_layers).step()
+        pruner.step()
         cut = 1 - sum(p.numel() for p in trial.parameters()) / params
         best = min(best, (abs(cut - target_cut), ratio, cut))
         if best[0] <= 0.005:
@@ -159,6 +162,9 @@ def write(result: dict, stem: str) -> None:
                                            f"{result['torch_pruning_params_reduction']:.3f} "
                                            f"(torch-pruning pruning_ratio {result['torch_pruning_ratio']:.3f})"),
             ("load", result["load"]),
+            ("cuts matched", "yes" if abs(result["reached_params_reduction"]
+                                          - result["torch_pruning_params_reduction"]) <= 0.005 else
+             "no: the closest cut torch-pruning reached by bisecting its pruning_ratio"),
             ("gradients per batch (s)", f"{result['taskprune_gradients_per_batch_s']:.3f}")]
     rows += [(f"taskprune {k} (s)", f"{v:.3f}") for k, v in result["taskprune_phases_s"].items()]
     rows += [(f"torch-pruning {k} (s)", f"{v:.3f}") for k, v in result["torch_pruning_phases_s"].items()]

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from taskprune.driving import DrivingNet, SyntheticDriving
-from taskprune.graph import count_macs_and_params
+from taskprune.graph.profile import count_macs_and_params
 
 
 def measure(size: str, image_size: tuple[int, int], repeats: int, warmup: int) -> dict:

@@ -2,8 +2,10 @@
 
 Plain torch-pruning here is MetaPruner + GroupTaylorImportance with the output layers ignored by hand, gradients
 accumulated by one backward of the summed task losses per batch (what its Taylor importance reads), then one
-`step()`. taskprune runs `prune(importance="taylor")` on the same model, batches and ratio. Each pipeline runs
-`--repeats` times, alternating, and the medians are compared as a ratio taken in this one run.
+`step()`. taskprune runs `prune(importance="taylor")` on the same model, batches and ratio. torch-pruning reads
+its `pruning_ratio` as a fraction of channels, so it is bisected (outside the timed runs, on the same gradients)
+until its parameter cut is within half a point of the one taskprune reached. Each pipeline runs `--repeats`
+times, alternating, and the medians are compared as a ratio taken in this one run.
 
     python benchmarks/overhead.py --model tiny_driving --repeats 5
     python benchmarks/overhead.py --model resnet50_three_head --batches 4 --repeats 3
@@ -16,6 +18,7 @@ import copy
 import json
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,7 +27,7 @@ import torch_pruning as tp
 
 import taskprune
 from taskprune.tasks import Tasks, flatten_outputs
-from taskprune.testing import LARGE_MODELS, TINY_MODELS
+from taskprune.testing import get_test_model
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,8 +37,7 @@ def energy(task_output, batch):
 
 
 def build(name: str):
-    factory = {**TINY_MODELS, **LARGE_MODELS}[name]
-    model, x = factory()
+    model, x = get_test_model(name)()
     model.eval()
     base = Tasks.from_output(model(x))
     tasks = Tasks(outputs=dict(base.outputs), losses=dict.fromkeys(base.outputs, energy))
@@ -49,19 +51,51 @@ def run_taskprune(model, x, tasks, batches, ratio):
     return time.perf_counter() - start, result.report
 
 
-def run_torch_pruning(model, x, tasks, batches, ratio, output_layers):
-    phases = {}
-    start = time.perf_counter()
-    work = copy.deepcopy(model)  # taskprune works on a copy too; count it on both sides
-    ignored = [m for n, m in work.named_modules() if n in output_layers]
-    pruner = tp.pruner.MetaPruner(work, x, importance=tp.importance.GroupTaylorImportance(), pruning_ratio=ratio,
-                                  global_pruning=True, ignored_layers=ignored)
-    phases["graph"] = time.perf_counter() - start
-    mark = time.perf_counter()
+def accumulate_gradients(work, tasks, batches):
     work.eval()
     for batch in batches:
         out = work(batch)
         sum(tasks.loss(t, tasks.task_output(t, out), batch) for t in tasks.names).backward()
+
+
+def tp_pruner(work, x, ratio, output_layers):
+    ignored = [m for n, m in work.named_modules() if n in output_layers]
+    return tp.pruner.MetaPruner(work, x, importance=tp.importance.GroupTaylorImportance(), pruning_ratio=ratio,
+                                global_pruning=True, ignored_layers=ignored)
+
+
+def matched_tp_ratio(model, x, tasks, batches, target_cut, output_layers, steps=12):
+    """torch-pruning's channel ratio whose parameter cut is within half a point of `target_cut` (bisection on
+    one set of accumulated gradients; each step prunes a copy that carries them)."""
+    with_gradients = copy.deepcopy(model)
+    accumulate_gradients(with_gradients, tasks, batches)
+    params = sum(p.numel() for p in model.parameters())
+    low, high, best = 0.0, 0.95, (1.0, 0.0, 0.0)  # (distance, ratio, cut) of the closest step
+    for _ in range(steps):
+        ratio = (low + high) / 2
+        trial = copy.deepcopy(with_gradients)
+        pruner = tp_pruner(trial, x, ratio, output_layers)
+        # deepcopy leaves .grad behind and building the pruner's graph clears it: give Taylor importance the
+        # gradients it reads only now
+        for source, target in zip(with_gradients.parameters(), trial.parameters(), strict=True):
+            target.grad = None if source.grad is None else source.grad.clone()
+        pruner.step()
+        cut = 1 - sum(p.numel() for p in trial.parameters()) / params
+        best = min(best, (abs(cut - target_cut), ratio, cut))
+        if best[0] <= 0.005:
+            break
+        low, high = (ratio, high) if cut < target_cut else (low, ratio)
+    return best[1], best[2]
+
+
+def run_torch_pruning(model, x, tasks, batches, ratio, output_layers):
+    phases = {}
+    start = time.perf_counter()
+    work = copy.deepcopy(model)  # taskprune works on a copy too; count it on both sides
+    pruner = tp_pruner(work, x, ratio, output_layers)
+    phases["graph"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    accumulate_gradients(work, tasks, batches)
     phases["gradients"] = time.perf_counter() - mark
     mark = time.perf_counter()
     pruner.step()
@@ -71,7 +105,7 @@ def run_torch_pruning(model, x, tasks, batches, ratio, output_layers):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="tiny_driving", help="a name from taskprune.testing TINY/LARGE_MODELS")
+    parser.add_argument("--model", default="tiny_driving", help="a tiny or large test model (taskprune.testing.list_test_models)")
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--ratio", type=float, default=0.3)
@@ -85,11 +119,14 @@ def main() -> None:
     ours, plain, reports, plain_phases = [], [], [], []
     from rich.progress import track
 
+    seconds, report = run_taskprune(model, x, tasks, batches, args.ratio)  # also what torch-pruning must match
+    protected = set(report.protected_outputs)
+    tp_ratio, tp_cut = matched_tp_ratio(model, x, tasks, batches, report.reached, protected)
     for _ in track(range(args.repeats), description=f"timing {args.model}"):
         seconds, report = run_taskprune(model, x, tasks, batches, args.ratio)
         ours.append(seconds)
         reports.append(report)
-        seconds, phases = run_torch_pruning(model, x, tasks, batches, args.ratio, set(report.protected_outputs))
+        seconds, phases = run_torch_pruning(model, x, tasks, batches, tp_ratio, protected)
         plain.append(seconds)
         plain_phases.append(phases)
     median_phases = {k: statistics.median(r.timings[k] for r in reports) for k in reports[0].timings}
@@ -103,6 +140,8 @@ def main() -> None:
         "taskprune_gradients_per_batch_s": median_phases.get("gradients", 0.0) / args.batches,
         "torch_pruning_phases_s": {k: statistics.median(p[k] for p in plain_phases) for k in plain_phases[0]},
         "reached_params_reduction": reports[0].reached,
+        "torch_pruning_ratio": tp_ratio, "torch_pruning_params_reduction": tp_cut,
+        "load": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
     }
     write(result, f"overhead_{args.model}")
 
@@ -118,6 +157,13 @@ def write(result: dict, stem: str) -> None:
             ("taskprune total (s)", f"{result['taskprune_total_s']:.2f}"),
             ("torch-pruning total (s)", f"{result['torch_pruning_total_s']:.2f}"),
             ("ours / plain", f"{result['ratio_ours_over_plain']:.2f}x"),
+            ("parameter cut ours / plain", f"{result['reached_params_reduction']:.3f} / "
+                                           f"{result['torch_pruning_params_reduction']:.3f} "
+                                           f"(torch-pruning pruning_ratio {result['torch_pruning_ratio']:.3f})"),
+            ("load", result["load"]),
+            ("cuts matched", "yes" if abs(result["reached_params_reduction"]
+                                          - result["torch_pruning_params_reduction"]) <= 0.005 else
+             "no: the closest cut torch-pruning reached by bisecting its pruning_ratio"),
             ("gradients per batch (s)", f"{result['taskprune_gradients_per_batch_s']:.3f}")]
     rows += [(f"taskprune {k} (s)", f"{v:.3f}") for k, v in result["taskprune_phases_s"].items()]
     rows += [(f"torch-pruning {k} (s)", f"{v:.3f}") for k, v in result["torch_pruning_phases_s"].items()]

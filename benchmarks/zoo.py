@@ -16,13 +16,13 @@ import torch
 
 import taskprune
 from taskprune.tasks import output_leaves
-from taskprune.testing import ZOO_MODELS
+from taskprune.testing import get_test_model, list_test_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def attempt(name: str, ratio: float) -> dict:
-    model, x = ZOO_MODELS[name]()
+    model, x = get_test_model(name)()
     expected = {k: v.shape for k, v in output_leaves(model(x))}
     start = time.perf_counter()
     try:
@@ -46,7 +46,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from rich.progress import track
 
-    jobs = [(name, ratio) for ratio in args.ratios for name in sorted(ZOO_MODELS)]
+    jobs = [(name, ratio) for ratio in args.ratios for name in list_test_models(kind="zoo")]
     rows = [attempt(name, ratio) for name, ratio in track(jobs, description="pruning the zoo")]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "zoo.json").write_text(json.dumps({"threads": args.threads, "runs": rows}, indent=2) + "\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -15,11 +14,9 @@ from torch import nn
 from . import latency
 from ._runtime import preserved_modes
 from .budget import BUDGET_TOLERANCE, TARGETS, CostModel, PlanRequest, Removals, UnreachableBudget, plan
-from .counting import activation_macs, layer_macs
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
-from .graph import PruningGraph, count_macs, count_params
-from .probe import find_unsafe_groups
+from .graph import ModelProfile, PruningGraph, count_macs, count_params, profile_model, protect_unsafe_groups
 from .report import GroupChange, PruneReport
 from .safety import first_call, output_shapes, transplant, verify_outputs
 from .tasks import MultiTaskAdapter, Tasks
@@ -114,9 +111,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         with preserved_modes(work, eval=True):
             example_inputs, reference, call = first_call(work, example_inputs)
         adapter = tasks if tasks is not None else Tasks.from_output(reference)
-        macs_before, params_before = count_macs(work, example_inputs), count_params(work)
+        profile = profile_model(work, example_inputs)  # counted once, handed to every stage that needs it
+        macs_before, params_before = profile.macs, profile.params
         graph = PruningGraph(work, example_inputs, adapter, protect=protect)
-        _protect_unsafe_groups(graph, work, example_inputs, adapter, protect, output_shapes(reference), strict)
+        protect_unsafe_groups(graph, example_inputs, output_shapes(reference), strict)
     gradients = None
     if criterion.needs:
         with _timed(timings, "gradients"):
@@ -127,9 +125,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         scores = criterion.score(context)
         _check_scores(scores, graph, criterion.name)
     with _timed(timings, "planning"):
-        request = _plan_request(work, example_inputs, graph, _pruned_copy(work, example_inputs, adapter, protect),
-                                scores, target, ratio, max_layer_ratio, round_to, latency_table, macs_before,
-                                params_before, progress, comparable=bool(getattr(criterion, "comparable", False)))
+        request = _plan_request(work, example_inputs, graph, profile, scores, target, ratio, max_layer_ratio,
+                                round_to, latency_table, progress, bool(getattr(criterion, "comparable", False)))
         planned = plan(request)
         removals = planned.removals
     with _timed(timings, "applying"):
@@ -155,21 +152,6 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
                        example_inputs=example_inputs)
 
 
-def _protect_unsafe_groups(graph: PruningGraph, model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter,
-                           protect: Sequence[str], expected: dict[str, tuple[int, ...]], strict: bool) -> None:
-    """Probe every group once; keep whole (or, with strict, refuse) the ones the graph gets wrong. A graph made
-    only of convolutions, norms, linear layers and channel-wise operations needs no probe."""
-    roots = [g.root for g in graph.groups if not g.blocked] if graph.unusual else []
-    unsafe = find_unsafe_groups(model, example_inputs, adapter, protect, roots, expected)
-    for group in graph.groups:
-        if group.root in unsafe:
-            group.blocked = f"kept whole: removing one channel fails ({unsafe[group.root]})"
-            graph.warnings.append(f"{group.root}: {group.blocked}")
-    if strict and graph.warnings:
-        raise ValueError("strict=True and the graph has parts taskprune cannot prune safely:\n  "
-                         + "\n  ".join(graph.warnings))
-
-
 def _validate(model: Any, ratio: Any, target: Any, num_batches: Any, round_to: Any, max_layer_ratio: Any,
               protect: Any) -> None:
     if not isinstance(model, nn.Module):
@@ -189,16 +171,6 @@ def _validate(model: Any, ratio: Any, target: Any, num_batches: Any, round_to: A
     patterns = (protect,) if isinstance(protect, str) else protect
     if not all(isinstance(p, str) for p in patterns):
         raise TypeError("protect must be a sequence of module-name patterns (str), e.g. ('head.*',)")
-
-
-def _pruned_copy(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter, protect: Sequence[str],
-                 ) -> Callable[[dict[int, list[int]]], nn.Module]:
-    """A function plan -> a pruned copy of `model` (its groups have the same indices), for measuring a plan."""
-    def pruned(plan: dict[int, list[int]]) -> nn.Module:
-        trial = copy.deepcopy(model)
-        PruningGraph(trial, example_inputs, adapter, protect=protect).apply(plan)
-        return trial
-    return pruned
 
 
 def _check_scores(scores: Any, graph: PruningGraph, name: str) -> None:
@@ -224,10 +196,9 @@ def _check_reached(target: str, ratio: float, reached: float, round_to: int) -> 
                             closest=reached, round_to=round_to)
 
 
-def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph,
-                  pruned_copy: Callable[[Removals], nn.Module], scores: list[Any], target: str, ratio: float,
-                  max_layer_ratio: float, round_to: int | str | None, latency_table: Any, macs: int, params: int,
-                  progress: bool, comparable: bool) -> PlanRequest:
+def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph, profile: ModelProfile,
+                  scores: list[Any], target: str, ratio: float, max_layer_ratio: float, round_to: int | str | None,
+                  latency_table: Any, progress: bool, comparable: bool) -> PlanRequest:
     """Everything the planner needs: the one place that reads the device (the probe, or the table given as an
     argument or through `latency.override`) and measures for it."""
     table = latency_table if latency_table is not None else latency.injected_table()
@@ -240,35 +211,25 @@ def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph,
         alignment = latency.device_alignment(device or "cpu")
     if target == "latency" and table is None:
         table = latency.measure_table(model, example_inputs, alignment=alignment, progress=progress)
-    macs_table = latency.macs_table(model, example_inputs) if round_to == "auto" and alignment > 1 and \
-        table is None else None
+    macs_table = latency.macs_table(model, example_inputs, profile.layer_macs) if round_to == "auto" and \
+        alignment > 1 and table is None else None
+
+    def pruned_copy(removals: Removals) -> nn.Module:
+        trial = graph.copy()  # the model with its traced graph: no second trace
+        trial.apply(removals)
+        return trial.model
 
     def timer(removals: Removals) -> Callable[[], float]:
         pruned = pruned_copy(removals)  # built once, timed as often as the planner asks
         return lambda: latency.latency_ratios([model, pruned], example_inputs, repeats=_TIMING_REPEATS)[1]
 
     def counter(removals: Removals) -> float:
-        return 1 - count_macs(pruned_copy(removals), example_inputs) / macs if macs else 0.0
+        return 1 - count_macs(pruned_copy(removals), example_inputs) / profile.macs if profile.macs else 0.0
 
-    return PlanRequest(groups=graph.groups, scores=scores, cost=_cost_model(model, example_inputs, graph, target,
-                                                                             macs, params),
+    return PlanRequest(groups=graph.groups, scores=scores, cost=CostModel.of(graph.groups, profile, target),
                        target=target, ratio=ratio, max_layer_ratio=max_layer_ratio, round_to=round_to,
                        alignment=alignment, comparable=comparable, table=table, macs_table=macs_table,
                        timer=timer if target == "latency" else None, counter=counter if target == "macs" else None)
-
-
-def _cost_model(model: nn.Module, example_inputs: Any, graph: PruningGraph, target: str, macs: int,
-                params: int) -> CostModel:
-    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    if target == "macs":
-        per_layer = layer_macs(model, example_inputs)
-        own = {name: sum(p.numel() for p in m.parameters(recurse=False)) for name, m in model.named_modules()}
-        rates = {p: per_layer.get(p.rpartition(".")[0], 0.0) / max(own.get(p.rpartition(".")[0], 1), 1)
-                 for p in shapes}
-        for param, extra in activation_macs(model, example_inputs).items():
-            rates[param] = rates.get(param, 0.0) + extra / max(math.prod(shapes[param]), 1)
-        return CostModel(graph.groups, shapes, rates, macs, target)
-    return CostModel(graph.groups, shapes, dict.fromkeys(shapes, 1.0), params, target)
 
 
 def _reduction(target: str, macs_before: int, macs_after: int, params_before: int, params_after: int,

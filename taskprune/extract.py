@@ -18,7 +18,6 @@ from torch import fx, nn
 
 from ._runtime import preserved_modes
 from .api import PruneResult
-from .counting import layer_macs
 from .report import PruneReport
 from .safety import first_call
 from .tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs
@@ -152,8 +151,7 @@ def _by_key(adapter: MultiTaskAdapter, keep: list[str]) -> bool:
 
 def _report(model: nn.Module, extracted: fx.GraphModule, example_inputs: Any, adapter: MultiTaskAdapter,
             keep: list[str], call: str) -> PruneReport:
-    from .attribution import module_task_attribution
-    from .graph import count_macs, count_params
+    from .graph import count_macs, count_params, layer_macs, module_task_attribution
 
     attribution = module_task_attribution(model, example_inputs, adapter)
     macs = layer_macs(model, example_inputs)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ._runtime import preserved_modes
 from .channels import SliceReducer, cosine_conflict
-from .graph import ChannelGroup
+from .groups import ChannelGroup
 from .tasks import MultiTaskAdapter, call_model, task_loss
 
 __all__ = ["GradientStats", "collect_gradients", "NEEDS"]

@@ -15,7 +15,6 @@ from typing import Any
 from torch import nn
 
 from ._runtime import preserved_modes
-from .counting import layer_macs
 from .report import GroupChange, PruneReport
 from .safety import first_call, output_shapes
 from .tasks import MultiTaskAdapter, Tasks, output_leaves, outputs_by_task
@@ -121,8 +120,7 @@ def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | 
         >>> found = taskprune.inspect(model, torch.randn(1, 3, 384, 640))
         >>> print(found)
     """
-    from .api import _protect_unsafe_groups
-    from .graph import PruningGraph, count_macs, count_params
+    from .graph import PruningGraph, count_macs, count_params, layer_macs, protect_unsafe_groups
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -132,7 +130,7 @@ def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | 
         example_inputs, reference, call = first_call(work, example_inputs)
     adapter = tasks if tasks is not None else Tasks.from_output(reference)
     graph = PruningGraph(work, example_inputs, adapter, protect=patterns)
-    _protect_unsafe_groups(graph, work, example_inputs, adapter, patterns, output_shapes(reference), strict=False)
+    protect_unsafe_groups(graph, example_inputs, output_shapes(reference))
     macs = layer_macs(work, example_inputs)
     modules = dict(work.named_modules())
     layers = [LayerInfo(name, type(module).__name__, sum(p.numel() for p in module.parameters(recurse=False)),

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 import taskprune
-from taskprune.testing import TINY_MODELS
+from taskprune.testing import get_test_model
 
 
 def energy(task_output, batch):
@@ -21,7 +21,7 @@ def energy(task_output, batch):
 
 
 def plan(batches: list[torch.Tensor], round_to: int | str | None = None) -> dict[str, list[int]]:
-    model, x = TINY_MODELS["tiny_driving"]()
+    model, x = get_test_model("tiny_driving")()
     base = taskprune.Tasks.from_output(model(x))
     tasks = taskprune.Tasks(outputs=dict(base.outputs), losses=dict.fromkeys(base.outputs, energy))
     result = taskprune.prune(model, x, ratio=0.4, importance="conflict_taylor", tasks=tasks, data=batches,

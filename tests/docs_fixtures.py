@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import taskprune
-from taskprune.testing import TinyDrivingNet, tiny_driving
+from taskprune.testing import TinyDrivingNet, get_test_model
 
 
 def det_loss(det: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -66,7 +66,7 @@ def write_bdd100k(root: Path, names: tuple[str, ...] = ("a", "b"), split: str = 
 def namespace(workdir: Path) -> dict[str, Any]:
     """The names a page may use without defining them, fresh for every page."""
     torch.manual_seed(0)
-    model, example_inputs = tiny_driving()
+    model, example_inputs = get_test_model("tiny_driving")()
     train_loader = batches(model, 4, seed=1)
     tasks = taskprune.Tasks(
         outputs={"det": lambda out: out.det, "drivable": lambda out: out.drivable,

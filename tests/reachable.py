@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from taskprune.api import _protect_unsafe_groups
-from taskprune.graph import PruningGraph, count_params
+from taskprune.graph import PruningGraph, count_params, protect_unsafe_groups
 from taskprune.safety import output_shapes
 from taskprune.tasks import Tasks, call_model
 
@@ -62,7 +61,7 @@ def reach(model: nn.Module, example: Any, target: str, max_layer_ratio: float, r
     adapter = Tasks.from_output(reference)
     patterns = (protect,) if isinstance(protect, str) else tuple(protect)
     graph = PruningGraph(work, example, adapter, protect=patterns)
-    _protect_unsafe_groups(graph, work, example, adapter, patterns, output_shapes(reference), strict=False)
+    protect_unsafe_groups(graph, example, output_shapes(reference))
     multiple = int(round_to or 1)
     plan = {g.index: list(range(_removable(g.channels, max_layer_ratio, multiple))) for g in graph.groups
             if not g.blocked and g.channels >= 2}

@@ -12,11 +12,11 @@ import taskprune
 from taskprune import driving
 from taskprune.extract import extract
 from taskprune.tasks import Tasks, call_model, flatten_outputs, output_leaves
-from taskprune.testing import TINY_MODELS, ZOO_MODELS
+from taskprune.testing import get_test_model, list_test_models
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-MODELS = {**TINY_MODELS, **ZOO_MODELS}
+MODELS = {name: get_test_model(name) for name in list_test_models() if name in list_test_models(kind="tiny") + list_test_models(kind="zoo")}
 MULTI_TASK = sorted(name for name in MODELS if len(output_leaves(MODELS[name]()[0](MODELS[name]()[1]))) > 1)
 
 
@@ -71,7 +71,7 @@ def test_drivingnet_without_lanes():
 
 
 def test_keep_names_known_tasks():
-    model, x = TINY_MODELS["tiny_driving"]()
+    model, x = get_test_model("tiny_driving")()
     with pytest.raises(ValueError, match=r"keep names unknown task\(s\) \['lanes'\]; tasks are: det, drivable"):
         extract(model, x, keep=["lanes"], tasks=Tasks(outputs={"det": lambda o: o.det,
                                                                "drivable": lambda o: o.drivable}))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 
 import pytest
 import torch
@@ -12,13 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import taskprune
-from taskprune.saving import FORMAT, FORMAT_VERSION, export_onnx, load, read_metadata, save
-from taskprune.testing import TINY_MODELS, flatten_outputs
+from taskprune.saving import FORMAT, FORMAT_VERSION, load, read_metadata, save
+from taskprune.tasks import flatten_outputs
+from taskprune.testing import get_test_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # tiny models that prune at ratio 0.3 (the others are refused by prune itself, which test_api covers)
-ROUND_TRIP_MODELS = ["yolo_seg", "plain_det_seg", "tiny_driving", "attribution", "concat_dict",
+ROUND_TRIP_MODELS = ["yolo_seg", "plain_det_seg", "tiny_driving", "attribution_net", "concat_dict",
                      "transposed_decoder"]
 
 
@@ -77,10 +76,10 @@ def _assert_plain(obj, where: str = "file") -> None:
 
 @pytest.mark.parametrize("name", ROUND_TRIP_MODELS)
 def test_round_trip_is_exact(tmp_path, name):
-    model, x = TINY_MODELS[name]()
+    model, x = get_test_model(name)()
     result = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
-    fresh, _ = TINY_MODELS[name]()
+    fresh, _ = get_test_model(name)()
     with torch.no_grad():  # different weights, so only the file can make the outputs match
         for p in fresh.parameters():
             p.add_(1.0)
@@ -96,15 +95,15 @@ def test_round_trip_of_an_iterative_prune(tmp_path):
     """The history of several prunes in a row replays step after step."""
     from taskprune.iterative import prune_iteratively
 
-    model, x = TINY_MODELS["tiny_driving"]()
+    model, x = get_test_model("tiny_driving")()
     result = prune_iteratively(model, x, schedule=[0.2, 0.4], round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
-    loaded = load(tmp_path / "pruned.pt", TINY_MODELS["tiny_driving"]()[0])
+    loaded = load(tmp_path / "pruned.pt", get_test_model("tiny_driving")()[0])
     assert all(torch.equal(a, b) for a, b in zip(_outputs(result.model, x), _outputs(loaded, x), strict=True))
 
 
 def test_file_is_plain_data_read_with_weights_only(tmp_path):
-    model, x = TINY_MODELS["tiny_driving"]()
+    model, x = get_test_model("tiny_driving")()
     result = taskprune.prune(model, x, ratio=0.4, progress=False)  # the default round_to="auto" too
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     payload = torch.load(tmp_path / "pruned.pt", weights_only=True)
@@ -115,7 +114,7 @@ def test_file_is_plain_data_read_with_weights_only(tmp_path):
 
 
 def test_metadata_records_versions_budget_and_inputs(tmp_path):
-    model, x = TINY_MODELS["yolo_seg"]()
+    model, x = get_test_model("yolo_seg")()
     result = taskprune.prune(model, x, ratio=0.25, target="macs", round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     meta = read_metadata(tmp_path / "pruned.pt")
@@ -185,27 +184,27 @@ def test_dict_inputs_must_be_given_to_load(tmp_path):
 
 
 def test_result_carries_its_inputs_so_save_needs_nothing_else(tmp_path):
-    model, x = TINY_MODELS["plain_det_seg"]()
+    model, x = get_test_model("plain_det_seg")()
     result = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt")
-    loaded = load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0]).eval()
+    loaded = load(tmp_path / "pruned.pt", get_test_model("plain_det_seg")()[0]).eval()
     assert all(torch.equal(a, b) for a, b in zip(loaded(x), result.model.eval()(x), strict=True))
 
 
 def test_without_recorded_inputs_load_asks_for_them(tmp_path):
-    model, x = TINY_MODELS["plain_det_seg"]()
+    model, x = get_test_model("plain_det_seg")()
     result = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False)
     save(dataclasses.replace(result, example_inputs=None), tmp_path / "pruned.pt")
     with pytest.raises(ValueError, match="no example inputs were recorded.*example_inputs="):
-        load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0])
-    assert load(tmp_path / "pruned.pt", TINY_MODELS["plain_det_seg"]()[0], example_inputs=x) is not None
+        load(tmp_path / "pruned.pt", get_test_model("plain_det_seg")()[0])
+    assert load(tmp_path / "pruned.pt", get_test_model("plain_det_seg")()[0], example_inputs=x) is not None
 
 
 def test_other_architecture_names_the_missing_layer(tmp_path):
-    model, x = TINY_MODELS["yolo_seg"]()
+    model, x = get_test_model("yolo_seg")()
     result = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
-    other, _ = TINY_MODELS["plain_det_seg"]()
+    other, _ = get_test_model("plain_det_seg")()
     with pytest.raises(ValueError, match=r"layer '\w+(\.\w+)*' in the pruning history .* does not exist in "
                                          r"PlainDetSegNet"):
         load(tmp_path / "pruned.pt", other)
@@ -235,7 +234,7 @@ def test_not_a_taskprune_file(tmp_path):
     (tmp_path / "notes.pt").write_text("hello")
     torch.save({"weight": torch.zeros(2)}, tmp_path / "state.pt")
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION + 1}, tmp_path / "new.pt")
-    fresh, _ = TINY_MODELS["yolo_seg"]()
+    fresh, _ = get_test_model("yolo_seg")()
     with pytest.raises(ValueError, match="is not a taskprune file"):
         load(tmp_path / "notes.pt", fresh)
     with pytest.raises(ValueError, match="is not a taskprune file"):
@@ -257,78 +256,3 @@ def test_bad_arguments_raise_type_errors(tmp_path):
         save(object(), tmp_path / "x.pt")
     with pytest.raises(TypeError, match="fresh_model"):
         load(tmp_path / "x.pt", "not a model")  # type: ignore[arg-type]
-
-
-# -- ONNX ---------------------------------------------------------------------------------------------------
-needs_onnxruntime = pytest.mark.skipif(
-    importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None,
-    reason="the ONNX export tests need onnx and onnxruntime (pip install taskprune[onnx])")
-
-
-@needs_onnxruntime
-@pytest.mark.parametrize("name", ["yolo_seg", "tiny_driving", "concat_dict", "grouped_split_dataclass"])
-def test_export_matches_pytorch(tmp_path, name):
-    import onnx
-
-    model, x = TINY_MODELS[name]()
-    model.train()
-    differences = export_onnx(model, x, tmp_path / "model.onnx")
-    assert model.training  # mode restored
-    assert len(differences) == len(flatten_outputs(model.eval()(x)))
-    assert all(d <= 1e-4 for d in differences.values())
-    onnx.checker.check_model(str(tmp_path / "model.onnx"))
-
-
-@needs_onnxruntime
-def test_export_of_a_pruned_model_with_keyword_inputs(tmp_path):
-    inputs = {"image": torch.randn(1, 3, 16, 16), "guide": torch.randn(1, 1, 16, 16)}
-    pruned = taskprune.prune(_build(TwoInputs), inputs, ratio=0.3, round_to=None, progress=False).model
-    differences = export_onnx(pruned, inputs, tmp_path / "model.onnx")
-    assert set(differences) == {"seg", "det"}
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["image", "guide"]
-
-
-@needs_onnxruntime
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_dynamic_batch_runs_at_other_batch_sizes(tmp_path, dynamic):
-    import onnxruntime
-
-    model, x = TINY_MODELS["tiny_driving"]()
-    pruned = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False).model
-    differences = export_onnx(pruned, x, tmp_path / "model.onnx", dynamic_batch=dynamic)
-    assert all(d <= 1e-4 for d in differences.values())
-    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    batch3 = torch.cat([x, x, x]).numpy()
-    if dynamic:
-        outputs = session.run(None, {"input": batch3})
-        assert all(o.shape[0] == 3 for o in outputs)
-    else:
-        with pytest.raises(Exception, match="(?i)dimension|shape"):
-            session.run(None, {"input": batch3})
-
-
-class Noisy(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.conv(x)
-        return y, y + torch.rand_like(y)  # ONNX Runtime draws other random numbers
-
-
-@needs_onnxruntime
-def test_parity_failure_names_the_output_and_difference(tmp_path):
-    with pytest.raises(RuntimeError, match=r"output 'output_1' differs from PyTorch's by up to [0-9.e-]+"):
-        export_onnx(Noisy(), torch.randn(1, 3, 8, 8), tmp_path / "noisy.onnx")
-    assert export_onnx(Noisy(), torch.randn(1, 3, 8, 8), tmp_path / "noisy.onnx", check=False) == {}
-
-
-@pytest.mark.parametrize("package", ["onnx", "onnxruntime"])
-def test_missing_package_names_the_extra(tmp_path, monkeypatch, package):
-    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` raise ImportError
-    with pytest.raises(ImportError, match=r"pip install taskprune\[onnx\]"):
-        export_onnx(Noisy(), torch.randn(1, 3, 8, 8), tmp_path / "model.onnx")

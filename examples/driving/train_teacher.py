@@ -3,7 +3,8 @@
     python examples/driving/train_teacher.py --size s --image-size 192 320 --train-images 8000 --epochs 3 \
         --time-limit 22 --eval-every 3
 
-Writes benchmarks/checkpoints/driving_<size>_teacher.pt (a plain state_dict: torch.load(path, weights_only=True))
+Writes runs/driving_<size>/driving_<size>.pt (a plain state_dict: torch.load(path, weights_only=True); copy it to
+taskprune/driving/weights/ to ship it as `driving.pretrained(size)`)
 and prints the validation metrics; a resumable checkpoint goes to runs/driving_<size>/last.pt.
 """
 
@@ -36,7 +37,7 @@ def main() -> None:
                         help="wall-time budget in minutes; the schedule anneals by then and training stops")
     parser.add_argument("--workers", type=int, default=1, help="loader processes rendering scenes")
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate every this many epochs")
-    parser.add_argument("--out", type=Path, default=None, help="default benchmarks/checkpoints/driving_<size>_teacher.pt")
+    parser.add_argument("--out", type=Path, default=None, help="default runs/driving_<size>/driving_<size>.pt")
     parser.add_argument("--run-dir", type=Path, default=None, help="default runs/driving_<size>")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this state_dict (continue training an earlier teacher) instead of scratch")
@@ -48,7 +49,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     size = tuple(args.image_size)
-    out = args.out or Path(f"benchmarks/checkpoints/driving_{args.size}_teacher.pt")
+    out = args.out or Path(f"runs/driving_{args.size}/driving_{args.size}.pt")
     run_dir = args.run_dir or Path(f"runs/driving_{args.size}")
     # Train and validation scenes come from different dataset seeds, so no validation scene is seen in training.
     train_data = SyntheticDriving(args.train_images, size=size, seed=args.seed + 1)

@@ -13,6 +13,7 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -59,6 +60,14 @@ class CostModel:
                      for pieces in self._pieces for key in pieces}
         self.channels0 = sum(g.channels for g in groups)
         self.cost = self.total0
+
+    @classmethod
+    def of(cls, groups: list[ChannelGroup], profile: Any, target: str) -> CostModel:
+        """The exact cost model of a model for `target` ("params", "macs" or "channels"), from its
+        `taskprune.graph.ModelProfile` (parameter shapes and counts, MACs per parameter element)."""
+        if target == "macs":
+            return cls(groups, profile.shapes, profile.macs_rates(), profile.macs, target)
+        return cls(groups, profile.shapes, dict.fromkeys(profile.shapes, 1.0), profile.params, target)
 
     def _element_cost(self, name: str, sizes: list[int]) -> float:
         return self.rates.get(name, 0.0) * math.prod(sizes)

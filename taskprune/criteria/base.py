@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..gradients import GradientStats
-from ..graph import ChannelGroup
+from ..groups import ChannelGroup
 
 __all__ = ["Criterion", "ScoringContext"]
 

@@ -6,7 +6,7 @@ import torch
 
 from ..channels import cosine_conflict, sign_conflict
 from ..gradients import GradientStats
-from ..graph import ChannelGroup
+from ..groups import ChannelGroup
 from .base import ScoringContext
 from .registry import register_criterion
 from .taylor import gradient_stats, task_taylor_scores

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..gradients import GradientStats
-from ..graph import ChannelGroup
+from ..groups import ChannelGroup
 from .base import ScoringContext
 from .registry import register_criterion
 

@@ -101,7 +101,7 @@ def macs_table(model: nn.Module, example_inputs: Any, layer_macs: Mapping[str, f
     input and output channel counts."""
     shapes, _ = input_shapes(model, example_inputs)
     if layer_macs is None:
-        from ..counting import layer_macs as count_layer_macs
+        from ..graph import layer_macs as count_layer_macs
 
         layer_macs = count_layer_macs(model, example_inputs)
     macs = layer_macs

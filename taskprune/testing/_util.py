@@ -1,8 +1,7 @@
-"""Helpers shared by the test-model factories: seeding, BatchNorm randomisation, output flattening."""
+"""Helpers shared by the test-model factories: seeding, BatchNorm randomisation, a conv-BN-activation block."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -10,7 +9,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["conv_bn_act", "flatten_outputs", "randomize_norms", "seeded_factory"]
+__all__ = ["conv_bn_act", "randomize_norms", "seeded_factory"]
 
 Factory = TypeVar("Factory", bound=Callable[..., tuple[nn.Module, Any]])
 
@@ -54,26 +53,6 @@ def seeded_factory(factory: Factory) -> Factory:
         return model.eval(), example_inputs
 
     return build  # type: ignore[return-value]
-
-
-def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
-    """Every tensor in a model output, depth first, in a stable order.
-
-    Handles tensors, tuples, lists, namedtuples, dicts (in insertion order) and dataclasses, nested freely.
-
-    Example:
-        >>> flatten_outputs({"a": torch.zeros(1), "b": (torch.ones(1), torch.ones(2))})
-        [tensor([0.]), tensor([1.]), tensor([1., 1.])]
-    """
-    if isinstance(outputs, torch.Tensor):
-        return [outputs]
-    if isinstance(outputs, dict):
-        return [t for value in outputs.values() for t in flatten_outputs(value)]
-    if dataclasses.is_dataclass(outputs) and not isinstance(outputs, type):
-        return [t for f in dataclasses.fields(outputs) for t in flatten_outputs(getattr(outputs, f.name))]
-    if isinstance(outputs, (tuple, list)):
-        return [t for value in outputs for t in flatten_outputs(value)]
-    return []
 
 
 def conv_bn_act(

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import conv_bn_act, seeded_factory
+from ._util import conv_bn_act
+from .registry import register_test_model
 from .tiny import DrivingOutput
 
 __all__ = ["Bottleneck", "ResNet50ThreeHead", "resnet50_three_head"]
@@ -79,7 +80,7 @@ class ResNet50ThreeHead(nn.Module):
         return DrivingOutput(self.det_head(p3), drivable, lane)
 
 
-@seeded_factory
+@register_test_model("large")
 def resnet50_three_head() -> tuple[nn.Module, torch.Tensor]:
     """:class:`ResNet50ThreeHead` on a ``[1, 3, 384, 640]`` input (about 25M parameters; slow on a CPU)."""
     return ResNet50ThreeHead(), torch.randn(1, 3, 384, 640)

@@ -1,4 +1,4 @@
-"""Tiny multi-task detection + segmentation models (issue 2, part 8).
+"""Tiny multi-task detection + segmentation models.
 
 Each model has a few thousand to ~200k parameters and runs in a few milliseconds on a CPU. Every factory returns
 ``(model, example_inputs)`` with seeded weights, randomised BatchNorm and the model in eval mode. The models built
@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import conv_bn_act, seeded_factory
+from ._util import conv_bn_act
+from .registry import register_test_model
 
 __all__ = [
-    "ATTRIBUTION_ANSWER",
     "AttributionNet",
     "DrivingOutput",
     "PlainDetSegNet",
@@ -123,18 +123,6 @@ class TinyDrivingNet(nn.Module):
         return DrivingOutput(det.contiguous(), drivable, lane)
 
 
-ATTRIBUTION_ANSWER: dict[str, set[str]] = {
-    "trunk.0": {"a", "b"},
-    "trunk.3": {"a", "b"},
-    "neck": {"a", "b"},
-    "only_a": {"a"},
-    "only_b": {"b"},
-    "head_a": {"a"},
-    "head_b": {"b"},
-}
-"""For each conv of :class:`AttributionNet` (by qualified name), the tasks its output channels reach."""
-
-
 class AttributionNet(nn.Module):
     """Hand-built two-task model whose task attribution is known; returns ``{"a": ..., "b": ...}``.
 
@@ -145,7 +133,7 @@ class AttributionNet(nn.Module):
 
     ``trunk.0``, ``trunk.3`` and ``neck`` serve both tasks (each head reads the neck directly, by concatenation,
     as well as through its task-only conv); ``only_a`` and ``head_a`` serve task ``a`` only; ``only_b`` and
-    ``head_b`` serve task ``b`` only. :data:`ATTRIBUTION_ANSWER` holds this mapping. Concatenation, unlike a
+    ``head_b`` serve task ``b`` only. tests/test_tiny_models.py holds this mapping as its answer key. Concatenation, unlike a
     residual add, does not couple ``only_a``'s channels with the neck's, so each conv is the root of its own
     group.
     """
@@ -175,25 +163,25 @@ class AttributionNet(nn.Module):
         }
 
 
-@seeded_factory
+@register_test_model("tiny")
 def yolo_seg() -> tuple[nn.Module, torch.Tensor]:
     """:class:`YoloSegNet` on a ``[1, 3, 32, 32]`` input."""
     return YoloSegNet(), torch.randn(1, 3, 32, 32)
 
 
-@seeded_factory
+@register_test_model("tiny")
 def plain_det_seg() -> tuple[nn.Module, torch.Tensor]:
     """:class:`PlainDetSegNet` on a ``[1, 3, 32, 32]`` input."""
     return PlainDetSegNet(), torch.randn(1, 3, 32, 32)
 
 
-@seeded_factory
+@register_test_model("tiny")
 def tiny_driving() -> tuple[nn.Module, torch.Tensor]:
     """:class:`TinyDrivingNet` on a ``[1, 3, 64, 64]`` input."""
     return TinyDrivingNet(), torch.randn(1, 3, 64, 64)
 
 
-@seeded_factory
+@register_test_model("tiny")
 def attribution_net() -> tuple[nn.Module, torch.Tensor]:
     """:class:`AttributionNet` on a ``[1, 3, 32, 32]`` input."""
     return AttributionNet(), torch.randn(1, 3, 32, 32)

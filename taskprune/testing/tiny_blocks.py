@@ -1,4 +1,4 @@
-"""Tiny two-task models built from the blocks that make channel coupling hard (issue 2, part 8).
+"""Tiny two-task models built from the blocks that make channel coupling hard.
 
 Concat and split, depthwise and grouped conv, transposed conv with per-channel PReLU, and spatial self-attention
 with ``torch.bmm``. Each factory returns ``(model, example_inputs)``, seeded, with randomised BatchNorm, in eval
@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import conv_bn_act, seeded_factory
+from ._util import conv_bn_act
+from .registry import register_test_model
 
 __all__ = [
     "ConcatDictNet",
@@ -149,25 +150,25 @@ class SpatialAttentionNet(nn.Module):
         return logits, seg
 
 
-@seeded_factory
+@register_test_model("tiny")
 def concat_dict() -> tuple[nn.Module, torch.Tensor]:
     """:class:`ConcatDictNet` on a ``[1, 3, 32, 32]`` input."""
     return ConcatDictNet(), torch.randn(1, 3, 32, 32)
 
 
-@seeded_factory
+@register_test_model("tiny")
 def grouped_split_dataclass() -> tuple[nn.Module, torch.Tensor]:
     """:class:`GroupedSplitNet` on a ``[1, 3, 32, 32]`` input."""
     return GroupedSplitNet(), torch.randn(1, 3, 32, 32)
 
 
-@seeded_factory
+@register_test_model("tiny")
 def transposed_decoder() -> tuple[nn.Module, torch.Tensor]:
     """:class:`TransposedDecoderNet` on a ``[1, 3, 32, 32]`` input."""
     return TransposedDecoderNet(), torch.randn(1, 3, 32, 32)
 
 
-@seeded_factory
+@register_test_model("tiny")
 def spatial_attention() -> tuple[nn.Module, torch.Tensor]:
     """:class:`SpatialAttentionNet` on a ``[1, 3, 32, 32]`` input."""
     return SpatialAttentionNet(), torch.randn(1, 3, 32, 32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._util import seeded_factory
+from .registry import register_test_model
 from .zoo_modern import Attention
 
 __all__ = ["TwoTaskViT", "two_task_vit"]
@@ -52,7 +52,7 @@ class TwoTaskViT(nn.Module):
         return {"cls": self.head(features[:, 0]), "seg": self.seg_head(features[:, 1:])}
 
 
-@seeded_factory
+@register_test_model("zoo")
 def two_task_vit() -> tuple[nn.Module, torch.Tensor]:
     """:class:`TwoTaskViT` (class + patch map) on ``[1, 3, 64, 64]``."""
     return TwoTaskViT(), torch.randn(1, 3, 64, 64)

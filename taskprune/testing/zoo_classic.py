@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._util import conv_bn_act
+from .registry import register_test_model
 
-__all__ = ["BasicBlock", "DenseNetLike", "InvertedResidual", "MobileNetV3SmallLike", "ResNetBasicLike"]
+__all__ = ["densenet_like", "mobilenetv3_small_like", "resnet_basic_like", "BasicBlock", "DenseNetLike", "InvertedResidual", "MobileNetV3SmallLike", "ResNetBasicLike"]
 
 
 class BasicBlock(nn.Module):
@@ -154,3 +155,21 @@ class DenseNetLike(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = F.relu(self.norm(self.block2(self.transition(self.block1(self.stem(x))))))
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
+
+
+@register_test_model("zoo")
+def resnet_basic_like() -> tuple[nn.Module, torch.Tensor]:
+    """`ResNetBasicLike` on ``[1, 3, 64, 64]``."""
+    return ResNetBasicLike(), torch.randn(1, 3, 64, 64)
+
+
+@register_test_model("zoo")
+def mobilenetv3_small_like() -> tuple[nn.Module, torch.Tensor]:
+    """`MobileNetV3SmallLike` on ``[1, 3, 64, 64]``."""
+    return MobileNetV3SmallLike(), torch.randn(1, 3, 64, 64)
+
+
+@register_test_model("zoo")
+def densenet_like() -> tuple[nn.Module, torch.Tensor]:
+    """`DenseNetLike` on ``[1, 3, 64, 64]``."""
+    return DenseNetLike(), torch.randn(1, 3, 64, 64)

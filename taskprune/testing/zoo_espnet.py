@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ChannelAttention", "DilatedParallelBlock", "ESPNetLike", "PositionAttention"]
+from .registry import register_test_model
+
+__all__ = ["espnet_like", "ChannelAttention", "DilatedParallelBlock", "ESPNetLike", "PositionAttention"]
 
 
 class _ConvBNPReLU(nn.Sequential):
@@ -134,3 +136,9 @@ class ESPNetLike(nn.Module):
         l3 = self.level3(l3_down) + l3_down
         features = self.project(self.position_attention(l3) + self.channel_attention(l3))
         return self.drivable(features), self.lane(features)
+
+
+@register_test_model("zoo")
+def espnet_like() -> tuple[nn.Module, torch.Tensor]:
+    """`ESPNetLike` (drivable + lane) on ``[1, 3, 64, 64]``."""
+    return ESPNetLike(), torch.randn(1, 3, 64, 64)

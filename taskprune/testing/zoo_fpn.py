@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._util import conv_bn_act
+from .registry import register_test_model
 
-__all__ = ["FPNSharedHeadDetector", "SharedHead"]
+__all__ = ["fpn_shared_head", "FPNSharedHeadDetector", "SharedHead"]
 
 
 class SharedHead(nn.Module):
@@ -69,3 +70,9 @@ class FPNSharedHeadDetector(nn.Module):
         levels = [conv(p) for conv, p in zip(self.output, (p3, p4, p5), strict=True)]
         outputs = [self.head(level) for level in levels]
         return [cls for cls, _ in outputs], [box for _, box in outputs]
+
+
+@register_test_model("zoo")
+def fpn_shared_head() -> tuple[nn.Module, torch.Tensor]:
+    """`FPNSharedHeadDetector` on ``[1, 3, 64, 64]``."""
+    return FPNSharedHeadDetector(), torch.randn(1, 3, 64, 64)

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Attention", "ConvNeXtBlock", "ConvNeXtLike", "LayerNorm2d", "ViTLike"]
+from .registry import register_test_model
+
+__all__ = ["vit_like", "convnext_like", "Attention", "ConvNeXtBlock", "ConvNeXtLike", "LayerNorm2d", "ViTLike"]
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -114,3 +116,15 @@ class ViTLike(nn.Module):
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
         tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
         return self.head(self.norm(self.blocks(tokens))[:, 0])
+
+
+@register_test_model("zoo")
+def convnext_like() -> tuple[nn.Module, torch.Tensor]:
+    """`ConvNeXtLike` on ``[1, 3, 64, 64]``."""
+    return ConvNeXtLike(), torch.randn(1, 3, 64, 64)
+
+
+@register_test_model("zoo")
+def vit_like() -> tuple[nn.Module, torch.Tensor]:
+    """`ViTLike` on ``[1, 3, 64, 64]`` (8x8 patches)."""
+    return ViTLike(), torch.randn(1, 3, 64, 64)

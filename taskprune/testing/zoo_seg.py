@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._util import conv_bn_act
+from .registry import register_test_model
 
-__all__ = ["ASPP", "DeepLabLike", "FCNLike"]
+__all__ = ["fcn_like", "deeplab_like", "ASPP", "DeepLabLike", "FCNLike"]
 
 
 class ASPP(nn.Module):
@@ -97,3 +98,15 @@ class FCNLike(nn.Module):
         score = self.upscore2(self.score_fr(self.fc(self.pool5(pool4)))) + self.score_pool4(pool4)
         score = self.upscore_pool4(score) + self.score_pool3(pool3)
         return F.interpolate(score, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@register_test_model("zoo")
+def deeplab_like() -> tuple[nn.Module, torch.Tensor]:
+    """`DeepLabLike` (``{"out", "aux"}``) on ``[1, 3, 64, 64]``."""
+    return DeepLabLike(), torch.randn(1, 3, 64, 64)
+
+
+@register_test_model("zoo")
+def fcn_like() -> tuple[nn.Module, torch.Tensor]:
+    """`FCNLike` (one tensor) on ``[1, 3, 64, 64]``."""
+    return FCNLike(), torch.randn(1, 3, 64, 64)

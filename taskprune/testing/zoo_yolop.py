@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from ._util import conv_bn_act
+from .registry import register_test_model
 
-__all__ = ["SPP", "BottleneckCSP", "Detect", "Focus", "YOLOPLike"]
+__all__ = ["yolop_like", "SPP", "BottleneckCSP", "Detect", "Focus", "YOLOPLike"]
 
 YOLOP_ANCHORS = ((3, 9, 5, 11, 4, 20), (7, 18, 6, 39, 12, 31), (19, 50, 38, 81, 68, 157))
 
@@ -162,3 +163,9 @@ class YOLOPLike(nn.Module):
         p4 = self.bottom_up4(torch.cat([self.down3(p3), h4], dim=1))
         p5 = self.bottom_up5(torch.cat([self.down4(p4), h5], dim=1))
         return self.detect([p3, p4, p5]), self.drivable(p3), self.lane(p3)
+
+
+@register_test_model("zoo")
+def yolop_like() -> tuple[nn.Module, torch.Tensor]:
+    """`YOLOPLike` (detection + drivable + lane) on ``[1, 3, 64, 64]``."""
+    return YOLOPLike(), torch.randn(1, 3, 64, 64)

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from ._util import conv_bn_act
+from .registry import register_test_model
 
-__all__ = ["C2f", "SPPF", "YOLOv8SegLike"]
+__all__ = ["yolov8_seg_like", "C2f", "SPPF", "YOLOv8SegLike"]
 
 
 def _conv(c_in: int, c_out: int, k: int = 1, s: int = 1) -> nn.Sequential:
@@ -179,3 +180,9 @@ class YOLOv8SegLike(nn.Module):
         neck = [p3, p4, p5]
         predictions, extras = self.head(neck)
         return predictions, extras, neck
+
+
+@register_test_model("zoo")
+def yolov8_seg_like() -> tuple[nn.Module, torch.Tensor]:
+    """`YOLOv8SegLike` on ``[1, 3, 64, 64]``."""
+    return YOLOv8SegLike(), torch.randn(1, 3, 64, 64)

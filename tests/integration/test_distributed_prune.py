@@ -10,7 +10,7 @@ from pathlib import Path
 import dist_prune_worker
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_two_ranks_reach_the_single_process_plan(tmp_path):

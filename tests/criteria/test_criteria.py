@@ -16,7 +16,8 @@ from taskprune.criteria import (
 )
 from taskprune.criteria.conflict import conflict_scores
 from taskprune.gradients import GradientStats, collect_gradients
-from taskprune.graph import ChannelGroup, ParamSlice, PruningGraph
+from taskprune.graph import PruningGraph
+from taskprune.groups import ChannelGroup, ParamSlice
 
 
 def _graph(model, x, tasks):

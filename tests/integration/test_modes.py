@@ -134,3 +134,13 @@ def test_latency_target_keeps_modes():
     with latency.override(table=latency.macs_table(model, x), alignment=1):
         result = taskprune.prune(model, x, ratio=0.3, target="latency", round_to=None, progress=False)
     assert modes(model) == before and modes(result.model) == before
+
+
+@pytest.mark.parametrize("target", ["params", "macs"])
+def test_prune_never_moves_batchnorm_statistics(target):
+    """Counting MACs runs a forward; in train mode it would have updated the running statistics of the copy."""
+    model = frozen_stem_model()
+    result = taskprune.prune(model, torch.randn(2, 3, 16, 16), ratio=0.2, target=target, round_to=None,
+                             progress=False)
+    kept = result.channel_map.get("trunk.0", list(range(32)))
+    assert torch.equal(result.model.trunk[1].running_mean, model.trunk[1].running_mean[kept])

@@ -10,11 +10,11 @@ from state_checks import snapshot, unchanged
 from torch import nn
 
 import taskprune
-from taskprune import api, latency
+from taskprune import latency
 from taskprune.budget import CostModel, UnreachableBudget, plan_pruning
 from taskprune.graph import PruningGraph, count_params
 from taskprune.tasks import Tasks
-from taskprune.testing import ZOO_MODELS
+from taskprune.testing import get_test_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -65,7 +65,7 @@ def test_plan_respects_caps_and_ratio(two_head):
 def test_cost_model_counts_bare_parameters_exactly(name):
     """Class tokens, position embeddings and layer scales are pruned with their group: the cost model must see
     them shrink (it did not, and vit_like at ratio=0.6 removed 62.7% of its parameters)."""
-    model, x = ZOO_MODELS[name]()
+    model, x = get_test_model(name)()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch-pruning announces the unwrapped parameters
         graph = PruningGraph(model, x, Tasks.from_output(model(x)))
@@ -122,7 +122,7 @@ def test_planner_finds_a_plan_whenever_one_exists():
 def test_a_plan_in_coarse_steps_is_also_found_in_finer_steps():
     """Any plan in steps of 32 is a plan in steps of 16 and 8. On the two-task ViT at 0.6 the greedy in steps of
     16 stopped short (the embedding's next step overshoots by 10 points) and refused."""
-    model, x = ZOO_MODELS["two_task_vit"]()
+    model, x = get_test_model("two_task_vit")()
     coarse = taskprune.prune(model, x, ratio=0.6, round_to=32, progress=False)
     assert abs(coarse.report.reached - 0.6) <= 0.01
     for step in (16, 8):
@@ -134,7 +134,7 @@ def test_a_plan_in_coarse_steps_is_also_found_in_finer_steps():
 def test_vit_with_bare_parameters_meets_the_budget_by_default(alignment):
     """The issue's ViT: embedding 128, class token and position embedding, four blocks, two task heads, ratio 0.6
     with the default round_to, on a device whose probe says 16 or 32 (it overshot to 62.8%)."""
-    model, x = ZOO_MODELS["two_task_vit"]()
+    model, x = get_test_model("two_task_vit")()
     with latency.override(alignment=alignment):
         result = taskprune.prune(model, x, ratio=0.6, progress=False)
     report = result.report
@@ -172,16 +172,16 @@ def test_auto_refuses_only_after_every_multiple_and_names_the_fix(two_head):
 def test_a_measured_miss_is_refused_not_returned(monkeypatch):
     """The rule for every target: a result outside the promise is not returned. With bare parameters left out of
     the cost model (the old bug), vit_like at 0.6 measured 62.7%: prune raises and the model is untouched."""
-    model, x = ZOO_MODELS["vit_like"]()
+    model, x = get_test_model("vit_like")()
     before = snapshot(model)
-    original = api._cost_model
+    original = CostModel.of.__func__
 
-    def without_bare_parameters(model, example_inputs, graph, target, macs, params):
-        for group in graph.groups:
+    def without_bare_parameters(cls, groups, profile, target):  # the public seam prune builds its cost model by
+        for group in groups:
             group.slices = tuple(piece for piece in group.slices if "." in piece.param)
-        return original(model, example_inputs, graph, target, macs, params)
+        return original(cls, groups, profile, target)
 
-    monkeypatch.setattr(api, "_cost_model", without_bare_parameters)
+    monkeypatch.setattr(CostModel, "of", classmethod(without_bare_parameters))
     with pytest.raises(UnreachableBudget, match=r"measured params reduction 6\d\.\d% misses the requested 60\.0% .*"
                                                 r"please report it\); ask for ratio=0\.5"):
         taskprune.prune(model, x, ratio=0.6, round_to=None, progress=False)

@@ -7,139 +7,29 @@ channels, and a `PruningGraph.apply` that removes the channels a plan names.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
-from torch_pruning import _helpers as tp_helpers
 from torch_pruning import ops as tp_ops
-from torch_pruning.dependency import index_mapping as tp_index_mapping
 
-from ._runtime import preserved_modes
-from .attribution import NodeInfo, attribute_tasks, module_task_attribution
-from .groups import ChannelGroup, ParamSlice, param_slices
-from .tasks import MultiTaskAdapter, call_model, flatten_outputs, output_leaves
+from .._runtime import preserved_modes
+from ..groups import ChannelGroup, ParamSlice, param_slices
+from ..tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs, output_leaves
+from ._depgraph import DependencyGraph, replay_history
+from .attribution import NodeInfo, attribute_tasks
 
-__all__ = [
-    "ChannelGroup",
-    "ParamSlice",
-    "PruningGraph",
-    "count_macs",
-    "count_macs_and_params",
-    "module_macs",
-    "count_params",
-    "module_task_attribution",
-    "replay_history",
-]
+__all__ = ["PruningGraph", "is_tp_importance", "module_task_attribution", "replay_history"]
 
 # Layers whose output channel count is their own choice (not copied from their input): where tracing back from
 # an output stops, and what is protected there.
 _CHANNEL_DEFINING = {tp_ops.OPTYPE.CONV, tp_ops.OPTYPE.LINEAR, tp_ops.OPTYPE.EMBED, tp_ops.OPTYPE.MHA,
                      tp_ops.OPTYPE.LSTM, tp_ops.OPTYPE.PARAMETER}
-
-
-def count_params(model: nn.Module) -> int:
-    """Number of parameter elements."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, example_inputs: Any) -> int:
-    """MACs of one forward on `example_inputs`, counted by torch-pruning's op counter."""
-    with torch.no_grad():
-        macs, _ = tp.utils.count_ops_and_params(model, example_inputs)
-    return int(macs)
-
-
-def count_macs_and_params(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
-    """(MACs, parameter elements) of `model` on `example_inputs`."""
-    return count_macs(model, example_inputs), count_params(model)
-
-
-def module_macs(model: nn.Module, example_inputs: Any) -> dict[nn.Module, float]:
-    """MACs of every module on one forward, by torch-pruning's op counter (see `taskprune.counting`)."""
-    with torch.no_grad():
-        _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example_inputs, layer_wise=True)
-    return {m: float(v) for m, v in per_layer.items() if v}
-
-
-class _DependencyGraph(tp.DependencyGraph):
-    """torch-pruning's DependencyGraph with a group search that is linear instead of quadratic and cannot loop.
-
-    torch-pruning 1.6.1 checks every new (layer, indices) pair against the whole group so far (quadratic: 8 s for
-    one ESPNet-style graph) and, on some reshape/slice chains (a YOLO head that decodes boxes in its forward), keeps
-    producing new index lists forever. A set of seen pairs and a step limit fix both.
-    """
-
-    max_steps = 200_000
-
-    def get_pruning_group(self, module: Any, pruning_fn: Any, idxs: Sequence[int]) -> Any:
-        if module not in self.module2node:
-            raise ValueError(f"module {module} is not in the dependency graph")
-        if isinstance(module, tp_ops.TORCH_CONV) and module.groups == module.out_channels and module.out_channels > 1:
-            pruning_fn = tp.pruner.function.prune_depthwise_conv_out_channels
-        idxs = [idxs] if isinstance(idxs, int) else idxs
-        hybrid = [tp_helpers._HybridIndex(idx=i, root_idx=i) for i in idxs]
-        tp_index_mapping.update_index_mapping(self)
-        group = tp.dependency.Group()
-        root = self.module2node[module]
-        group.add_dep(dep=tp.dependency.Dependency(pruning_fn, pruning_fn, source=root, target=root), idxs=hybrid)
-        seen = {(id(root), pruning_fn, tuple(hybrid))}
-        stack = [(group[0].dep, hybrid)]
-        while stack:
-            if len(seen) > self.max_steps:
-                raise RuntimeError(f"the dependency search from {self._module2name.get(module, module)} does not "
-                                   "converge (index mappings through reshapes keep changing)")
-            dep, current = stack.pop()
-            for new_dep in dep.target.dependencies:
-                if not new_dep.is_triggered_by(dep.handler):
-                    continue
-                mapped = current
-                for mapping in new_dep.index_mapping:
-                    if mapping is not None:
-                        mapped = mapping(mapped)
-                key = (id(new_dep.target), new_dep.handler, tuple(mapped))
-                if not mapped or key in seen:
-                    continue
-                seen.add(key)
-                group.add_dep(new_dep, mapped)
-                stack.append((new_dep, mapped))
-        merged = tp.dependency.Group()
-        ignored = {id(p) for p in self.ignored_params}
-        for dep, item_idxs in group.items:
-            if not (isinstance(dep.target.module, nn.Parameter) and id(dep.target.module) in ignored):
-                merged.add_and_merge(dep, item_idxs)
-        merged._DG = self
-        for i in range(len(merged)):
-            item_idxs = merged[i].idxs
-            merged[i] = tp_helpers.GroupItem(merged[i].dep, tp_helpers.to_plain_idxs(item_idxs))
-            merged[i].root_idxs = tp_helpers.to_root_idxs(item_idxs)
-        return merged
-
-    def get_all_groups(self, ignored_layers: Any = (), root_module_types: Any = ()) -> Any:
-        """Like torch-pruning's, but a root whose search fails is skipped and remembered in `self.failed_roots`."""
-        self.failed_roots: dict[str, str] = {}
-        visited: set[int] = set()
-        ignored = {id(m) for m in list(ignored_layers) + list(self.IGNORED_LAYERS_IN_TRACING)}
-        for module in list(self.module2node):
-            if id(module) in ignored or id(module) in visited or not isinstance(module, tuple(root_module_types)):
-                continue
-            pruner = self.get_pruner_of_module(module)
-            if pruner is None or pruner.get_out_channels(module) is None:
-                continue
-            try:
-                group = self.get_pruning_group(module, pruner.prune_out_channels,
-                                               list(range(pruner.get_out_channels(module))))
-            except RuntimeError as error:
-                self.failed_roots[self._module2name.get(module, str(module))] = str(error)
-                continue
-            outs = [dep.target.module for dep, _ in group if self.is_out_channel_pruning_fn(dep.handler)]
-            visited.update(id(m) for m in outs)
-            if not any(id(m) in ignored for m in outs):
-                yield group
 
 
 class PruningGraph:
@@ -174,8 +64,8 @@ class PruningGraph:
         # puts the model in eval mode to trace it, and every submodule gets its own mode back
         with warnings.catch_warnings(record=True) as caught, torch.enable_grad(), preserved_modes(model):
             warnings.simplefilter("always")
-            self.dg = _DependencyGraph().build_dependency(
-                model, example_inputs, forward_fn=forward, output_transform=flatten_outputs, verbose=True)
+            self.dg = DependencyGraph().build(model, example_inputs, forward_fn=forward,
+                                              output_transform=flatten_outputs, verbose=True)
         self.warnings = [str(w.message).strip().splitlines()[0] for w in caught
                          if "Unwrapped" in str(w.message) or "Unknown operation" in str(w.message)]
         self._output_fns = {t.grad_fn for t in flatten_outputs(traced["output"]) if t.grad_fn is not None}
@@ -278,6 +168,9 @@ class PruningGraph:
                 continue
             if isinstance(module, tp_ops.TORCH_CONV) and 1 < module.groups < module.out_channels:
                 blocked = f"grouped convolution {name} (groups={module.groups}) is kept whole"
+            if isinstance(module, nn.GroupNorm) and 1 < module.num_groups < module.num_channels:
+                blocked = (f"GroupNorm {name} normalises {module.num_groups} groups of channels; removing one "
+                           "channel breaks them")
             local = torch.as_tensor(list(item.idxs), dtype=torch.long)
             root = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
             if isinstance(module, nn.Parameter):  # unwrapped: a class token, position embedding, layer scale
@@ -322,6 +215,21 @@ class PruningGraph:
         scores = importance(self.dg.get_pruning_group(module, handler, list(range(channels))))
         return torch.zeros(channels) if scores is None else scores.detach().float().cpu()
 
+    def copy(self) -> PruningGraph:
+        """This graph on a copy of its model, without tracing again, to prune (`apply`) while this one stays.
+
+        Modules and graph nodes are copied; tensors and autograd nodes are shared: pruning replaces a tensor and
+        never writes into it, and autograd nodes are only read. So a copy costs no parameter memory."""
+        shared: dict[int, Any] = {id(node.grad_fn): node.grad_fn for node in self.dg.module2node.values()}
+        shared.update((id(t), t) for t in (*self.model.parameters(), *self.model.buffers()))
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model, shared)
+        twin.dg = self.dg.copy_for(shared)
+        twin.names = {m: n for n, m in twin.model.named_modules()}
+        twin._by_name = dict(twin.model.named_modules())
+        twin._roots = [(shared[id(module)], handler) for module, handler in self._roots]
+        return twin
+
     def history(self) -> list[list[Any]]:
         """What was removed, in torch-pruning's pruning-history form [layer, is_out_channels, indices]."""
         return [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in self.dg.pruning_history()]
@@ -339,15 +247,23 @@ _TP_VIRTUAL = (tp_ops._ConcatOp, tp_ops._SplitOp, tp_ops._ElementWiseOp, tp_ops.
                tp_ops._UnbindOp, tp_ops._ExpandOp, tp_ops._SliceOp)
 
 
-def replay_history(model: nn.Module, example_inputs: Any, history: Iterable[Sequence[Any]]) -> None:
-    """Prune `model` in place the way a recorded history says (see `PruningGraph.history`)."""
-    with preserved_modes(model):
-        dg = _DependencyGraph().build_dependency(model, example_inputs, output_transform=flatten_outputs,
-                                                 verbose=False)
-    dg.load_pruning_history([[str(n), bool(o), [int(i) for i in idxs]] for n, o, idxs in history])
-
-
 def is_tp_importance(obj: Any) -> bool:
     """Whether `obj` is a torch-pruning importance."""
     return isinstance(obj, tp.importance.Importance)
 
+
+def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter | None = None,
+                            ) -> dict[str, frozenset[str]]:
+    """Every traced layer's qualified name -> the tasks whose outputs it reaches.
+
+    Without an adapter every output leaf is its own task. The model is traced on a copy and left as it was.
+    """
+    import copy
+
+    work = copy.deepcopy(model)
+    if adapter is None:
+        with torch.no_grad():
+            adapter = Tasks.from_output(call_model(work, example_inputs))
+    graph = PruningGraph(work, example_inputs, adapter)
+    return {graph.names[m]: graph.node_tasks.get(id(m), frozenset())
+            for m in graph.dg.module2node if m in graph.names}

@@ -10,15 +10,15 @@ from state_checks import snapshot, unchanged
 import taskprune
 from taskprune.graph import count_params
 from taskprune.tasks import output_leaves
-from taskprune.testing import ZOO_MODELS
+from taskprune.testing import get_test_model, list_test_models
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.5, 0.6])
-@pytest.mark.parametrize("name", sorted(ZOO_MODELS))
+@pytest.mark.parametrize("name", list_test_models(kind="zoo"))
 def test_zoo_model_prunes_with_outputs_kept(name, ratio):
-    model, x = ZOO_MODELS[name]()
+    model, x = get_test_model(name)()
     before = snapshot(model)
     expected = {k: v.shape for k, v in output_leaves(model(x))}
     result = taskprune.prune(model, x, ratio=ratio, round_to=None, progress=False)

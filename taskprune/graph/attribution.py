@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from .tasks import MultiTaskAdapter, outputs_by_task
+from ..tasks import MultiTaskAdapter, outputs_by_task
 
-__all__ = ["NodeInfo", "attribute_tasks", "autograd_reach", "module_task_attribution"]
+__all__ = ["NodeInfo", "attribute_tasks", "autograd_reach"]
 
 
 @dataclass(frozen=True)
@@ -65,23 +64,3 @@ def attribute_tasks(nodes: list[NodeInfo], adapter: MultiTaskAdapter, model_outp
             if key in attribution:
                 attribution[key].add(task)
     return {key: frozenset(tasks) for key, tasks in attribution.items()}
-
-
-def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter | None = None,
-                            ) -> dict[str, frozenset[str]]:
-    """Every traced layer's qualified name -> the tasks whose outputs it reaches.
-
-    Without an adapter every output leaf is its own task. The model is traced on a copy and left as it was.
-    """
-    import copy
-
-    from .graph import PruningGraph  # graph builds on this module: import it only when called
-    from .tasks import Tasks, call_model
-
-    work = copy.deepcopy(model)
-    if adapter is None:
-        with torch.no_grad():
-            adapter = Tasks.from_output(call_model(work, example_inputs))
-    graph = PruningGraph(work, example_inputs, adapter)
-    return {graph.names[m]: graph.node_tasks.get(id(m), frozenset())
-            for m in graph.dg.module2node if m in graph.names}

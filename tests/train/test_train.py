@@ -19,7 +19,7 @@ from taskprune.distill import Distill, FeatureDistiller
 from taskprune.tasks import Tasks, call_model
 from taskprune.train import cosine_lr, cosine_schedule, finetune
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEEP = [0, 2, 5, 7]
 
 

@@ -9,7 +9,18 @@ from state_checks import snapshot, unchanged
 import taskprune
 from taskprune.graph import module_task_attribution
 from taskprune.tasks import Tasks, flatten_outputs, output_leaves
-from taskprune.testing import ATTRIBUTION_ANSWER, TINY_MODELS
+from taskprune.testing import get_test_model, list_test_models
+
+# For each conv of AttributionNet (by qualified name), the tasks its output channels reach: the answer key.
+ATTRIBUTION_ANSWER: dict[str, set[str]] = {
+    "trunk.0": {"a", "b"},
+    "trunk.3": {"a", "b"},
+    "neck": {"a", "b"},
+    "only_a": {"a"},
+    "only_b": {"b"},
+    "head_a": {"a"},
+    "head_b": {"b"},
+}
 
 
 def _energy(task_output, batch):
@@ -17,7 +28,7 @@ def _energy(task_output, batch):
 
 
 def _setup(name):
-    model, x = TINY_MODELS[name]()
+    model, x = get_test_model(name)()
     model.eval()
     base = Tasks.from_output(model(x))
     tasks = Tasks(outputs=dict(base.outputs), losses=dict.fromkeys(base.outputs, _energy))
@@ -26,8 +37,8 @@ def _setup(name):
     return model, x, tasks, data
 
 
-CASES = [(name, criterion, 0.3) for name in TINY_MODELS for criterion in taskprune.list_criteria()]
-CASES += [(name, "magnitude", 0.6) for name in TINY_MODELS]
+CASES = [(name, criterion, 0.3) for name in list_test_models(kind="tiny") for criterion in taskprune.list_criteria()]
+CASES += [(name, "magnitude", 0.6) for name in list_test_models(kind="tiny")]
 
 
 @pytest.mark.parametrize(("name", "criterion", "ratio"), CASES)
@@ -50,7 +61,7 @@ def test_criterion_on_tiny_model(name, criterion, ratio):
 
 
 def test_attribution_matches_the_known_answer():
-    model, x = TINY_MODELS["attribution"]()
+    model, x = get_test_model("attribution_net")()
     attribution = module_task_attribution(model, x)
     assert {k: set(v) for k, v in attribution.items() if k in ATTRIBUTION_ANSWER} == ATTRIBUTION_ANSWER
     report = taskprune.prune(model, x, ratio=0.2, progress=False).report
@@ -60,14 +71,14 @@ def test_attribution_matches_the_known_answer():
 
 
 def test_plain_4d_head_is_protected():
-    model, x = TINY_MODELS["plain_det_seg"]()
+    model, x = get_test_model("plain_det_seg")()
     result = taskprune.prune(model, x, ratio=0.5, progress=False)
     assert [tuple(t.shape) for t in flatten_outputs(result.model(x))] == \
         [tuple(t.shape) for t in flatten_outputs(model(x))]
 
 
 def test_bmm_attention_groups_are_probed_and_kept_whole():
-    model, x = TINY_MODELS["spatial_attention"]()
+    model, x = get_test_model("spatial_attention")()
     result = taskprune.prune(model, x, ratio=0.3, progress=False)
     kept_whole = [g.layer for g in result.report.groups if g.note.startswith("kept whole")]
     assert kept_whole, "the bmm over positions breaks when a channel goes: that group must be found"

@@ -1,0 +1,63 @@
+"""Shared by the latency and budget tests: a model wide enough for steps of 16, and synthetic tables."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from taskprune.latency import LatencyTable, LayerLatency
+
+
+class Wide(nn.Module):
+    """Two tasks on a 128-channel trunk: wide enough that steps of 16 channels can meet a budget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                                   nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU())
+        self.a = nn.Sequential(nn.Conv2d(128, 96, 3, padding=1), nn.ReLU(), nn.Conv2d(96, 4, 1))
+        self.b = nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 2, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.trunk(x)
+        return self.a(features), self.b(features)
+
+
+def wide_model() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    return Wide().eval(), torch.randn(1, 3, 8, 8)
+
+
+def _misaligned_table(model: nn.Module) -> LatencyTable:
+    """Every layer costs its MACs rounded up to 16 channels, and 1.6x more off a multiple of 16: the CPU
+    behaviour that makes plain pruning slower than dense."""
+
+    def cost(c: int) -> float:
+        return math.ceil(c / 16) * 16 * (1.0 if c % 16 == 0 else 1.6)
+
+    layers = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            ins, outs = tuple(range(1, m.in_channels + 1)), tuple(range(1, m.out_channels + 1))
+            layers[name] = LayerLatency("conv", 1.0, m.in_channels, m.out_channels, ins,
+                                        tuple(cost(c) for c in ins), outs, tuple(cost(c) for c in outs))
+        elif isinstance(m, nn.BatchNorm2d):
+            outs = tuple(range(1, m.num_features + 1))
+            layers[name] = LayerLatency("norm", 0.1, m.num_features, m.num_features,
+                                        out_counts=outs, out_times=tuple(cost(c) for c in outs))
+    return LatencyTable(total=1.0, alignment=1, layers=layers)
+
+
+def _predicted(table: LatencyTable, model: nn.Module, snap: int | None = None) -> float:
+    """Latency of a (pruned) model by the table, reading the widths off its layers (counts rounded up to `snap`,
+    by default the table's alignment)."""
+    modules = dict(model.named_modules())
+    total = 0.0
+    for name, layer in table.layers.items():
+        m = modules[name]
+        c_in, c_out = (m.in_channels, m.out_channels) if isinstance(m, nn.Conv2d) else (m.num_features,) * 2
+        total += layer.at(c_in, c_out, table.alignment if snap is None else snap)
+    return total
+

@@ -29,11 +29,12 @@ def factories() -> dict[str, object]:
     from taskprune import testing
 
     if hasattr(testing, "list_test_models"):
-        found = {name: testing.get_test_model(name) for name in testing.list_test_models()}
+        found = {name: testing.get_test_model(name) for kind in ("tiny", "zoo")
+                 for name in testing.list_test_models(kind=kind)}
     else:
         found = {**testing.TINY_MODELS, **testing.ZOO_MODELS}
     named = {getattr(f, "__name__", key): f for key, f in found.items()}
-    return {name: named[name] for name in sorted(named) if "resnet50" not in name}
+    return {name: named[name] for name in sorted(named)}
 
 
 def energy(task_output, batch) -> torch.Tensor:

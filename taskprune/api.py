@@ -141,7 +141,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         criterion=criterion.name, target=target, ratio=ratio, reached=reached, call=call, round_to=planned.round_to,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
         groups=[GroupChange(g.root, g.channels, g.channels - len(removals.get(g.index, [])), tuple(sorted(g.tasks)),
-                            g.blocked) for g in graph.groups],
+                            g.kept_whole) for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), timings=timings,
         warnings=list(graph.warnings) + planned.notes)
     history = graph.history()

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._runtime import preserved_modes
+from ._runtime import preserved_modes, world
 from .channels import SliceReducer, cosine_conflict
 from .groups import ChannelGroup
 from .tasks import MultiTaskAdapter, call_model, task_loss
@@ -139,7 +139,7 @@ def _taylor_terms(groups: list[ChannelGroup], names: list[str], params: list[nn.
 def _all_reduce(stats: GradientStats) -> None:
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
+    if world()[1] == 1:
         return
     tensors = list(stats.summed_taylor)
     tensors += [t for per_group in stats.task_taylor.values() for t in per_group]

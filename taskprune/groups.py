@@ -36,7 +36,12 @@ class ChannelGroup:
     in_layers: tuple[str, ...]
     slices: tuple[ParamSlice, ...]
     tasks: frozenset[str] = field(default_factory=frozenset)
-    blocked: str = ""  # why the group may not be pruned, empty when it may
+    kept_whole: str = ""  # why the group may not be pruned; empty when it may
+
+    @property
+    def prunable(self) -> bool:
+        """Whether the planner may remove channels of this group (nothing keeps it whole)."""
+        return not self.kept_whole
 
 
 def param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor, root: torch.Tensor,

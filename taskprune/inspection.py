@@ -142,6 +142,6 @@ def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | 
     return ModelReport(
         params=count_params(work), macs=count_macs(work, example_inputs), call=call,
         outputs={key: list(shape) for key, shape in output_shapes(reference).items()}, tasks=serving,
-        groups=[GroupInfo(g.root, g.channels, tuple(sorted(g.tasks)), g.out_layers, g.in_layers, g.blocked)
+        groups=[GroupInfo(g.root, g.channels, tuple(sorted(g.tasks)), g.out_layers, g.in_layers, g.kept_whole)
                 for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), layers=layers, warnings=list(graph.warnings))

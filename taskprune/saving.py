@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._runtime import preserved_modes
+from ._runtime import atomic_write, preserved_modes
 from ._version import __version__
 from .export import export_onnx as export_onnx
 from .graph import replay_history
@@ -80,7 +80,7 @@ def save(result: Any, path: str | os.PathLike[str], *, example_inputs: Any = Non
         **({"extract": dict(extracted)} if extracted else {}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    torch.save(payload, os.fspath(path))
+    atomic_write(path, lambda partial: torch.save(payload, partial))  # never a half-written file
 
 
 def read_metadata(path: str | os.PathLike[str], *, channel_map: bool = False) -> dict[str, Any]:

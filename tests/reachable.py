@@ -64,7 +64,7 @@ def reach(model: nn.Module, example: Any, target: str, max_layer_ratio: float, r
     protect_unsafe_groups(graph, example, output_shapes(reference))
     multiple = int(round_to or 1)
     plan = {g.index: list(range(_removable(g.channels, max_layer_ratio, multiple))) for g in graph.groups
-            if not g.blocked and g.channels >= 2}
+            if g.prunable and g.channels >= 2}
     plan = {index: channels for index, channels in plan.items() if channels}
     shapes = {name: tuple(p.shape) for name, p in work.named_parameters()}
     if target == "channels":

@@ -127,7 +127,7 @@ def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: 
     """
     units, lost = {}, {}
     prunable = {g.index: torch.nan_to_num(s.detach().float().cpu(), nan=0.0).abs()
-                for g, s in zip(groups, scores, strict=True) if not g.blocked and g.channels >= 2}
+                for g, s in zip(groups, scores, strict=True) if g.prunable and g.channels >= 2}
     overall = float(torch.cat(list(prunable.values())).mean()) if prunable else 0.0
     for group in groups:
         if group.index not in prunable:

@@ -151,7 +151,7 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
     units: dict[int, list[Unit]] = {}
     normalised: dict[int, torch.Tensor] = {}
     for group, score in zip(groups, scores, strict=True):
-        if group.blocked or group.channels < 2:
+        if not group.prunable or group.channels < 2:
             continue
         score = torch.nan_to_num(score.detach().float().cpu(), nan=0.0)
         mean = float(score.abs().mean())
@@ -174,12 +174,12 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
     _trade(cost, units, taken, normalised, ratio)
     _refine(cost, units, taken, ratio)
     if abs(cost.reduction() - ratio) > 3 * _TOLERANCE:
-        blocked = "; ".join(sorted({g.blocked for g in groups if g.blocked}))
+        kept_whole = "; ".join(sorted({g.kept_whole for g in groups if g.kept_whole}))
         raise UnreachableBudget(
             f"cannot remove {ratio:.1%} of {cost.target} with round_to={round_to}, max_layer_ratio={max_layer_ratio} "
             f"and the protected output layers: the closest plan removes {cost.reduction():.1%}; "
             + budget_fix(ratio, cost.reduction(), max_layer_ratio, finer=step > 1)
-            + (f" ({blocked})" if blocked else ""), closest=cost.reduction(), round_to=step)
+            + (f" ({kept_whole})" if kept_whole else ""), closest=cost.reduction(), round_to=step)
     return {index: sorted(int(c) for unit in units[index][:count] for c in unit.channels)
             for index, count in taken.items() if count}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .._runtime import world
 from ..groups import ChannelGroup
 from ..latency import LatencyTable
 from .latency import LatencyModel
@@ -110,7 +111,7 @@ def _plan(request: PlanRequest) -> Plan:
 def _from_rank_zero(outcome: Plan) -> Plan:
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world()[1] == 1:
         return outcome
     box: list[Any] = [outcome]
     dist.broadcast_object_list(box, src=0)

@@ -155,7 +155,7 @@ class PruningGraph:
         in_layers: list[str] = []
         slices: list[ParamSlice] = []
         tasks: set[str] = set()
-        blocked = ""
+        kept_whole = ""
         for item in tp_group:
             module, handler = item.dep.target.module, item.dep.handler
             if not isinstance(module, (nn.Module, nn.Parameter)) or isinstance(module, _TP_VIRTUAL):
@@ -167,9 +167,9 @@ class PruningGraph:
             if any(r is None for r in item.root_idxs):
                 continue
             if isinstance(module, tp_ops.TORCH_CONV) and 1 < module.groups < module.out_channels:
-                blocked = f"grouped convolution {name} (groups={module.groups}) is kept whole"
+                kept_whole = f"grouped convolution {name} (groups={module.groups}) is kept whole"
             if isinstance(module, nn.GroupNorm) and 1 < module.num_groups < module.num_channels:
-                blocked = (f"GroupNorm {name} normalises {module.num_groups} groups of channels; removing one "
+                kept_whole = (f"GroupNorm {name} normalises {module.num_groups} groups of channels; removing one "
                            "channel breaks them")
             local = torch.as_tensor(list(item.idxs), dtype=torch.long)
             root = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
@@ -180,7 +180,7 @@ class PruningGraph:
             return None
         return ChannelGroup(index=index, root=self._node_name(root_module), channels=channels,
                             out_layers=tuple(dict.fromkeys(out_layers)), in_layers=tuple(dict.fromkeys(in_layers)),
-                            slices=tuple(slices), tasks=frozenset(tasks), blocked=blocked)
+                            slices=tuple(slices), tasks=frozenset(tasks), kept_whole=kept_whole)
 
     # -- changes ----------------------------------------------------------------------------------------------
     def apply(self, plan: Mapping[int, Sequence[int]]) -> dict[str, list[int]]:

@@ -27,12 +27,12 @@ def protect_unsafe_groups(graph: PruningGraph, example_inputs: Any, expected: di
     Raises:
         ValueError: `strict` and some part of the graph cannot be pruned safely (the message lists each part).
     """
-    roots = [g.root for g in graph.groups if not g.blocked] if graph.unusual else []
+    roots = [g.root for g in graph.groups if g.prunable] if graph.unusual else []
     unsafe = find_unsafe_groups(graph, example_inputs, roots, expected)
     for group in graph.groups:
         if group.root in unsafe:
-            group.blocked = f"kept whole: removing one channel fails ({unsafe[group.root]})"
-            graph.warnings.append(f"{group.root}: {group.blocked}")
+            group.kept_whole = f"kept whole: removing one channel fails ({unsafe[group.root]})"
+            graph.warnings.append(f"{group.root}: {group.kept_whole}")
     if strict and graph.warnings:
         raise ValueError("strict=True and the graph has parts taskprune cannot prune safely:\n  "
                          + "\n  ".join(graph.warnings))

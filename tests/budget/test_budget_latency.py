@@ -77,7 +77,7 @@ def test_latency_model_multiplies_input_and_output_widths(wide):
     graph = PruningGraph(model, x, Tasks.from_output(model(x)))
     table = _misaligned_table(model)
     predictor = LatencyModel(graph.groups, table)
-    plan = {g.index: list(range(g.channels // 2)) for g in graph.groups if not g.blocked}
+    plan = {g.index: list(range(g.channels // 2)) for g in graph.groups if g.prunable}
     graph.apply(plan)
     assert predictor.predict(plan) * predictor.dense == pytest.approx(_predicted(table, model))
 
@@ -91,7 +91,7 @@ def test_latency_model_reads_transposed_convolutions_the_other_way_round():
     graph = PruningGraph(model, x, Tasks.from_output(model(x)))
     table = latency.macs_table(model, x)
     predictor = LatencyModel(graph.groups, table)
-    plan = {g.index: list(range(g.channels - 1)) for g in graph.groups if not g.blocked}  # all but one channel
+    plan = {g.index: list(range(g.channels - 1)) for g in graph.groups if g.prunable}  # all but one channel
     predicted = predictor.predict(plan) * predictor.dense
     graph.apply(plan)
     expected = sum(layer.base * m.in_channels / layer.in_full * m.out_channels / layer.out_full

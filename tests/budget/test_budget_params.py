@@ -34,7 +34,7 @@ def test_cost_model_predicts_params_exactly(two_head, seed):
     generator = torch.Generator().manual_seed(seed)
     plan = {}
     for group in graph.groups:
-        if group.blocked:
+        if not group.prunable:
             continue
         count = int(torch.randint(0, group.channels - 1, (1,), generator=generator))
         plan[group.index] = torch.randperm(group.channels, generator=generator)[:count].tolist()

@@ -29,7 +29,7 @@ def test_cost_model_of_a_profile_predicts_the_pruned_model(two_head):
     profile = profile_model(model, x)
     graph = PruningGraph(model, x, Tasks.from_output(model(x)))
     params, macs = CostModel.of(graph.groups, profile, "params"), CostModel.of(graph.groups, profile, "macs")
-    plan = {g.index: list(range(g.channels // 4)) for g in graph.groups if not g.blocked and g.channels > 3}
+    plan = {g.index: list(range(g.channels // 4)) for g in graph.groups if g.prunable and g.channels > 3}
     for index, channels in plan.items():
         for cost in (params, macs):
             cost.removal(index, torch.tensor(channels), commit=True)

@@ -189,7 +189,7 @@ def test_a_pruned_copy_leaves_the_graph_and_its_model_as_they_were():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         expected = model(x)
-    plan = {g.index: list(range(g.channels // 2)) for g in graph.groups if not g.blocked}
+    plan = {g.index: list(range(g.channels // 2)) for g in graph.groups if g.prunable}
     first = graph.copy()
     first.apply(plan)
     second = graph.copy()

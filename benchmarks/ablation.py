@@ -159,7 +159,7 @@ def execute(run: Run, bench: Bench) -> list[dict]:
             round_to=bench.settings.round_to, progress=False, seed=run.seed)
         pruned, channel_map = result.model, result.channel_map
     rows = [bench.row(run, "pruned", pruned, time.perf_counter() - start)]
-    if run.criterion.startswith("conflict_taylor"):
+    if run.criterion == "conflict_taylor":  # its variants are compared after distillation only
         mark = time.perf_counter()
         plain = bench.finetune(copy.deepcopy(pruned), run.seed)
         rows.append(bench.row(run, "finetuned", plain, time.perf_counter() - mark))

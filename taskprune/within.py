@@ -106,7 +106,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
                          generator=torch.Generator().manual_seed(recovery.seed)) \
         if isinstance(data, Dataset) and not isinstance(data, IterableDataset) else data
     options = dict(prune_options, target=target, importance=importance, tasks=tasks, data=scoring)
-    frontier = [_record(0, 0.0, model, model, example_inputs, base, base, limits, 0, measure_latency)]
+    frontier = [_record(0, 0.0, model, model, example_inputs, base, base, limits, 0, False)]
+    frontier[0]["latency"] = 1.0 if measure_latency else None  # the unpruned model against itself
     best: PruneResult | None = None
     current, done = model, 0.0
     history: list[list[Any]] = []

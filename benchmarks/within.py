@@ -1,0 +1,94 @@
+"""How far can the driving teacher be pruned with every metric within a limit? `taskprune.prune_within` on the
+shipped teacher: steps of --step of the parameters, a distilled recovery after each, every metric evaluated on
+held-out synthetic scenes, stopped at the first step a metric drops by more than its limit (after one more
+recovery round), the frontier written with its plot.
+
+    python benchmarks/within.py                          # limits of 1.0 point on all five metrics
+    python benchmarks/within.py --quick                  # the pipeline on a tiny budget (runs/within_quick)
+
+Writes benchmarks/results/within.json, within.md and within.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import taskprune
+from taskprune import driving
+from taskprune.train import FinetuneConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=float, default=1.0, help="largest drop allowed per metric, in points")
+    parser.add_argument("--step", type=float, default=0.1, help="parameters removed per step")
+    parser.add_argument("--max-ratio", type=float, default=0.8)
+    parser.add_argument("--recovery-steps", type=int, default=600)
+    parser.add_argument("--train-images", type=int, default=4000)
+    parser.add_argument("--test-images", type=int, default=500)
+    parser.add_argument("--prune-batches", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--round-to", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    if args.quick:
+        args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
+        args.step, args.max_ratio, args.out = 0.3, 0.6, ROOT / "runs" / "within_quick"
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    size = (192, 320)
+    teacher = driving.pretrained("s")
+    tasks = driving.driving_tasks()
+    train = driving.SyntheticDriving(args.train_images, size=size, seed=0)
+    test = driving.SyntheticDriving(args.test_images, size=size, seed=20_000)
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        metrics = driving.evaluate(model, driving.loader(test, batch_size=16))
+        return {m: 100 * metrics[m] for m in METRICS}
+
+    start = time.perf_counter()
+    found = taskprune.prune_within(
+        teacher, torch.zeros(1, 3, *size), tasks=tasks, data=train, collate_fn=driving.collate, evaluate=evaluate,
+        limits=dict.fromkeys(METRICS, args.limit), step=args.step, max_ratio=args.max_ratio,
+        recovery=FinetuneConfig(epochs=1000, max_steps=args.recovery_steps, lr=1e-3,
+                                warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, progress=False),
+        num_batches=args.prune_batches, round_to=args.round_to)
+    record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "teacher": "taskprune/driving/weights/driving_s.pt", "image_size": list(size),
+              "minutes": (time.perf_counter() - start) / 60, **json.loads(found.to_json())}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "within.json").write_text(json.dumps(record, indent=1) + "\n")
+    (args.out / "within.md").write_text(markdown(record))
+    found.plot(args.out / "within.png")
+    print(markdown(record))
+
+
+def markdown(record: dict) -> str:
+    settings = record["settings"]
+    lines = [f"DrivingNet-s teacher at 192x320, limits {settings['limit']} point on every metric, steps of "
+             f"{settings['step']:.0%} of the parameters, {settings['recovery_steps']} recovery steps with distillation "
+             f"after each (a second round when a limit is broken); {settings['test_images']} held-out scenes. "
+             f"Reached: {record['reduction']:.1%} fewer parameters within every limit.", "",
+             "| step | params removed | params | MACs | latency (of the teacher's) | " + " | ".join(METRICS) + " | within | rounds |",
+             "|---|---|---|---|---|" + "---|" * (len(METRICS) + 2)]
+    for row in record["frontier"]:
+        latency = f"{row['latency']:.0%}" if row.get("latency") else "-"
+        cells = [f"{row[m]:.1f} ({-row['drop'][m]:+.1f})" for m in METRICS]
+        lines.append(f"| {row['step']} | {row['reduction']:.1%} | {row['params'] / 1e6:.2f}M | {row['macs'] / 1e9:.2f}G "
+                     f"| {latency} | " + " | ".join(cells) + f" | {'yes' if row['within'] else 'no'} | "
+                     f"{row['recovery_rounds']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -55,8 +55,12 @@ def main() -> None:
     train_data = SyntheticDriving(args.train_images, size=size, seed=args.seed + 1)
     val_data = SyntheticDriving(args.val_images, size=size, seed=10_000 + args.seed)
     model = DrivingNet(size=args.size)
+    start = None
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=True))
+        # where the curve starts: the earlier teacher on the same validation scenes
+        start = {"step": 0, "metrics": {k: round(v, 4) for k, v in evaluate(
+            model.eval(), loader(val_data, batch_size=args.batch_size)).items()}}
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          eval_every=args.eval_every, time_limit_minutes=args.time_limit,
                          num_workers=args.workers)
@@ -73,7 +77,7 @@ def main() -> None:
                "train_minutes_this_run": round(minutes, 1), "train_seconds_total": history[-1]["seconds"],
                "threads": args.threads, "workers": args.workers, "metrics": metrics, "checkpoint": str(out),
                "init": None if args.init is None else str(args.init), "lr": args.lr, "seed": args.seed}
-    record = json.dumps({"summary": summary, "history": history}, indent=2)
+    record = json.dumps({"summary": summary, "start": start, "history": history}, indent=2)
     (run_dir / "summary.json").write_text(record)
     if args.curve is not None:
         args.curve.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", default="192,320", help="H,W, multiples of 32 (default 192,320)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="the run folder (default runs/demo)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--no-per-task", action="store_true",
+                        help="skip the per-task part (extract for detection + drivable area, prune_within)")
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -35,7 +37,8 @@ def demo(args: argparse.Namespace) -> None:
     if not 0 < args.ratio < 1:
         raise UsageError(f"--ratio must be between 0 and 1, got {args.ratio}")
     options: dict[str, Any] = dict(size=args.size, ratio=args.ratio, target=args.target, data=args.data,
-                                   image_size=parse_shape(args.image_size), out=args.out, threads=args.threads)
+                                   image_size=parse_shape(args.image_size), out=args.out, threads=args.threads,
+                                   per_task=not args.no_per_task)
     if args.steps is not None:
         options["steps"] = args.steps
     run_demo(DemoConfig.quick(**options) if args.quick else DemoConfig(**options))

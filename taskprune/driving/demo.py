@@ -50,6 +50,9 @@ class DemoConfig:
         prune_batches, batch_size: batches of gradients that score the channels, and images per batch.
         out: the run folder.
         threads: torch threads (None: torch's default).
+        per_task: also show `extract` (detection and drivable area only) and `prune_within` (as far as mAP50 and
+            lane IoU stay within `within_limit` points, in steps of `within_step` up to `within_max`, with
+            `within_recovery` recovery steps after each).
     """
 
     size: str = "s"
@@ -64,6 +67,11 @@ class DemoConfig:
     batch_size: int = 8
     out: Path = Path("runs/demo")
     threads: int | None = None
+    per_task: bool = True
+    within_limit: float = 3.0
+    within_step: float = 0.2
+    within_max: float = 0.6
+    within_recovery: int = 60
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -81,7 +89,8 @@ class DemoConfig:
     @classmethod
     def quick(cls, **changes: Any) -> DemoConfig:
         """A budget that runs in about a minute: fewer steps, scenes and scoring batches."""
-        return cls(**{"steps": 40, "train_images": 320, "val_images": 48, "prune_batches": 2, **changes})
+        return cls(**{"steps": 40, "train_images": 320, "val_images": 48, "prune_batches": 2,
+                      "within_recovery": 4, "within_max": 0.4, **changes})
 
 
 def _datasets(config: DemoConfig) -> tuple[Any, Any]:
@@ -127,6 +136,10 @@ def run_demo(config: DemoConfig, console: Any = None) -> dict[str, Any]:
     console.print(table)
     console.print("[bold]4/4 keep[/]: writing the run folder")
     files = _write(config, result, student, rows)
+    if config.per_task:
+        from .demo_tasks import show_per_task
+
+        files += show_per_task(teacher, tasks, train, val, example, config, console)
     minutes = (time.perf_counter() - started) / 60
     console.print(f"done in {minutes:.1f} min; results in {config.out}/: " + ", ".join(f.name for f in files))
     return {"rows": rows, "files": [str(f) for f in files], "minutes": minutes}

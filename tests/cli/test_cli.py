@@ -131,8 +131,10 @@ def test_the_installed_command_runs_the_demo_at_a_tiny_budget(tmp_path):
     finished = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert finished.returncode == 0, finished.stderr
     assert "pruned + distilled" in finished.stdout
+    assert "bit-identical to the teacher's" in finished.stdout and "prune_within returned" in finished.stdout
     rows = json.loads((out / "demo.json").read_text())["rows"]
     assert set(rows) == {"teacher", "pruned", "pruned + distilled"}
     assert rows["pruned"]["params"] < rows["teacher"]["params"]
-    for name in ("report.json", "report.md", "demo.md", "student.pt", "channels.png", "metrics.png"):
+    for name in ("report.json", "report.md", "demo.md", "student.pt", "channels.png", "metrics.png", "within.json",
+                 "within.png"):
         assert (out / name).stat().st_size > 0

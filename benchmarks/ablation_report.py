@@ -11,6 +11,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from taskprune._runtime import atomic_write
+
 METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
 HEADERS = ("Recall", "mAP50", "drivable mIoU", "lane Acc", "lane IoU")
 ORDER = ("teacher", "teacher_finetuned", "random", "magnitude", "taylor", "tp_taylor_global", "task_taylor",
@@ -34,9 +36,10 @@ def collect(folder: Path, out: Path, settings: dict) -> dict:
             "command": "python benchmarks/ablation.py"}
     results = {"meta": meta, "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "ablation.md").write_text(markdown(results))
-    plot(results, out / "ablation.png")
+    # two shards may gather at once: each file is written whole and renamed into place
+    atomic_write(out / "ablation.json", lambda p: p.write_text(json.dumps(results, indent=1) + "\n"))
+    atomic_write(out / "ablation.md", lambda p: p.write_text(markdown(results)))
+    atomic_write(out / "ablation.png", lambda p: plot(results, p))
     return results
 
 
@@ -118,7 +121,7 @@ def plot(results: dict, path: Path) -> None:
     axes[1].legend(fontsize=8)
     figure.suptitle("Criteria on the driving teacher: mean and min-max over seeds")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
 
 

@@ -16,11 +16,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 # (results stem pattern, title, the command that writes it)
 SECTIONS = [
-    ("ablation_s_magnitude-*", "Criteria on the driving teacher at -32.7% parameters, after the same fine-tune",
-     "python benchmarks/ablation.py --size s --steps 200 --train-images 600 --val-images 200 --prune-batches 8"),
-    ("ablation_s_conflict_taylor_distill-*", "Distillation losses after the same fine-tune (conflict_taylor)",
-     "python benchmarks/ablation.py --size s --criteria conflict_taylor --distill none,pkd,cwd --steps 200 "
-     "--train-images 600 --val-images 200 --prune-batches 8"),
+    ("ablation", "Evidence: criteria on the driving teacher at 45% and 60% fewer parameters, three seeds",
+     "python benchmarks/ablation.py --shard 1/2 & python benchmarks/ablation.py --shard 2/2"),
+    ("within", "How far the driving teacher can be pruned with every metric within a limit (prune_within)",
+     "python benchmarks/within.py"),
+    ("teacher_s_curve", "The driving teacher's validation curve while it was trained",
+     "python examples/driving/train_teacher.py ... --curve benchmarks/results/teacher_s_curve.json "
+     "&& python benchmarks/teacher_curve.py"),
     ("latency", "Speed on this CPU: plain torch-pruning, the params target and the latency target",
      "python benchmarks/latency.py --latency-ratios 0.2,0.3,0.4,0.5 --repeats 15"),
     ("latency_tasks", "What the speed targets cost in task metrics, at the same size or speed and the same fine-tune",
@@ -32,12 +34,17 @@ SECTIONS = [
      "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model resnet50_three_head --batches 8 --batch-size 1 --repeats 3"),
     ("overhead_tiny_driving", "Time of prune() against plain torch-pruning (tiny model)",
      "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model tiny_driving --repeats 5"),
+    ("resources_zoo", "Time and peak memory of prune() against plain torch-pruning, every zoo model",
+     "python benchmarks/resources.py --repeats 3 --timeout 180 --memory-cap-gb 6 --name zoo"),
+    ("resources_large", "Time and peak memory on full-size detectors (FCOS ResNet-50 FPN, YOLO11n-seg)",
+     "python benchmarks/resources.py --large fcos_resnet50_fpn yolo11n_seg --repeats 3 --timeout 240 "
+     "--memory-cap-gb 8 --bisection-steps 10 --name large"),
     ("zoo", "Lookalikes of public models pruned with no ignore list", "python benchmarks/zoo.py"),
     ("driving_sizes", "The reference driving model's sizes", "python benchmarks/driving_sizes.py --threads 1"),
 ]
 
-# besides the criteria ablation, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("ablation_s_conflict_taylor_distill-*", "latency_tasks", "overhead_resnet50_three_head")
+# besides the evidence grid and the speed excerpt, the README shows these (docs/benchmarks.md shows all)
+README_SECTIONS = ("within", "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:
@@ -51,14 +58,14 @@ def section(pattern: str, title: str, command: str) -> str | None:
 
 
 def headline() -> str:
-    """The README's short version: the criteria ablation and the speed at ~40% fewer parameters."""
+    """The README's short version: the evidence grid with its plot, the speed at ~40% fewer parameters, and the
+    README_SECTIONS."""
     parts = []
-    criteria = section(*SECTIONS[0])
-    if criteria:
-        runs = json.loads(sorted(RESULTS.glob("ablation_s_magnitude-*.json"))[-1].read_text())
-        parts.append(criteria + f"\nTeacher: `{runs['teacher']}`, DrivingNet-{runs['size']} at "
-                     f"{runs['image_size'][0]}x{runs['image_size'][1]} on synthetic scenes; metrics in points, "
-                     "change against the teacher in brackets.\n")
+    evidence = section(*SECTIONS[0])
+    if evidence and (RESULTS / "ablation.png").exists():
+        evidence += "\n![Delta_m against reduction per criterion](benchmarks/results/ablation.png)\n"
+    if evidence:
+        parts.append(evidence)
     speed = speed_summary()
     for pattern, title, command in SECTIONS:
         if pattern == "latency" and speed:
@@ -78,7 +85,8 @@ def speed_summary() -> str | None:
     if not path.exists():
         return None
     report = json.loads(path.read_text())
-    wanted = ("torch-pruning@0.4", "params/none@0.4", "params/16@0.4", "params/auto@0.4", "latency/auto@0.5")
+    wanted = ("torch-pruning@0.4", "torch-pruning global/8@0.4", "torch-pruning global/16@0.4", "params/none@0.4",
+              "params/16@0.4", "params/auto@0.4", "latency/auto@0.5")
     lines = [f"{report['threads']} thread(s), batch 1, eager; speedup against the dense model in one interleaved "
              "run.", "", "| model | variant | params cut | MACs cut | speedup |", "|---|---|---|---|---|"]
     for result in report["results"]:
@@ -91,8 +99,17 @@ def speed_summary() -> str | None:
     return "\n".join(lines) + "\n"
 
 
+PICTURES = {"ablation": "ablation.png", "within": "within.png", "teacher_s_curve": "teacher_s_curve.png"}
+
+
 def main() -> None:
-    sections = [text for text in (section(*s) for s in SECTIONS) if text]
+    sections = []
+    for pattern, title, command in SECTIONS:
+        text = section(pattern, title, command)
+        if text and pattern in PICTURES and (RESULTS / PICTURES[pattern]).exists():
+            text += f"\n![{title}](../benchmarks/results/{PICTURES[pattern]})\n"
+        if text:
+            sections.append(text)
     intro = ("# Benchmarks\n\nMeasured on the project's machine (2-core x86_64 CPU, no GPU, shared with other "
              "jobs, so timings are ratios taken within one run). Regenerate this page with "
              "`python benchmarks/summarize.py` after running the commands below.\n\n")

@@ -204,16 +204,14 @@ def _write(config: DemoConfig, result: Any, student: torch.nn.Module, rows: dict
     files[2].write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
     files[3].write_text(_markdown(rows))
     save(dataclasses.replace(result, model=student), files[4])
-    try:
-        from ..plots import plot_channels, plot_metrics
-    except ImportError:
-        return files
+    from ..plots import plot_channels, plot_metrics
+
     try:
         files.append(plot_channels(result.report, out / "channels.png",
                                    title=f"DrivingNet-{config.size}: channels kept per group"))
         files.append(plot_metrics({name: {h: row[m] for h, m in zip(_HEADERS, METRICS, strict=True)}
                                    for name, row in rows.items()}, out / "metrics.png",
                                   title="held-out scenes (points)"))
-    except ImportError:
-        pass  # pictures need taskprune[plot]; everything else is written
+    except ImportError as missing:  # pictures need taskprune[plot]; everything else is written
+        print(f"pictures skipped: {missing}")
     return files

@@ -62,5 +62,5 @@ def show_per_task(teacher: torch.nn.Module, tasks: Any, train: Any, val: Any, ex
     try:
         files.append(found.plot(out / "within.png"))
     except ImportError:
-        pass  # pictures need taskprune[plot]
+        pass  # pictures need taskprune[plot]; the demo's first part said so
     return files

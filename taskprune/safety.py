@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from ._runtime import preserved_modes
 from .tasks import call_model, output_leaves
@@ -22,17 +23,19 @@ def output_shapes(model_output: Any) -> dict[str, tuple[int, ...]]:
 def run_model(model: nn.Module, example_inputs: Any, what: str) -> Any:
     """Forward under no_grad; a failure raises RuntimeError naming the innermost layer that was running."""
     running: list[str] = []
-    names = {m: n for n, m in model.named_modules()}
+    names = {m: n for n, m in model.named_modules() if m is not model}
 
     def enter(module: nn.Module, _inputs: Any) -> None:
-        running.append(names.get(module, type(module).__name__))
+        if module in names:
+            running.append(names[module])
 
     def leave(module: nn.Module, _inputs: Any, _output: Any) -> None:
-        if running:
+        if module in names and running:
             running.pop()
 
-    hooks = [m.register_forward_pre_hook(enter) for m in model.modules() if m is not model]
-    hooks += [m.register_forward_hook(leave) for m in model.modules() if m is not model]
+    # two process-wide hooks instead of two per module: registering hundreds of handles cost more than the
+    # forward on small models (0.19 s of a 1.3 s prune on the FCOS lookalike)
+    hooks = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
     try:
         with torch.no_grad():
             return call_model(model, example_inputs)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 
 from .._runtime import preserved_modes
 from ..tasks import call_model, flatten_outputs
@@ -140,8 +141,13 @@ def _activation_macs(model: nn.Module, example_inputs: Any, per_layer: dict[nn.M
                 if isinstance(output, torch.Tensor):
                     producers[id(output)] = source  # an activation keeps the channels it was given
 
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    hooks = [m.register_forward_hook(record) for m in leaves]
+    leaves = {m for m in model.modules() if not any(True for _ in m.children())}
+
+    def record_leaf(module: nn.Module, inputs: Any, output: Any) -> None:
+        if module in leaves:
+            record(module, inputs, output)
+
+    hooks = [register_module_forward_hook(record_leaf)]  # one process-wide hook, not one per layer
     try:
         # eval mode: counting must not move a BatchNorm's running statistics (the caller's mode comes back)
         with torch.no_grad(), preserved_modes(model, eval=True):

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 from torch_pruning import ops as tp_ops
 
 from .._runtime import preserved_modes
@@ -50,14 +51,18 @@ class PruningGraph:
         traced: dict[str, Any] = {}
         executed: set[int] = set()
 
+        with_parameters = {id(m) for m in model.modules() if any(True for _ in m.parameters(recurse=False))}
+
+        def record(module: nn.Module, _inputs: Any, _output: Any) -> None:
+            if id(module) in with_parameters:
+                executed.add(id(module))
+
         def forward(module: nn.Module, inputs: Any) -> Any:
-            hooks = [m.register_forward_hook(lambda m, i, o: executed.add(id(m))) for m in module.modules()
-                     if any(True for _ in m.parameters(recurse=False))]
+            hook = register_module_forward_hook(record)  # one process-wide hook, not one per layer
             try:
                 traced["output"] = call_model(module, inputs)
             finally:
-                for hook in hooks:
-                    hook.remove()
+                hook.remove()
             return traced["output"]
 
         # tracing follows autograd, so it must run with gradients on even inside a caller's no_grad; torch-pruning

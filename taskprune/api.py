@@ -16,7 +16,7 @@ from ._runtime import preserved_modes
 from .budget import BUDGET_TOLERANCE, TARGETS, CostModel, PlanRequest, Removals, UnreachableBudget, plan
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
-from .graph import ModelProfile, PruningGraph, count_macs, count_params, profile_model, protect_unsafe_groups
+from .graph import ModelProfile, PruningGraph, count_macs, count_params, counting, protect_unsafe_groups
 from .report import GroupChange, PruneReport
 from .safety import first_call, output_shapes, transplant, verify_outputs
 from .tasks import MultiTaskAdapter, Tasks
@@ -108,10 +108,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     timings: dict[str, float] = {}
     work = copy.deepcopy(model)
     with _timed(timings, "graph"):
-        with preserved_modes(work, eval=True):
+        with preserved_modes(work, eval=True), counting(work, example_inputs) as count:
             example_inputs, reference, call = first_call(work, example_inputs)
         adapter = tasks if tasks is not None else Tasks.from_output(reference)
-        profile = profile_model(work, example_inputs)  # counted once, handed to every stage that needs it
+        profile = count.profile()  # counted on the first call, handed to every stage that needs it
         macs_before, params_before = profile.macs, profile.params
         graph = PruningGraph(work, example_inputs, adapter, protect=protect)
         protect_unsafe_groups(graph, example_inputs, output_shapes(reference), strict)
@@ -132,8 +132,9 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     with _timed(timings, "applying"):
         channel_map = graph.apply(removals)
     with _timed(timings, "verifying"):
-        verify_outputs(work, example_inputs, output_shapes(reference), graph.output_layers_by_key)
-        macs_after, params_after = count_macs(work, example_inputs), count_params(work)
+        with counting(work, example_inputs) as count:
+            verify_outputs(work, example_inputs, output_shapes(reference), graph.output_layers_by_key)
+        macs_after, params_after = count.macs, count_params(work)
     reached = planned.reached if planned.reached is not None else \
         _reduction(target, macs_before, macs_after, params_before, params_after, graph, removals)
     _check_reached(target, ratio, reached, planned.round_to)

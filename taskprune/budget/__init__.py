@@ -8,11 +8,11 @@ from .latency import plan_latency as plan_latency
 from .params import BUDGET_TOLERANCE as BUDGET_TOLERANCE
 from .params import TARGETS as TARGETS
 from .params import CostModel as CostModel
-from .params import UnreachableBudget as UnreachableBudget
-from .params import budget_fix as budget_fix
 from .params import plan_pruning as plan_pruning
 from .plan import Plan as Plan
 from .plan import Removals as Removals
+from .plan import UnreachableBudget as UnreachableBudget
+from .plan import budget_fix as budget_fix
 from .planner import PlanRequest as PlanRequest
 from .planner import plan as plan
 

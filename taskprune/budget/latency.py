@@ -24,7 +24,8 @@ import torch
 
 from ..groups import ChannelGroup
 from ..latency import LatencyTable
-from .params import Unit, UnreachableBudget, budget_fix, units_of
+from .params import Unit, units_of
+from .plan import UnreachableBudget, budget_fix
 
 __all__ = ["RELATIVE_TOLERANCE", "LatencyModel", "plan_latency"]
 

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..groups import ChannelGroup
+from .plan import UnreachableBudget, budget_fix
 
-__all__ = ["BUDGET_TOLERANCE", "TARGETS", "CostModel", "Unit", "UnreachableBudget", "budget_fix", "plan_pruning",
-           "units_of"]
+__all__ = ["BUDGET_TOLERANCE", "TARGETS", "CostModel", "Unit", "plan_pruning", "units_of"]
 
 TARGETS = ("params", "macs", "channels", "latency")
 BUDGET_TOLERANCE = 0.01  # params / MACs / channels: the reduction is within one percentage point of the request
@@ -49,15 +50,17 @@ class CostModel:
         # per group, per (parameter, dim): the (local, root) index pairs. One local index may serve several roots
         # (a tensor concatenated with itself) and goes as soon as any of them does; several groups may cut the same
         # dimension (the halves of a concatenation), so removals are counted per local index across groups.
-        self._pieces: list[dict[tuple[str, int], list[tuple[torch.Tensor, torch.Tensor]]]] = []
+        # numpy, not torch: the planner asks thousands of small questions, and torch's per-call cost dominated them.
+        self._pieces: list[dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]]] = []
         for group in groups:
-            pieces: dict[tuple[str, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+            pieces: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]] = {}
             for piece in group.slices:
-                pieces.setdefault((piece.param, piece.dim), []).append((piece.local, piece.root))
+                pieces.setdefault((piece.param, piece.dim), []).append((_indices(piece.local), _indices(piece.root)))
             self._pieces.append(pieces)
-        self._removed = [torch.zeros(g.channels, dtype=torch.bool) for g in groups]
-        self._cut = {key: torch.zeros(self.shapes0[key[0]][key[1]], dtype=torch.long)
+        self._removed = [np.zeros(g.channels, dtype=bool) for g in groups]
+        self._cut = {key: np.zeros(self.shapes0[key[0]][key[1]], dtype=np.int64)
                      for pieces in self._pieces for key in pieces}
+        self._current: list[dict[tuple[str, int], np.ndarray] | None] = [None] * len(groups)  # marks of _removed
         self.channels0 = sum(g.channels for g in groups)
         self.cost = self.total0
 
@@ -79,30 +82,40 @@ class CostModel:
         if self.target == "channels":
             saved = float(sign * len(channels))
         else:
-            removed = self._removed[group].clone()
-            removed[channels] = not restore
+            removed = self._removed[group].copy()
+            removed[_indices(channels)] = not restore
+            current = self._current_marks(group)
             new_sizes: dict[str, list[int]] = {}
-            new_cuts: dict[tuple[str, int], torch.Tensor] = {}
+            new_cuts: dict[tuple[str, int], np.ndarray] = {}
+            new_marks: dict[tuple[str, int], np.ndarray] = {}
             for (param, dim), pairs in self._pieces[group].items():
-                cut = self._cut[(param, dim)].clone()
-                cut -= self._marks(pairs, self._removed[group], cut.numel())
-                cut += self._marks(pairs, removed, cut.numel())
-                new_cuts[(param, dim)] = cut
+                marks = self._marks(pairs, removed, self._cut[(param, dim)].size)
+                cut = self._cut[(param, dim)] - current[(param, dim)] + marks
+                new_cuts[(param, dim)], new_marks[(param, dim)] = cut, marks
                 sizes = new_sizes.setdefault(param, list(self.sizes[param]))
-                sizes[dim] = self.shapes0[param][dim] - int((cut > 0).sum())
+                sizes[dim] = self.shapes0[param][dim] - int(np.count_nonzero(cut))
             saved = sum(self._element_cost(p, self.sizes[p]) - self._element_cost(p, s) for p, s in new_sizes.items())
             if commit:
                 self.sizes.update(new_sizes)
                 self._cut.update(new_cuts)
+                self._current[group] = new_marks
         if commit:
-            self._removed[group][channels] = not restore
+            self._removed[group][_indices(channels)] = not restore
             self.cost -= saved
         return saved
 
+    def _current_marks(self, group: int) -> dict[tuple[str, int], np.ndarray]:
+        current = self._current[group]
+        if current is None:
+            current = {key: self._marks(pairs, self._removed[group], self._cut[key].size)
+                       for key, pairs in self._pieces[group].items()}
+            self._current[group] = current
+        return current
+
     @staticmethod
-    def _marks(pairs: list[tuple[torch.Tensor, torch.Tensor]], removed: torch.Tensor, size: int) -> torch.Tensor:
+    def _marks(pairs: list[tuple[np.ndarray, np.ndarray]], removed: np.ndarray, size: int) -> np.ndarray:
         """1 for every local index this group's removed roots take away, else 0."""
-        marks = torch.zeros(size, dtype=torch.long)
+        marks = np.zeros(size, dtype=np.int64)
         for local, root in pairs:
             marks[local[removed[root]]] = 1
         return marks
@@ -110,6 +123,13 @@ class CostModel:
     def reduction(self, extra_saving: float = 0.0) -> float:
         base = self.channels0 if self.target == "channels" else self.total0
         return (self.total0 - self.cost + extra_saving) / base if base else 0.0
+
+
+def _indices(index: Any) -> np.ndarray:
+    """An index tensor (or sequence) as a numpy integer array."""
+    if isinstance(index, torch.Tensor):
+        return index.detach().cpu().numpy().astype(np.int64, copy=False)
+    return np.asarray(index, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -182,29 +202,6 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
             + (f" ({kept_whole})" if kept_whole else ""), closest=cost.reduction(), round_to=step)
     return {index: sorted(int(c) for unit in units[index][:count] for c in unit.channels)
             for index, count in taken.items() if count}
-
-
-class UnreachableBudget(ValueError):
-    """No plan meets the budget within its tolerance under the caps (max_layer_ratio, protected outputs, the
-    channel multiple). `closest` is the reduction of the closest plan found, `round_to` the multiple it was made in.
-    """
-
-    def __init__(self, message: str, closest: float = 0.0, round_to: int = 1):
-        super().__init__(message)
-        self.closest = closest
-        self.round_to = round_to
-
-
-def budget_fix(ratio: float, closest: float, max_layer_ratio: float, finer: bool) -> str:
-    """What to change when a budget of `ratio` cannot be met and `closest` is the nearest plan."""
-    if closest > ratio:  # even the smallest steps overshoot
-        fixes = [f"raise ratio to {math.ceil(closest * 1000) / 1000:g} or more"]
-    else:
-        fixes = [f"lower ratio to {math.floor(closest * 1000) / 1000:g} or less",
-                 f"raise max_layer_ratio (now {max_layer_ratio:g})"]
-    if finer:
-        fixes.append("pass a finer round_to (round_to=None does not round)")
-    return ", ".join(fixes[:-1]) + (" or " if len(fixes) > 1 else "") + fixes[-1]
 
 
 def _trade(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int],

@@ -10,8 +10,7 @@ import torch
 from ..groups import ChannelGroup
 from ..latency import LatencyTable
 from .latency import RELATIVE_TOLERANCE, LatencyModel, plan_latency
-from .params import UnreachableBudget, budget_fix
-from .plan import Plan
+from .plan import Plan, UnreachableBudget, budget_fix
 
 __all__ = ["plan_measured"]
 

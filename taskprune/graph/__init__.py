@@ -12,6 +12,7 @@
 from .profile import ModelProfile as ModelProfile
 from .profile import count_macs as count_macs
 from .profile import count_params as count_params
+from .profile import counting as counting
 from .profile import layer_macs as layer_macs
 from .profile import profile_model as profile_model
 from .pruning_graph import PruningGraph as PruningGraph
@@ -21,5 +22,5 @@ from .pruning_graph import replay_history as replay_history
 from .unsafe import find_unsafe_groups as find_unsafe_groups
 from .unsafe import protect_unsafe_groups as protect_unsafe_groups
 
-__all__ = ["ModelProfile", "PruningGraph", "count_macs", "count_params", "find_unsafe_groups", "is_tp_importance",
-           "layer_macs", "module_task_attribution", "profile_model", "protect_unsafe_groups", "replay_history"]
+__all__ = ["ModelProfile", "PruningGraph", "count_macs", "count_params", "counting", "find_unsafe_groups",
+           "is_tp_importance", "layer_macs", "module_task_attribution", "profile_model", "protect_unsafe_groups", "replay_history"]

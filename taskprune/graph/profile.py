@@ -1,25 +1,29 @@
 """What a model costs, measured once per `prune` call: parameters and MACs, per layer and in all.
 
-MACs come from torch-pruning's op counter. Parameter-free layers (activations, pooling, upsampling) shrink with the
+MACs come from torch-pruning's per-layer formulas, counted by two process-wide hooks during a forward the caller
+runs anyway (`counting`), without copying the model. Parameter-free layers (activations, pooling, upsampling) shrink with the
 channels of the layer that produced their input, so their MACs are charged to a per-channel parameter of that layer
 (a BatchNorm's weight, a conv's bias); the exact cost model prices that parameter accordingly.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
-from torch.nn.modules.module import register_module_forward_hook
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch_pruning.utils import op_counter
 
 from .._runtime import preserved_modes
 from ..tasks import call_model, flatten_outputs
 
-__all__ = ["ModelProfile", "activation_macs", "count_macs", "count_params", "layer_macs", "module_macs",
-           "profile_model"]
+__all__ = ["MacsCount", "ModelProfile", "activation_macs", "count_macs", "count_params", "counting", "layer_macs",
+           "module_macs", "profile_model"]
 
 
 @dataclass(frozen=True)
@@ -63,16 +67,125 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def profile_model(model: nn.Module, example_inputs: Any) -> ModelProfile:
-    """Count `model`'s costs on `example_inputs`: one run of torch-pruning's op counter and one hooked forward."""
-    total, per_module = _count(model, example_inputs)
-    names = {m: n for n, m in model.named_modules()}
-    own = {n: sum(p.numel() for p in m.parameters(recurse=False)) for n, m in model.named_modules()}
-    return ModelProfile(
-        params=count_params(model), macs=total,
-        shapes={name: tuple(p.shape) for name, p in model.named_parameters()},
-        layer_macs={names[m]: v for m, v in per_module.items() if m in names and own.get(names[m])},
-        own_params={n: c for n, c in own.items() if c},
-        activation_macs=_activation_macs(model, example_inputs, per_module))
+    """Count `model`'s costs on `example_inputs` in one forward (in eval mode; the caller's modes come back)."""
+    with counting(model, example_inputs) as count, torch.no_grad(), preserved_modes(model, eval=True):
+        call_model(model, example_inputs)
+    return count.profile()
+
+
+class MacsCount:
+    """What one forward of `model` cost, counted by `counting` with torch-pruning's per-layer formulas.
+
+    The count is of the last complete top-level call of `model` inside the `counting` block (a call that failed
+    and was retried another way is not added in).
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Any) -> None:
+        self.model = model
+        leaves = flatten_outputs(example_inputs)
+        self._layer_batch = max(1, int(leaves[0].shape[0])) if leaves and leaves[0].dim() else 1
+        self._formulas = {**op_counter.MODULES_MAPPING, **op_counter.CUSTOM_MODULES_MAPPING}
+        self._leaves = {m: True for m in model.modules() if not any(True for _ in m.children())}
+        self._members = set(model.modules())
+        self._flops: dict[nn.Module, float] = {}
+        self._names = {m: n for n, m in model.named_modules()}
+        self._producers: dict[int, tuple[weakref.ref, str]] = {}
+        self._charges: list[tuple[nn.Module, str]] = []  # (parameter-free leaf, the parameter it is charged to)
+        self._batch = 1
+
+    def _enter(self, module: nn.Module, _inputs: Any) -> None:
+        if module is self.model:  # a new top-level call: start again
+            self._flops, self._charges, self._producers = {}, [], {}
+
+    def _leave(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if module not in self._members:
+            return
+        flops = 0
+        formula = self._formulas.get(type(module))
+        if formula is not None:
+            saved = module.__dict__.pop("__flops__", None)
+            module.__flops__ = 0  # what torch-pruning's formulas add to
+            try:
+                formula(module, inputs, output)
+                flops = module.__flops__
+            finally:
+                del module.__flops__
+                if saved is not None:
+                    module.__flops__ = saved
+            self._flops[module] = self._flops.get(module, 0) + flops
+        if module in self._leaves:
+            self._follow_channels(module, inputs, output, flops)
+        if module is self.model:
+            self._batch = len(inputs[0]) if inputs else 1  # torch-pruning's batch counter
+
+    def _follow_channels(self, module: nn.Module, inputs: Any, output: Any, flops: float) -> None:
+        """Which per-channel parameter each leaf's output shrinks with. Tensors are matched by identity, checked
+        through a weak reference: an id alone is reused once its tensor is freed, and matched a stranger."""
+        per_channel = _per_channel_parameter(module)
+        if per_channel is not None and isinstance(output, torch.Tensor):
+            self._producers[id(output)] = (weakref.ref(output), f"{self._names[module]}.{per_channel}")
+        elif flops and inputs and isinstance(inputs[0], torch.Tensor) \
+                and not any(True for _ in module.parameters(recurse=False)):
+            ref, source = self._producers.get(id(inputs[0]), (None, None))
+            if ref is not None and ref() is inputs[0]:
+                self._charges.append((module, source))
+                if isinstance(output, torch.Tensor):  # an activation keeps the channels it was given
+                    self._producers[id(output)] = (weakref.ref(output), source)
+
+    def _total(self, module: nn.Module, per_module: dict[nn.Module, float]) -> float:
+        """torch-pruning's sum: a counted module's own MACs, else the sum of its children's."""
+        value = self._flops.get(module, 0) if type(module) in self._formulas else \
+            sum(self._total(child, per_module) for child in module.children())
+        per_module[module] = value
+        return value
+
+    def per_module(self) -> tuple[int, dict[nn.Module, float]]:
+        """(MACs of the forward, MACs per module), both per sample (torch-pruning divides its total by the batch
+        size but not its per-module counts: with a batch of two, the layers summed to twice the model)."""
+        per_module: dict[nn.Module, float] = {}
+        total = self._total(self.model, per_module) / max(self._batch, 1)
+        return int(total), {m: float(v) / self._layer_batch for m, v in per_module.items() if v}
+
+    @property
+    def macs(self) -> int:
+        """MACs of one forward, per sample."""
+        return self.per_module()[0]
+
+    def profile(self) -> ModelProfile:
+        """The `ModelProfile` of the counted forward."""
+        total, per_module = self.per_module()
+        model = self.model
+        names = {m: n for n, m in model.named_modules()}
+        own = {n: sum(p.numel() for p in m.parameters(recurse=False)) for n, m in model.named_modules()}
+        return ModelProfile(
+            params=count_params(model), macs=total,
+            shapes={name: tuple(p.shape) for name, p in model.named_parameters()},
+            layer_macs={names[m]: v for m, v in per_module.items() if m in names and own.get(names[m])},
+            own_params={n: c for n, c in own.items() if c},
+            activation_macs=self._activation_macs(per_module))
+
+    def _activation_macs(self, per_layer: dict[nn.Module, float]) -> dict[str, float]:
+        """MACs of parameter-free layers, charged to the per-channel parameter of the layer that produced their
+        input (for every call, the layer's MACs over the whole forward)."""
+        charged: dict[str, float] = {}
+        for module, source in self._charges:
+            if per_layer.get(module):
+                charged[source] = charged.get(source, 0.0) + float(per_layer[module])
+        return charged
+
+
+@contextmanager
+def counting(model: nn.Module, example_inputs: Any) -> Iterator[MacsCount]:
+    """Count the MACs of the forward of `model` on `example_inputs` run inside the block (two process-wide hooks,
+    no copy of the model), so a forward the caller runs anyway (the first call, the verification) is counted at
+    no extra cost."""
+    count = MacsCount(model, example_inputs)
+    hooks = [register_module_forward_pre_hook(count._enter), register_module_forward_hook(count._leave)]
+    try:
+        yield count
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def count_params(model: nn.Module) -> int:
@@ -81,10 +194,8 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, example_inputs: Any) -> int:
-    """MACs of one forward on `example_inputs`, counted by torch-pruning's op counter."""
-    with torch.no_grad():
-        macs, _ = tp.utils.count_ops_and_params(model, example_inputs)
-    return int(macs)
+    """MACs of one forward on `example_inputs` (per sample), with torch-pruning's per-layer formulas."""
+    return _count(model, example_inputs)[0]
 
 
 def count_macs_and_params(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
@@ -93,19 +204,14 @@ def count_macs_and_params(model: nn.Module, example_inputs: Any) -> tuple[int, i
 
 
 def module_macs(model: nn.Module, example_inputs: Any) -> dict[nn.Module, float]:
-    """MACs of every module on one forward, by torch-pruning's op counter (see `layer_macs`)."""
+    """MACs of every module on one forward (see `layer_macs`)."""
     return _count(model, example_inputs)[1]
 
 
 def _count(model: nn.Module, example_inputs: Any) -> tuple[int, dict[nn.Module, float]]:
-    """(MACs of the forward, MACs per module), both per sample, from one run of torch-pruning's op counter (its
-    total is divided by the batch size, its per-module counts are not: with a batch of two, the layers summed to
-    twice the model and the MACs cost model mixed the two)."""
-    with torch.no_grad():
-        total, _, per_layer, _ = tp.utils.count_ops_and_params(model, example_inputs, layer_wise=True)
-    leaves = flatten_outputs(example_inputs)
-    batch = max(1, int(leaves[0].shape[0])) if leaves and leaves[0].dim() else 1
-    return int(total), {m: float(v) / batch for m, v in per_layer.items() if v}
+    with counting(model, example_inputs) as count, torch.no_grad(), preserved_modes(model, eval=True):
+        call_model(model, example_inputs)
+    return count.per_module()
 
 
 def layer_macs(model: nn.Module, example_inputs: Any) -> dict[str, float]:
@@ -122,40 +228,7 @@ def activation_macs(model: nn.Module, example_inputs: Any) -> dict[str, float]:
 
     Returns parameter name -> MACs; layers whose input no parameterised module produced are left out.
     """
-    return _activation_macs(model, example_inputs, module_macs(model, example_inputs))
-
-
-def _activation_macs(model: nn.Module, example_inputs: Any, per_layer: dict[nn.Module, float]) -> dict[str, float]:
-    names = {m: n for n, m in model.named_modules()}
-    producers: dict[int, str] = {}
-    charged: dict[str, float] = {}
-
-    def record(module: nn.Module, inputs: Any, output: Any) -> None:
-        per_channel = _per_channel_parameter(module)
-        if per_channel is not None and isinstance(output, torch.Tensor):
-            producers[id(output)] = f"{names[module]}.{per_channel}"
-        elif not any(True for _ in module.parameters(recurse=False)) and inputs and per_layer.get(module):
-            source = producers.get(id(inputs[0]))
-            if source is not None:
-                charged[source] = charged.get(source, 0.0) + float(per_layer[module])
-                if isinstance(output, torch.Tensor):
-                    producers[id(output)] = source  # an activation keeps the channels it was given
-
-    leaves = {m for m in model.modules() if not any(True for _ in m.children())}
-
-    def record_leaf(module: nn.Module, inputs: Any, output: Any) -> None:
-        if module in leaves:
-            record(module, inputs, output)
-
-    hooks = [register_module_forward_hook(record_leaf)]  # one process-wide hook, not one per layer
-    try:
-        # eval mode: counting must not move a BatchNorm's running statistics (the caller's mode comes back)
-        with torch.no_grad(), preserved_modes(model, eval=True):
-            call_model(model, example_inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return charged
+    return profile_model(model, example_inputs).activation_macs
 
 
 def _per_channel_parameter(module: nn.Module) -> str | None:

@@ -3,12 +3,16 @@ cost model built from it predicts a pruned model's MACs and parameters."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch_pruning as tp
 from torch import nn
 
 from taskprune.budget import CostModel
-from taskprune.graph import PruningGraph, count_macs, count_params, profile_model
+from taskprune.graph import PruningGraph, count_macs, count_params, counting, profile_model
+from taskprune.graph.profile import module_macs
 from taskprune.tasks import Tasks
+from taskprune.testing import get_test_model, list_test_models
 
 
 def test_profile_counts_params_and_macs_by_hand(two_head):
@@ -43,3 +47,34 @@ def test_profile_leaves_the_model_as_it_was():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     profile_model(model, torch.randn(2, 3, 8, 8))
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", list_test_models(kind="zoo"))
+def test_counting_matches_torch_prunings_op_counter(name):
+    """The hooked count (no copy of the model, in a forward prune() runs anyway) is torch-pruning's count."""
+    model, x = get_test_model(name)()
+    total, _, per_layer, _ = tp.utils.count_ops_and_params(model, x, layer_wise=True)
+    batch = x.shape[0] if isinstance(x, torch.Tensor) else 1
+    expected = {m: float(v) / batch for m, v in per_layer.items() if v}
+    assert count_macs(model, x) == int(total)
+    assert module_macs(model, x) == expected
+
+
+def test_activation_charges_do_not_depend_on_freed_tensor_ids():
+    """Charged by tensor identity through weak references: matching bare ids (reused once a tensor is freed)
+    charged the YOLO11 lookalike's activations to strangers, differently from run to run."""
+    model, x = get_test_model("yolo11_seg_like")()
+    runs = [profile_model(model, x).activation_macs for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    # an Upsample after a Hardswish (no formula, so it does not pass its producer on) is charged to nobody
+    model, x = get_test_model("yolop_like")()
+    assert "lane.0.1.weight" not in profile_model(model, x).activation_macs
+
+
+def test_counting_keeps_only_the_last_complete_call():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    x = torch.randn(1, 3, 8, 8)
+    with counting(model, x) as count, torch.no_grad():
+        model(torch.randn(1, 3, 16, 16))  # a first attempt on other inputs is forgotten
+        model(x)
+    assert count.macs == count_macs(model, x) == 6 * 6 * (8 * 3 * 9 + 8) + 6 * 6 * 8

@@ -85,7 +85,7 @@ class MacsCount:
         leaves = flatten_outputs(example_inputs)
         self._layer_batch = max(1, int(leaves[0].shape[0])) if leaves and leaves[0].dim() else 1
         self._formulas = {**op_counter.MODULES_MAPPING, **op_counter.CUSTOM_MODULES_MAPPING}
-        self._leaves = {m: True for m in model.modules() if not any(True for _ in m.children())}
+        self._leaves = {m for m in model.modules() if not any(True for _ in m.children())}
         self._members = set(model.modules())
         self._flops: dict[nn.Module, float] = {}
         self._names = {m: n for n, m in model.named_modules()}
@@ -154,8 +154,7 @@ class MacsCount:
     def profile(self) -> ModelProfile:
         """The `ModelProfile` of the counted forward."""
         total, per_module = self.per_module()
-        model = self.model
-        names = {m: n for n, m in model.named_modules()}
+        model, names = self.model, self._names
         own = {n: sum(p.numel() for p in m.parameters(recurse=False)) for n, m in model.named_modules()}
         return ModelProfile(
             params=count_params(model), macs=total,

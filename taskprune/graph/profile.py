@@ -100,18 +100,19 @@ class MacsCount:
     def _leave(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if module not in self._members:
             return
-        flops = 0
+        flops: Any = 0
         formula = self._formulas.get(type(module))
         if formula is not None:
-            saved = module.__dict__.pop("__flops__", None)
-            module.__flops__ = 0  # what torch-pruning's formulas add to
+            state = module.__dict__
+            saved = state.pop("__flops__", None)
+            state["__flops__"] = 0  # what torch-pruning's formulas add to
             try:
                 formula(module, inputs, output)
-                flops = module.__flops__
+                flops = state["__flops__"]
             finally:
-                del module.__flops__
+                del state["__flops__"]
                 if saved is not None:
-                    module.__flops__ = saved
+                    state["__flops__"] = saved
             self._flops[module] = self._flops.get(module, 0) + flops
         if module in self._leaves:
             self._follow_channels(module, inputs, output, flops)
@@ -126,8 +127,9 @@ class MacsCount:
             self._producers[id(output)] = (weakref.ref(output), f"{self._names[module]}.{per_channel}")
         elif flops and inputs and isinstance(inputs[0], torch.Tensor) \
                 and not any(True for _ in module.parameters(recurse=False)):
-            ref, source = self._producers.get(id(inputs[0]), (None, None))
-            if ref is not None and ref() is inputs[0]:
+            found = self._producers.get(id(inputs[0]))
+            if found is not None and found[0]() is inputs[0]:
+                source = found[1]
                 self._charges.append((module, source))
                 if isinstance(output, torch.Tensor):  # an activation keeps the channels it was given
                     self._producers[id(output)] = (weakref.ref(output), source)

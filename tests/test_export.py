@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+from two_inputs import TwoInputs, build
 
 import taskprune
 from taskprune.export import export_onnx
@@ -16,26 +16,6 @@ from taskprune.tasks import flatten_outputs
 from taskprune.testing import get_test_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-class TwoInputs(nn.Module):
-    """Positional (image, guide) or keyword inputs; returns a dict."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.image = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
-        self.guide = nn.Conv2d(1, 16, 1)
-        self.seg = nn.Conv2d(16, 2, 1)
-        self.det = nn.Conv2d(16, 6, 1)
-
-    def forward(self, image: torch.Tensor, guide: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = F.relu(self.image(image) + self.guide(guide))
-        return {"seg": self.seg(features), "det": self.det(features)}
-
-
-def _build(factory, seed: int = 0):
-    torch.manual_seed(seed)
-    return factory().eval()
 
 
 @pytest.mark.parametrize("name", ["yolo_seg", "tiny_driving", "concat_dict", "grouped_split_dataclass"])
@@ -53,7 +33,7 @@ def test_export_matches_pytorch(tmp_path, name):
 
 def test_export_of_a_pruned_model_with_keyword_inputs(tmp_path):
     inputs = {"image": torch.randn(1, 3, 16, 16), "guide": torch.randn(1, 1, 16, 16)}
-    pruned = taskprune.prune(_build(TwoInputs), inputs, ratio=0.3, round_to=None, progress=False).model
+    pruned = taskprune.prune(build(TwoInputs), inputs, ratio=0.3, round_to=None, progress=False).model
     differences = export_onnx(pruned, inputs, tmp_path / "model.onnx")
     assert set(differences) == {"seg", "det"}
     import onnxruntime

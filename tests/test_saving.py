@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+from two_inputs import TwoInputs, build
 
 import taskprune
 from taskprune.saving import FORMAT, FORMAT_VERSION, load, read_metadata, save
@@ -34,27 +34,6 @@ class Branchy(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.stem(x)
         return self.a(features), self.b(features)
-
-
-class TwoInputs(nn.Module):
-    """Positional (image, guide) or keyword inputs; returns a dict."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.image = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
-        self.guide = nn.Conv2d(1, 16, 1)
-        self.seg = nn.Conv2d(16, 2, 1)
-        self.det = nn.Conv2d(16, 6, 1)
-
-    def forward(self, image: torch.Tensor, guide: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = F.relu(self.image(image) + self.guide(guide))
-        return {"seg": self.seg(features), "det": self.det(features)}
-
-
-
-def _build(factory, seed: int = 0):
-    torch.manual_seed(seed)
-    return factory().eval()
 
 
 def _outputs(model: nn.Module, inputs) -> list[torch.Tensor]:
@@ -149,7 +128,7 @@ class ClassifierHead(nn.Module):
 
 def test_fresh_model_in_train_mode_loads_and_keeps_its_mode(tmp_path):
     x = torch.randn(1, 3, 8, 8)
-    result = taskprune.prune(_build(ClassifierHead), x, ratio=0.3, round_to=None, progress=False)
+    result = taskprune.prune(build(ClassifierHead), x, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     torch.manual_seed(1)
     fresh = ClassifierHead()  # train mode, as built, except a frozen feature extractor
@@ -160,21 +139,21 @@ def test_fresh_model_in_train_mode_loads_and_keeps_its_mode(tmp_path):
 
 
 def test_tuple_inputs_are_rebuilt_from_recorded_shapes(tmp_path):
-    model = _build(TwoInputs)
+    model = build(TwoInputs)
     inputs = (torch.randn(1, 3, 16, 16), torch.randn(1, 1, 16, 16))
     result = taskprune.prune(model, inputs, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=inputs)
-    loaded = load(tmp_path / "pruned.pt", _build(TwoInputs, seed=1))
+    loaded = load(tmp_path / "pruned.pt", build(TwoInputs, seed=1))
     assert all(torch.equal(a, b) for a, b in zip(_outputs(result.model, inputs), _outputs(loaded, inputs),
                                                  strict=True))
 
 
 def test_dict_inputs_must_be_given_to_load(tmp_path):
-    model = _build(TwoInputs)
+    model = build(TwoInputs)
     inputs = {"image": torch.randn(1, 3, 16, 16), "guide": torch.randn(1, 1, 16, 16)}
     result = taskprune.prune(model, inputs, ratio=0.3, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=inputs)
-    fresh = _build(TwoInputs, seed=1)
+    fresh = build(TwoInputs, seed=1)
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
     with pytest.raises(ValueError, match="dict .*example_inputs="):
         load(tmp_path / "pruned.pt", fresh)
@@ -213,11 +192,11 @@ def test_other_architecture_names_the_missing_layer(tmp_path):
 
 def test_same_names_other_widths_names_the_weight_and_both_shapes(tmp_path):
     x = torch.randn(1, 3, 16, 16)
-    result = taskprune.prune(_build(Branchy), x, ratio=0.5, round_to=None, progress=False)
+    result = taskprune.prune(build(Branchy), x, ratio=0.5, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     kept_b = result.model.b[0].out_channels
     with pytest.raises(ValueError) as caught:
-        load(tmp_path / "pruned.pt", _build(lambda: Branchy(head_b=12)))
+        load(tmp_path / "pruned.pt", build(lambda: Branchy(head_b=12)))
     message = str(caught.value)
     assert "weight 'b.0.weight'" in message or "weight 'b.0.bias'" in message
     assert f"[{kept_b}" in message and f"[{kept_b + 4}" in message
@@ -225,10 +204,10 @@ def test_same_names_other_widths_names_the_weight_and_both_shapes(tmp_path):
 
 def test_narrower_architecture_fails_replay_with_a_clear_error(tmp_path):
     x = torch.randn(1, 3, 16, 16)
-    result = taskprune.prune(_build(Branchy), x, ratio=0.5, round_to=None, progress=False)
+    result = taskprune.prune(build(Branchy), x, ratio=0.5, round_to=None, progress=False)
     save(result, tmp_path / "pruned.pt", example_inputs=x)
     with pytest.raises(ValueError, match="another architecture|replaying the pruning"):
-        load(tmp_path / "pruned.pt", _build(lambda: Branchy(width=4, head_b=2)))
+        load(tmp_path / "pruned.pt", build(lambda: Branchy(width=4, head_b=2)))
 
 
 def test_not_a_taskprune_file(tmp_path):
@@ -249,7 +228,7 @@ def test_not_a_taskprune_file(tmp_path):
 def test_pickled_code_is_refused(tmp_path):
     torch.save({"format": FORMAT, "hook": Branchy}, tmp_path / "code.pt")
     with pytest.raises(ValueError, match="weights_only=True"):
-        load(tmp_path / "code.pt", _build(Branchy))
+        load(tmp_path / "code.pt", build(Branchy))
 
 
 def test_bad_arguments_raise_type_errors(tmp_path):

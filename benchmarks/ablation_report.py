@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -38,7 +39,8 @@ def collect(folder: Path, out: Path, settings: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     # two shards may gather at once: each file is written whole and renamed into place
     atomic_write(out / "ablation.json", lambda p: p.write_text(json.dumps(results, indent=1) + "\n"))
-    atomic_write(out / "ablation.md", lambda p: p.write_text(markdown(results)))
+    atomic_write(out / "ablation.md", lambda p: p.write_text(headline(results) + "\n" + markdown(results)))
+    atomic_write(out / "ablation_headline.md", lambda p: p.write_text(headline(results)))
     atomic_write(out / "ablation.png", lambda p: plot(results, p))
     return results
 
@@ -84,6 +86,72 @@ def markdown(results: dict) -> str:
                      + " | ".join(spread([r[m] for r in group]) for m in METRICS)
                      + f" | {spread([r['delta_m'] for r in group], 2)}% |")
     return "\n".join(lines) + "\n"
+
+
+MAIN = ("random", "magnitude", "taylor", "tp_taylor_global", "task_taylor", "conflict_taylor")
+PAIRS = [("conflict_taylor", other) for other in MAIN[:-1]] + [("task_taylor", other) for other in MAIN[:4]]
+
+
+def headline(results: dict) -> str:
+    """The short version: Delta_m and lane IoU after the distilled fine-tune per criterion and reduction, and
+    conflict_taylor against every other criterion, paired by seed (a seed fixes the scoring batches and the
+    fine-tune order for every criterion alike)."""
+    cells = _cells(results["rows"])
+    reductions = sorted({k[0] for k in cells if k[0] > 0})
+    lines = ["After the same distilled fine-tune; mean ±half the min-max range over the seeds (n); Delta_m in "
+             "percent against the teacher, lane IoU in points.", "",
+             "| criterion | " + " | ".join(f"n ({r:.0%}) | Delta_m ({r:.0%}) | lane IoU ({r:.0%})" for r in reductions) + " |",
+             "|---|" + "---|---|---|" * len(reductions)]
+    for criterion in MAIN:
+        row = [criterion]
+        for reduction in reductions:
+            group = cells.get((reduction, criterion, "distilled"), [])
+            row += [str(len(group)), spread([r["delta_m"] for r in group], 2) + "%" if group else "-",
+                    spread([r["lane_iou"] for r in group]) if group else "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    control = cells.get((0.0, "teacher_finetuned", "finetuned"), [])
+    if control:
+        lines += ["", f"Control: the dense teacher fine-tuned for the same steps, Delta_m "
+                      f"{spread([r['delta_m'] for r in control], 2)}% (n={len(control)})."]
+    lines += ["", "Task-aware minus task-blind (and conflict_taylor minus task_taylor), Delta_m points, paired by "
+                  "seed: mean [min, max] over the seeds; \"ahead\" when every seed's difference is positive and the "
+                  "two criteria's ranges over the seeds do not overlap.", "",
+              "| reduction | criterion | minus | seeds | difference | ahead |", "|---|---|---|---|---|---|"]
+    for reduction, (criterion, other) in itertools.product(reductions, PAIRS):
+        ours = {r["seed"]: r["delta_m"] for r in cells.get((reduction, criterion, "distilled"), [])}
+        theirs = {r["seed"]: r["delta_m"] for r in cells.get((reduction, other, "distilled"), [])}
+        seeds = sorted(set(ours) & set(theirs))
+        if not seeds:
+            continue
+        diffs = [ours[s] - theirs[s] for s in seeds]
+        apart = min(ours[s] for s in seeds) > max(theirs[s] for s in seeds)
+        verdict = "yes" if min(diffs) > 0 and apart and len(seeds) > 1 else \
+                  "one seed only" if len(seeds) == 1 else "no"
+        lines.append(f"| {reduction:.2f} | {criterion} | {other} | {len(seeds)} | {statistics.fmean(diffs):+.2f} "
+                     f"[{min(diffs):+.2f}, {max(diffs):+.2f}] | {verdict} |")
+    return "\n".join(lines + variants(cells)) + "\n"
+
+
+def variants(cells: dict[tuple, list[dict]]) -> list[str]:
+    """conflict_taylor's variants (`conflict_taylor:lam=...`, `:measure=...`) against the default on the same
+    seeds; lam=0 is task_taylor exactly (S = TCI)."""
+    keys = sorted(k for k in cells if k[1].startswith("conflict_taylor:") and k[2] == "distilled")
+    if not keys:
+        return []
+    lines = ["", "Variants of conflict_taylor (default: lam=0.5, measure=cosine) against the default on the same seeds, "
+                 "after the distilled fine-tune; lam=0 is task_taylor.", "",
+             "| reduction | variant | seeds | Delta_m | default on those seeds | difference |", "|---|---|---|---|---|---|"]
+    for reduction, variant, stage in keys:
+        mine = {r["seed"]: r["delta_m"] for r in cells[(reduction, variant, stage)]}
+        default = {r["seed"]: r["delta_m"] for r in cells.get((reduction, "conflict_taylor", stage), [])}
+        seeds = sorted(set(mine) & set(default))
+        if not seeds:
+            lines.append(f"| {reduction:.2f} | {variant} | {len(mine)} | {spread(list(mine.values()), 2)}% | - | - |")
+            continue
+        diffs = [mine[s] - default[s] for s in seeds]
+        lines.append(f"| {reduction:.2f} | {variant} | {len(seeds)} | {spread([mine[s] for s in seeds], 2)}% | "
+                     f"{spread([default[s] for s in seeds], 2)}% | {statistics.fmean(diffs):+.2f} |")
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:

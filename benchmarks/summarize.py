@@ -92,6 +92,7 @@ def speed_summary() -> str | None:
               "params/16@0.4", "params/auto@0.4", "latency/auto@0.5")
     lines = [f"{report['threads']} thread(s), batch 1, eager; speedup against the dense model in one interleaved "
              "run.", "", "| model | variant | params cut | MACs cut | speedup |", "|---|---|---|---|---|"]
+    verdicts = []
     for result in report["results"]:
         model = f"{result['model']} {result['input'][2]}x{result['input'][3]}"
         for row in result["rows"]:
@@ -99,7 +100,31 @@ def speed_summary() -> str | None:
                 lines.append(f"| {model} | {row['variant']} | {row['params_cut']:.1%} | {row['macs_cut']:.1%} | "
                              f"{row['speedup']:.2f}x |")
                 model = ""
-    return "\n".join(lines) + "\n"
+        verdicts.append(versus_torch_pruning(result))
+    return "\n".join(lines + [""] + [v for v in verdicts if v]) + "\n"
+
+
+def versus_torch_pruning(result: dict) -> str | None:
+    """One measured sentence per model: the fastest torch-pruning configuration at ~40% fewer parameters against
+    the fastest params-target configuration at the same cut; "as fast" when within 3% (two measurements of one
+    network differ by that much here)."""
+    at40 = [r for r in result["rows"] if r["variant"].endswith("@0.4")]
+    plain = [r for r in at40 if r["variant"].startswith("torch-pruning")]
+    ours = [r for r in at40 if r["variant"].startswith("params/")]
+    if not plain or not ours:
+        return None
+    best_plain = max(plain, key=lambda r: r["speedup"])
+    best_ours = max(ours, key=lambda r: r["speedup"])
+    ratio = best_ours["speedup"] / best_plain["speedup"]
+    plain_text = f"`{best_plain['variant']}` ({best_plain['speedup']:.2f}x)"
+    ours_text = f"`{best_ours['variant']}` ({best_ours['speedup']:.2f}x)"
+    if 1 / 1.03 < ratio < 1.03:
+        verdict = f"{plain_text}, is as fast as the params target's fastest, {ours_text}"
+    elif ratio >= 1.03:
+        verdict = f"{plain_text}; the params target's fastest, {ours_text}, is {ratio:.2f}x faster"
+    else:
+        verdict = f"{plain_text}, is {1 / ratio:.2f}x faster than the params target's fastest, {ours_text}"
+    return f"- {result['model']}: at ~40% fewer parameters the fastest torch-pruning configuration, {verdict}."
 
 
 PICTURES = {"ablation": "ablation.png", "within": "within.png", "teacher_s_curve": "teacher_s_curve.png"}

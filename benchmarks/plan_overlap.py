@@ -1,0 +1,82 @@
+"""How much does the conflict penalty change the plan? conflict_taylor (and its variants) against task_taylor on the
+evidence grid's teacher, scoring batches and settings: the share of task_taylor's kept channels that each variant
+keeps too, and the layers left at the same width. No fine-tune: this explains the grid's Delta_m, it adds no
+accuracy figure.
+
+    python benchmarks/plan_overlap.py                     # 0.45 and 0.6, seed 0, the grid's variants
+    python benchmarks/plan_overlap.py --reductions 0.6 --seeds 0,1,2
+
+Writes benchmarks/results/plan_overlap.json and plan_overlap.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+import torch
+from ablation import Bench, Settings, criterion_of
+from driving_setup import RESULTS
+
+import taskprune
+
+BASE = "task_taylor"
+
+
+def kept_channels(bench: Bench, criterion: str, reduction: float, seed: int) -> dict[str, set[int]]:
+    batches = bench.scoring_batches(seed)
+    torch.manual_seed(seed)
+    result = taskprune.prune(bench.teacher, bench.example, ratio=reduction, importance=criterion_of(criterion),
+                             tasks=bench.tasks, data=batches, num_batches=len(batches),
+                             round_to=bench.settings.round_to, progress=False, seed=seed)
+    return {layer: set(kept) for layer, kept in result.channel_map.items()}
+
+
+def whole(bench: Bench, layer: str) -> set[int]:
+    """Every output channel of one of the teacher's layers."""
+    return set(range(bench.teacher.get_submodule(layer).weight.shape[0]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reductions", default="0.45,0.6")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--criteria", default="conflict_taylor,conflict_taylor:lam=0.25,conflict_taylor:lam=1,"
+                        "conflict_taylor:measure=batch_cosine,conflict_taylor:measure=sign_purity")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    settings = Settings()
+    bench = Bench(settings)
+    rows = []
+    from rich.progress import track
+
+    jobs = [(float(r), int(s)) for r in args.reductions.split(",") for s in args.seeds.split(",")]
+    for reduction, seed in track(jobs, description="plans"):
+        base = kept_channels(bench, BASE, reduction, seed)
+        for criterion in args.criteria.split(","):
+            other = kept_channels(bench, criterion, reduction, seed)
+            layers = sorted(set(base) | set(other))  # a layer missing from a channel_map kept every channel
+            mine, theirs = ([kept.get(layer, whole(bench, layer)) for layer in layers] for kept in (base, other))
+            total = sum(len(kept) for kept in mine)
+            common = sum(len(a & b) for a, b in zip(mine, theirs, strict=True))
+            same_width = sum(len(a) == len(b) for a, b in zip(mine, theirs, strict=True))
+            rows.append({"reduction": reduction, "seed": seed, "criterion": criterion, "kept_channels": total,
+                         "in_common": common, "share_in_common": common / total, "layers": len(layers),
+                         "layers_same_width": same_width})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "plan_overlap.json").write_text(json.dumps({"settings": asdict(settings), "base": BASE, "rows": rows},
+                                                          indent=1) + "\n")
+    lines = [f"Channels {BASE} keeps that each criterion keeps too, on the evidence grid's teacher and scoring batches "
+             f"(round_to={settings.round_to}); no fine-tune.", "",
+             "| reduction | seed | criterion | kept by task_taylor | kept by both | layers pruned by either, at the same width |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['reduction']:.2f} | {r['seed']} | {r['criterion']} | {r['kept_channels']} | {r['in_common']} "
+              f"({r['share_in_common']:.1%}) | {r['layers_same_width']} of {r['layers']} |" for r in rows]
+    (RESULTS / "plan_overlap.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

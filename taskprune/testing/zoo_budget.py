@@ -12,22 +12,9 @@ import torch
 from torch import nn
 
 from .registry import register_test_model
-from .zoo_modern import Attention
+from .zoo_modern import _Block
 
 __all__ = ["TwoTaskViT", "two_task_vit"]
-
-
-class _Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: int = 2) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
 
 
 class TwoTaskViT(nn.Module):

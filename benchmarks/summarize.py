@@ -18,6 +18,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 SECTIONS = [
     ("ablation", "Evidence: criteria on the driving teacher at 45% and 60% fewer parameters, three seeds",
      "python benchmarks/ablation.py --shard 1/2 & python benchmarks/ablation.py --shard 2/2"),
+    ("plan_overlap", "How much the conflict penalty changes the plan (channels kept in common with task_taylor)",
+     "python benchmarks/plan_overlap.py"),
     ("within", "How far the driving teacher can be pruned with every metric within a limit (prune_within)",
      "python benchmarks/within.py"),
     ("teacher_s_curve", "The driving teacher's validation curve while it was trained",

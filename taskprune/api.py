@@ -126,7 +126,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         _check_scores(scores, graph, criterion.name)
     with _timed(timings, "planning"):
         request = _plan_request(work, example_inputs, graph, profile, scores, target, ratio, max_layer_ratio,
-                                round_to, latency_table, progress, bool(getattr(criterion, "comparable", False)))
+                                round_to, latency_table, progress, bool(getattr(criterion, "comparable", False)),
+                                bool(getattr(criterion, "normalised", False)))
         planned = plan(request)
         removals = planned.removals
     with _timed(timings, "applying"):
@@ -199,7 +200,7 @@ def _check_reached(target: str, ratio: float, reached: float, round_to: int) -> 
 
 def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph, profile: ModelProfile,
                   scores: list[Any], target: str, ratio: float, max_layer_ratio: float, round_to: int | str | None,
-                  latency_table: Any, progress: bool, comparable: bool) -> PlanRequest:
+                  latency_table: Any, progress: bool, comparable: bool, normalised: bool) -> PlanRequest:
     """Everything the planner needs: the one place that reads the device (the probe, or the table given as an
     argument or through `latency.override`) and measures for it."""
     table = latency_table if latency_table is not None else latency.injected_table()
@@ -229,7 +230,8 @@ def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph, pr
 
     return PlanRequest(groups=graph.groups, scores=scores, cost=CostModel.of(graph.groups, profile, target),
                        target=target, ratio=ratio, max_layer_ratio=max_layer_ratio, round_to=round_to,
-                       alignment=alignment, comparable=comparable, table=table, macs_table=macs_table,
+                       alignment=alignment, comparable=comparable, normalised=normalised, table=table,
+                       macs_table=macs_table,
                        timer=timer if target == "latency" else None, counter=counter if target == "macs" else None)
 
 

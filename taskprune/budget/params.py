@@ -159,8 +159,9 @@ def units_of(group: ChannelGroup, order: torch.Tensor, max_layer_ratio: float, r
 
 
 def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, ratio: float,
-                 max_layer_ratio: float, round_to: int | None) -> dict[int, list[int]]:
-    """Channels to remove per group index so that `cost.reduction()` reaches `ratio` within a point.
+                 max_layer_ratio: float, round_to: int | None, per_group: bool = True) -> dict[int, list[int]]:
+    """Channels to remove per group index so that `cost.reduction()` reaches `ratio` within a point. Each group's
+    scores are divided by their mean unless `per_group` is False (the criterion normalised them itself).
 
     Raises:
         UnreachableBudget: the caps (max_layer_ratio, protected outputs, round_to) leave no plan within a point of
@@ -174,7 +175,7 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
         if not group.prunable or group.channels < 2:
             continue
         score = torch.nan_to_num(score.detach().float().cpu(), nan=0.0)
-        mean = float(score.abs().mean())
+        mean = float(score.abs().mean()) if per_group else 1.0
         normalised[group.index] = score / mean if mean > 0 else torch.zeros_like(score)
         order = torch.argsort(normalised[group.index], stable=True)
         units[group.index] = units_of(group, order, max_layer_ratio, step)

@@ -45,6 +45,7 @@ class PlanRequest:
         target, ratio, max_layer_ratio, round_to: as given to `prune`.
         alignment: the device's channel multiple (what round_to="auto" starts from), or round_to's multiple.
         comparable: the scores are in one unit across groups (see `Criterion`).
+        normalised: the criterion normalised each group's scores itself: the planner uses them as they are.
         table: target="latency": the latency table; otherwise a table given by the user that round_to="auto"
             compares plans by.
         macs_table: a table that costs layers by MACs: what round_to="auto" compares plans by without `table`.
@@ -62,6 +63,7 @@ class PlanRequest:
     round_to: int | str | None
     alignment: int
     comparable: bool = False
+    normalised: bool = False
     table: LatencyTable | None = None
     macs_table: LatencyTable | None = None
     timer: Callable[[Removals], Callable[[], float]] | None = None
@@ -80,15 +82,16 @@ def plan(request: PlanRequest) -> Plan:
 
 def _plan(request: PlanRequest) -> Plan:
     groups, scores = list(request.groups), list(request.scores)
+    comparable = request.comparable or request.normalised  # the latency solver's only other choice: per group
     if request.target == "latency":
         if request.table is None or request.timer is None:
             raise ValueError("target='latency' needs a latency table and a timer in the PlanRequest")
         table = request.table
         if request.round_to != "auto":
             return plan_measured(groups, scores, table, request.ratio, request.max_layer_ratio,
-                                 [request.alignment], request.timer, request.comparable)
+                                 [request.alignment], request.timer, comparable)
         outcome = plan_measured(groups, scores, table, request.ratio, request.max_layer_ratio,
-                                finer_multiples(table.resolution), request.timer, request.comparable)
+                                finer_multiples(table.resolution), request.timer, comparable)
         why = ("the latency table's finest measured step" if outcome.round_to == table.resolution else
                f"in steps of {table.resolution}, the latency table's finest measured step, the solver cannot reach "
                "the request")
@@ -98,10 +101,10 @@ def _plan(request: PlanRequest) -> Plan:
 
     def plan_at(aim: float, cost: CostModel) -> Plan:
         if request.round_to != "auto":
-            return Plan(plan_pruning(groups, scores, cost, aim, request.max_layer_ratio, request.alignment),
-                        request.alignment)
+            return Plan(plan_pruning(groups, scores, cost, aim, request.max_layer_ratio, request.alignment,
+                                     per_group=not request.normalised), request.alignment)
         return _plan_auto(groups, scores, cost, aim, request.max_layer_ratio, request.alignment,
-                          request.table, request.macs_table)
+                          request.table, request.macs_table, per_group=not request.normalised)
 
     if request.target != "macs" or request.counter is None:
         return plan_at(request.ratio, copy.deepcopy(request.cost))
@@ -148,7 +151,7 @@ def finer_multiples(multiple: int) -> list[int]:
 
 def _plan_auto(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, ratio: float,
                max_layer_ratio: float, alignment: int, injected: LatencyTable | None,
-               macs_table: LatencyTable | None) -> Plan:
+               macs_table: LatencyTable | None, per_group: bool = True) -> Plan:
     """Plan in steps of the device's multiple, falling back to finer multiples (down to 1) while the budget cannot
     be met, and in steps of the next finer multiple that meets it; keep the finer plan only if it is predicted at
     least `_FINER_GAIN` faster: by the `injected` table if there is one, else by MACs. Steps of 16 can force a
@@ -167,7 +170,7 @@ def _plan_auto(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: Cos
     for multiple in multiples:
         attempt = copy.deepcopy(cost)
         try:
-            plan = plan_pruning(groups, scores, attempt, ratio, max_layer_ratio, multiple)
+            plan = plan_pruning(groups, scores, attempt, ratio, max_layer_ratio, multiple, per_group)
         except UnreachableBudget as missed:
             misses.append(missed)
             continue

@@ -43,7 +43,9 @@ class Criterion(Protocol):
     `needs` names the gradient statistics the criterion reads (a subset of `taskprune.gradients.NEEDS`);
     an empty set means it works without data. An optional `comparable = True` declares that scores of different
     groups are in one unit (estimates of the loss change), so a latency budget may trade channels between groups by
-    their raw scores; without it each group's scores are normalised by their own mean.
+    their raw scores; without it each group's scores are normalised by their own mean. An optional
+    `normalised = True` declares that the criterion normalised each group's scores itself, so no budget divides
+    them again (`conflict_taylor(across_groups=True)`).
     """
 
     name: str

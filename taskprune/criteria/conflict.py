@@ -39,12 +39,17 @@ class ConflictTaylor:
     Args:
         lam: weight of the conflict penalty, in [0, 1].
         measure: how k is measured: "cosine" (default), "batch_cosine" or "sign_purity" (see `conflict_scores`).
+        across_groups: apply the penalty after each group's TCI is divided by its mean, and tell the budget to use
+            the scores as they are (`normalised`). By default the budget divides each group's scores by their mean,
+            which cancels the part of the penalty shared by a group's channels: the penalty then only reorders
+            channels within a group. With `across_groups=True` a group whose channels conflict on average also gives
+            up more channels than its neighbours.
     """
 
     name = "conflict_taylor"
     comparable = True  # estimates of the loss change, in one unit across groups
 
-    def __init__(self, lam: float = 0.5, measure: str = "cosine"):
+    def __init__(self, lam: float = 0.5, measure: str = "cosine", across_groups: bool = False):
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"conflict_taylor lam must be in [0, 1], got {lam}")
         if measure not in CONFLICT_MEASURES:
@@ -52,9 +57,13 @@ class ConflictTaylor:
         self.lam = float(lam)
         self.measure = measure
         self.needs = frozenset({"task_taylor", "batch_conflict" if measure == "batch_cosine" else "task_gradients"})
+        self.across_groups = bool(across_groups)
+        self.normalised = self.across_groups  # the budget keeps the penalty's share between groups
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = gradient_stats(context, self.name)
         importance = task_taylor_scores(stats, context.groups)
         penalty = conflict_scores(stats, context.groups, self.measure)
+        if self.across_groups:
+            importance = [i / i.abs().mean() if i.numel() and i.abs().mean() > 0 else i for i in importance]
         return [i * (1.0 - self.lam * k) for i, k in zip(importance, penalty, strict=True)]

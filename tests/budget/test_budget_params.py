@@ -186,3 +186,22 @@ def test_a_measured_miss_is_refused_not_returned(monkeypatch):
                                                 r"please report it\); ask for ratio=0\.5"):
         taskprune.prune(model, x, ratio=0.6, round_to=None, progress=False)
     assert unchanged(model, before)
+
+
+def test_scores_a_criterion_normalised_itself_are_used_as_they_are(two_head):
+    """Per group, a constant factor on one group's scores cancels (each group is divided by its mean); with
+    per_group=False the group scored lower loses more channels."""
+    model, x = two_head
+    graph = PruningGraph(model, x, Tasks.from_output(model(x)))
+    target = min((g for g in graph.groups if g.prunable), key=lambda g: g.channels)
+
+    def removed(scale: float, per_group: bool) -> dict[int, int]:
+        scores = [torch.linspace(1, 2, g.channels) * (scale if g is target else 1.0) for g in graph.groups]
+        plan = plan_pruning(graph.groups, scores, _params_cost(model, graph), 0.3, max_layer_ratio=0.9,
+                            round_to=None, per_group=per_group)
+        return {g.index: len(plan.get(g.index, [])) for g in graph.groups}
+
+    assert removed(0.25, per_group=True) == removed(1.0, per_group=True)
+    quarter, same = removed(0.25, per_group=False), removed(1.0, per_group=False)
+    assert quarter[target.index] > same[target.index]
+    assert sum(quarter.values()) - quarter[target.index] < sum(same.values()) - same[target.index]

@@ -212,3 +212,29 @@ def test_torch_pruning_importance_is_accepted(two_head):
                              progress=False)
     assert result.report.criterion == "GroupMagnitudeImportance"
     assert abs(result.report.reached - 0.3) <= 0.01
+
+
+def test_conflict_across_groups_penalises_after_each_groups_normalisation():
+    direction = torch.tensor([1.0, 1.0])
+    stats = GradientStats(tasks=("a", "b"), batches=1,
+                          task_taylor={"a": [torch.tensor([1.0, 2.0, 3.0])], "b": [torch.tensor([1.0, 2.0, 3.0])]},
+                          task_gradients={"a": {"w": torch.stack([direction] * 3)},
+                                          "b": {"w": torch.stack([-direction, direction, direction])}})
+    context = ScoringContext(model=torch.nn.Identity(), groups=[_toy_group()], gradients=stats)
+    default = get_criterion("conflict_taylor", lam=0.5)
+    across = get_criterion("conflict_taylor", lam=0.5, across_groups=True)
+    assert not getattr(default, "normalised", False) and across.normalised
+    tci = torch.tensor([1.0, 2.0, 3.0]) / 2.0  # each task divided by its mean over all channels, then max
+    torch.testing.assert_close(default.score(context)[0], tci * torch.tensor([0.5, 1.0, 1.0]))
+    torch.testing.assert_close(across.score(context)[0], tci / tci.mean() * torch.tensor([0.5, 1.0, 1.0]))
+
+
+def test_conflict_across_groups_without_penalty_plans_like_task_taylor(two_head, two_head_tasks, batches):
+    model, x = two_head
+    plans = [taskprune.prune(model, x, ratio=0.4, importance=importance, tasks=two_head_tasks, data=batches,
+                             progress=False).channel_map
+             for importance in ("task_taylor", get_criterion("conflict_taylor", lam=0.0, across_groups=True))]
+    assert plans[0] == plans[1]
+    penalised = taskprune.prune(model, x, ratio=0.4, importance=get_criterion("conflict_taylor", lam=1.0,
+                                across_groups=True), tasks=two_head_tasks, data=batches, progress=False)
+    assert abs(penalised.report.reached - 0.4) <= 0.01

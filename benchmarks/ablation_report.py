@@ -112,7 +112,16 @@ def headline(results: dict) -> str:
     control = cells.get((0.0, "teacher_finetuned", "finetuned"), [])
     if control:
         lines += ["", f"Control: the dense teacher fine-tuned for the same steps, Delta_m "
-                      f"{spread([r['delta_m'] for r in control], 2)}% (n={len(control)})."]
+                      f"{spread([r['delta_m'] for r in control], 2)}% (n={len(control)}).", ""]
+    for reduction in reductions:
+        plain = {r["seed"]: r["delta_m"] for r in cells.get((reduction, "conflict_taylor", "finetuned"), [])}
+        distilled = {r["seed"]: r["delta_m"] for r in cells.get((reduction, "conflict_taylor", "distilled"), [])}
+        seeds = sorted(set(plain) & set(distilled))
+        if seeds:
+            gains = [distilled[s] - plain[s] for s in seeds]
+            lines.append(f"- Distillation at {reduction:.0%}: conflict_taylor's Delta_m after the distilled fine-tune minus "
+                         f"after the same fine-tune without it, {statistics.fmean(gains):+.2f} points "
+                         f"[{min(gains):+.2f}, {max(gains):+.2f}] over {len(seeds)} seed(s).")
     lines += ["", "Task-aware minus task-blind (and conflict_taylor minus task_taylor), Delta_m points, paired by "
                   "seed: mean [min, max] over the seeds; \"ahead\" when every seed's difference is positive and the "
                   "two criteria's ranges over the seeds do not overlap.", "",

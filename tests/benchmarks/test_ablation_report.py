@@ -55,3 +55,10 @@ def test_variants_compared_on_the_same_seeds():
 def test_only_the_distilled_stage_is_compared(stage):
     rows = [row("conflict_taylor", 0, -1.0, stage=stage), row("taylor", 0, -9.0, stage=stage)]
     assert table(ablation_report.headline({"rows": rows}), "0.60") == []
+
+
+def test_what_distillation_adds_is_paired_by_seed():
+    rows = [row("conflict_taylor", 0, -3.0, stage="finetuned"), row("conflict_taylor", 0, -2.5),
+            row("conflict_taylor", 1, -4.0, stage="finetuned"), row("conflict_taylor", 1, -3.0)]
+    text = ablation_report.headline({"rows": rows})
+    assert "without it, +0.75 points [+0.50, +1.00] over 2 seed(s)" in text

@@ -203,6 +203,8 @@ def main() -> None:
     from rich.progress import track
 
     for run in track(todo, description="prune + fine-tune"):
+        if _done(folder / f"{run.key}.json", settings):
+            continue  # another process (a second shard, a helper given this run) finished it meanwhile
         rows = execute(run, bench)
         _write(folder / f"{run.key}.json", {"run": asdict(run), "settings": asdict(settings), "rows": rows})
         print(f"{run.key}: " + "; ".join(f"{r['stage']} Delta_m {r['delta_m']:+.2f}%" for r in rows), flush=True)

@@ -183,8 +183,9 @@ def plot(results: dict, path: Path) -> None:
             x = [k[0] + 0.004 * (offset - len(criteria) / 2) for k in keys]  # side by side, not on top
             values = [[r["delta_m"] for r in cells[k]] for k in keys]
             means = [statistics.fmean(v) for v in values]
-            low = [m - min(v) for m, v in zip(means, values, strict=True)]
-            high = [max(v) - m for m, v in zip(means, values, strict=True)]
+            # identical seeds give a mean a rounding error outside [min, max]: matplotlib refuses negative bars
+            low = [max(0.0, m - min(v)) for m, v in zip(means, values, strict=True)]
+            high = [max(0.0, max(v) - m) for m, v in zip(means, values, strict=True)]
             axis.errorbar(x, means, yerr=[low, high], marker="o", capsize=3, label=criterion)
         control = cells.get((0.0, "teacher_finetuned", "finetuned"))
         if control and stage == "distilled":

@@ -174,31 +174,36 @@ def plot(results: dict, path: Path) -> None:
         return  # the plot needs the plot extra; the JSON and markdown are written anyway
     cells = _cells(results["rows"])
     criteria = sorted({k[1] for k in cells if k[2] == "distilled"}, key=lambda c: _rank((0, c, "distilled")))
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=False)
+    reductions = sorted({k[0] for k in cells if k[0] > 0})
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=False)
     for axis, stage in zip(axes, ("pruned", "distilled"), strict=True):
         for offset, criterion in enumerate(criteria):
             keys = sorted(k for k in cells if k[1] == criterion and k[2] == stage)
             if not keys:
                 continue
-            x = [k[0] + 0.004 * (offset - len(criteria) / 2) for k in keys]  # side by side, not on top
+            x = [k[0] + 0.003 * (offset - (len(criteria) - 1) / 2) for k in keys]  # side by side, not on top
             values = [[r["delta_m"] for r in cells[k]] for k in keys]
             means = [statistics.fmean(v) for v in values]
             # identical seeds give a mean a rounding error outside [min, max]: matplotlib refuses negative bars
             low = [max(0.0, m - min(v)) for m, v in zip(means, values, strict=True)]
             high = [max(0.0, max(v) - m) for m, v in zip(means, values, strict=True)]
-            axis.errorbar(x, means, yerr=[low, high], marker="o", capsize=3, label=criterion)
+            variant = ":" in criterion  # conflict_taylor's options: one reduction, fewer seeds
+            axis.errorbar(x, means, yerr=[low, high], marker="x" if variant else "o", capsize=3,
+                          linestyle="none" if variant else "-", label=f"{criterion} (n={len(values[-1])})")
         control = cells.get((0.0, "teacher_finetuned", "finetuned"))
         if control and stage == "distilled":
             axis.axhline(statistics.fmean(r["delta_m"] for r in control), color="grey", linestyle=":",
                          label="teacher fine-tuned (control)")
         axis.axhline(0.0, color="black", linewidth=0.8)
-        axis.set_xlabel("parameters removed (requested fraction)")
+        axis.set_xticks(reductions, [f"{r:.0%}" for r in reductions])
+        axis.set_xlabel("parameters removed (requested; criteria side by side)")
         axis.set_ylabel("Delta_m against the teacher (%)")
         axis.set_title("right after pruning" if stage == "pruned" else "after the fine-tune with distillation")
         axis.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
-    figure.suptitle("Criteria on the driving teacher: mean and min-max over seeds")
-    figure.tight_layout()
+    handles, labels = axes[1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.78, 0.5), fontsize=8, frameon=False)
+    figure.subplots_adjust(left=0.06, right=0.77, wspace=0.25, top=0.86, bottom=0.13)
+    figure.suptitle("Criteria on the driving teacher: mean and min-max over seeds (n)")
     figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
 

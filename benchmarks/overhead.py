@@ -70,21 +70,31 @@ def tp_pruner(work, x, ratio, output_layers):
                                 global_pruning=True, ignored_layers=ignored)
 
 
-def matched_tp_ratio(model, x, tasks, batches, target_cut, output_layers, steps=12):
+def with_gradients(model, tasks, batches):
+    """A copy of `model` carrying the gradients torch-pruning's Taylor importance reads (accumulated once)."""
+    copied = copy.deepcopy(model)
+    accumulate_gradients(copied, tasks, batches)
+    return copied
+
+
+def pruner_on_copy(source, x, ratio, output_layers):
+    """A copy of `source` and torch-pruning's pruner on it, with `source`'s gradients: deepcopy leaves .grad behind
+    and building the pruner's graph clears it, so they are given back only now."""
+    trial = copy.deepcopy(source)
+    pruner = tp_pruner(trial, x, ratio, output_layers)
+    for original, target in zip(source.parameters(), trial.parameters(), strict=True):
+        target.grad = None if original.grad is None else original.grad.clone()
+    return trial, pruner
+
+
+def matched_tp_ratio(source, x, target_cut, output_layers, steps=12):
     """torch-pruning's channel ratio whose parameter cut is within half a point of `target_cut` (bisection on
-    one set of accumulated gradients; each step prunes a copy that carries them)."""
-    with_gradients = copy.deepcopy(model)
-    accumulate_gradients(with_gradients, tasks, batches)
-    params = sum(p.numel() for p in model.parameters())
+    `source`'s gradients; each step prunes a copy that carries them)."""
+    params = sum(p.numel() for p in source.parameters())
     low, high, best = 0.0, 0.95, (1.0, 0.0, 0.0)  # (distance, ratio, cut) of the closest step
     for _ in range(steps):
         ratio = (low + high) / 2
-        trial = copy.deepcopy(with_gradients)
-        pruner = tp_pruner(trial, x, ratio, output_layers)
-        # deepcopy leaves .grad behind and building the pruner's graph clears it: give Taylor importance the
-        # gradients it reads only now
-        for source, target in zip(with_gradients.parameters(), trial.parameters(), strict=True):
-            target.grad = None if source.grad is None else source.grad.clone()
+        trial, pruner = pruner_on_copy(source, x, ratio, output_layers)
         pruner.step()
         cut = 1 - sum(p.numel() for p in trial.parameters()) / params
         best = min(best, (abs(cut - target_cut), ratio, cut))
@@ -94,14 +104,10 @@ def matched_tp_ratio(model, x, tasks, batches, target_cut, output_layers, steps=
     return best[1], best[2]
 
 
-def zero_importance_channels(model, x, tasks, batches, output_layers) -> tuple[int, int]:
-    """(channels whose GroupTaylorImportance is exactly zero, channels ranked) in torch-pruning's global ranking."""
-    work = copy.deepcopy(model)
-    accumulate_gradients(work, tasks, batches)
-    gradients = [None if p.grad is None else p.grad.clone() for p in work.parameters()]
-    pruner = tp_pruner(work, x, 0.1, output_layers)
-    for parameter, gradient in zip(work.parameters(), gradients, strict=True):
-        parameter.grad = gradient  # building the pruner's graph cleared them
+def zero_importance_channels(source, x, output_layers) -> tuple[int, int]:
+    """(channels whose GroupTaylorImportance is exactly zero, channels ranked) in torch-pruning's global ranking,
+    on `source`'s gradients."""
+    _, pruner = pruner_on_copy(source, x, 0.1, output_layers)
     importance = tp.importance.GroupTaylorImportance()
     zero = total = 0
     for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
@@ -145,7 +151,9 @@ def main() -> None:
 
     seconds, report = run_taskprune(model, x, tasks, batches, args.ratio)  # also what torch-pruning must match
     protected = set(report.protected_outputs)
-    tp_ratio, tp_cut = matched_tp_ratio(model, x, tasks, batches, report.reached, protected)
+    source = with_gradients(model, tasks, batches)  # what the bisection and the zero count both read
+    tp_ratio, tp_cut = matched_tp_ratio(source, x, report.reached, protected)
+    zero_channels = zero_importance_channels(source, x, protected)
     for _ in track(range(args.repeats), description=f"timing {args.model}"):
         seconds, report = run_taskprune(model, x, tasks, batches, args.ratio)
         ours.append(seconds)
@@ -165,7 +173,7 @@ def main() -> None:
         "torch_pruning_phases_s": {k: statistics.median(p[k] for p in plain_phases) for k in plain_phases[0]},
         "reached_params_reduction": reports[0].reached,
         "torch_pruning_ratio": tp_ratio, "torch_pruning_params_reduction": tp_cut,
-        "torch_pruning_zero_importance_channels": zero_importance_channels(model, x, tasks, batches, protected),
+        "torch_pruning_zero_importance_channels": zero_channels,
         "load": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
     }
     write(result, f"overhead_{args.model}")

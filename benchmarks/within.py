@@ -7,7 +7,9 @@ recovery round), the frontier written with its plot.
     python benchmarks/within.py --seed 1                 # another seed: other scoring batches, fine-tune order
     python benchmarks/within.py --quick                  # the pipeline on a tiny budget (runs/within_quick)
 
-Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0).
+Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0). Resumable: the
+search checkpoints after every step to runs/<name>_checkpoint, and the same command carries on from there (delete
+the folder to start over).
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="drives the scoring batches and the fine-tune order")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="folder to resume from (default runs/<name>_checkpoint)")
     args = parser.parse_args()
     if args.quick:
         args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
         args.step, args.max_ratio, args.out = 0.3, 0.6, ROOT / "runs" / "within_quick"
+    stem = "within" if args.seed == 0 else f"within_seed{args.seed}"
+    checkpoint = args.checkpoint or ROOT / "runs" / f"{stem}{'_quick' if args.quick else ''}_checkpoint"
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     size = (192, 320)
@@ -58,6 +64,7 @@ def main() -> None:
         metrics = driving.evaluate(model, driving.loader(test, batch_size=16))
         return {m: 100 * metrics[m] for m in METRICS}
 
+    resumed = (checkpoint / "state.pt").exists()
     start = time.perf_counter()
     found = taskprune.prune_within(
         teacher, torch.zeros(1, 3, *size), tasks=tasks, data=train, collate_fn=driving.collate, evaluate=evaluate,
@@ -65,12 +72,13 @@ def main() -> None:
         recovery=FinetuneConfig(epochs=1000, max_steps=args.recovery_steps, lr=1e-3,
                                 warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, seed=args.seed,
                                 progress=False),
-        num_batches=args.prune_batches, round_to=args.round_to)
-    record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        num_batches=args.prune_batches, round_to=args.round_to, checkpoint=checkpoint)
+    record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                           if k != "checkpoint"},
               "teacher": "taskprune/driving/weights/driving_s.pt", "image_size": list(size),
-              "minutes": (time.perf_counter() - start) / 60, **json.loads(found.to_json())}
+              "minutes": (time.perf_counter() - start) / 60, "resumed": resumed,  # minutes: this process's only
+              **json.loads(found.to_json())}
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "within" if args.seed == 0 else f"within_seed{args.seed}"
     (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(record))
     found.plot(args.out / f"{stem}.png")

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from ._runtime import atomic_write
 from .api import PruneResult, prune
 from .distill import Distill
 from .iterative import compose_channel_maps
@@ -65,7 +68,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
                  limits: Mapping[str, float], target: str = "params", step: float = 0.1, max_ratio: float = 0.9,
                  importance: Any = "conflict_taylor", recovery: FinetuneConfig | None = None,
                  distill: Distill | None = None, collate_fn: Callable[[list[Any]], Any] | None = None,
-                 measure_latency: bool = True, progress: bool = True, **prune_options: Any) -> WithinResult:
+                 measure_latency: bool = True, progress: bool = True,
+                 checkpoint: str | os.PathLike[str] | None = None, **prune_options: Any) -> WithinResult:
     """Prune `model` in steps of `step` (cumulative, of `target`) until a metric drops by more than its limit.
 
     Args:
@@ -82,6 +86,10 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
             warmup_steps=20)`, no progress bar).
         distill: distillation from `model` during recovery (default `Distill()`).
         measure_latency: time every model against the unpruned one (interleaved, batch of `example_inputs`).
+        checkpoint: a folder to resume from. After every step within the limits it holds the model so far
+            (a `taskprune.save` file), the frontier and the random-number state; a call with the same folder and
+            settings carries on after the last finished step, and ends as the uninterrupted call would have
+            (a finished run returns at once). Created if missing.
         **prune_options: passed to every `prune` (num_batches, round_to, protect, ...).
 
     Returns:
@@ -89,7 +97,7 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
 
     Raises:
         ValueError: a limit names a metric `evaluate` does not return (the message lists them), a negative
-            limit, or step / max_ratio outside (0, 1).
+            limit, step / max_ratio outside (0, 1), or `checkpoint` was written with other settings (named).
 
     Example:
         >>> found = taskprune.prune_within(model, x, tasks=tasks, data=train, evaluate=score,
@@ -113,9 +121,20 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     history: list[list[Any]] = []
     channel_map: dict[str, list[int]] = {}
     ratios = [min(max_ratio, step * k) for k in range(1, int(max_ratio / step + 1e-9) + 1)]
+    state = _Checkpoint(checkpoint, {"target": target, "step": step, "max_ratio": max_ratio, "limits": dict(limits),
+                                     "importance": str(getattr(importance, "name", importance))})
+    generator = getattr(scoring, "generator", None)
+    if state.exists():
+        frontier, best, finished = state.resume(model, example_inputs, generator)
+        if best is not None:
+            current, done, history, channel_map = best.model, best.report.reached, best.history, best.channel_map
+        if finished:
+            ratios = ratios[:len(frontier) - 1]
     from rich.progress import track
 
     for index, ratio in enumerate(track(ratios, description="prune within limits", disable=not progress), 1):
+        if index < len(frontier):
+            continue  # finished before the checkpoint was written
         result = prune(current, example_inputs, ratio=1 - (1 - ratio) / (1 - done), progress=False, **options)
         composed_map = compose_channel_maps(channel_map, result.channel_map)
         student = result.model
@@ -131,12 +150,14 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
         frontier.append(_record(index, reached, student, model, example_inputs, metrics, base, limits, rounds,
                                 measure_latency))
         if not frontier[-1]["within"]:
+            state.write(frontier, best, generator, finished=True)
             break
         history = history + result.history
         channel_map, current, done = composed_map, student, reached
         best = replace(result, model=student, history=history, channel_map=channel_map,
                        report=replace(result.report, ratio=ratio, reached=reached,
                                       params_before=frontier[0]["params"], macs_before=frontier[0]["macs"]))
+        state.write(frontier, best, generator, finished=index == len(ratios))
     if best is None:
         best = _unpruned(model, example_inputs, frontier[0])
     return WithinResult(result=best, frontier=frontier, limits=dict(limits))
@@ -178,3 +199,62 @@ def _unpruned(model: nn.Module, example_inputs: Any, first: Mapping[str, Any]) -
                          warnings=["prune_within: already the first step broke a limit; nothing was removed"])
     return PruneResult(model=copy.deepcopy(model), report=report, history=[], channel_map={},
                        example_inputs=example_inputs)
+
+
+class _Checkpoint:
+    """The folder `prune_within(checkpoint=...)` resumes from: `state.pt` (settings, frontier, history, channel
+    map, random-number states; plain containers) and `step<N>.pt`, the model after the last step within the limits
+    (a `taskprune.save` file). `state.pt` is replaced only after the model file it names is complete."""
+
+    def __init__(self, folder: str | os.PathLike[str] | None, settings: dict[str, Any]) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.settings = settings
+
+    def exists(self) -> bool:
+        return self.folder is not None and (self.folder / "state.pt").exists()
+
+    def write(self, frontier: list[dict[str, Any]], best: PruneResult | None, generator: torch.Generator | None,
+              *, finished: bool) -> None:
+        if self.folder is None:
+            return
+        from .saving import save
+
+        # the model is the one after the last step within the limits (the step before, when the last broke one)
+        model_file = f"step{max(f['step'] for f in frontier if f['within'])}.pt" if best is not None else None
+        if best is not None and model_file is not None and not (self.folder / model_file).exists():
+            save(best, self.folder / model_file)
+        state = {"format": "taskprune.within-checkpoint", "settings": self.settings, "frontier": frontier,
+                 "finished": finished, "model_file": model_file,
+                 "history": best.history if best is not None else [],
+                 "channel_map": best.channel_map if best is not None else {},
+                 "rng": torch.get_rng_state(), "scoring_rng": generator.get_state() if generator else None}
+        atomic_write(self.folder / "state.pt", lambda partial: torch.save(state, partial))
+        for old in self.folder.glob("step*.pt"):
+            if old.name != model_file:
+                old.unlink()
+
+    def resume(self, model: nn.Module, example_inputs: Any, generator: torch.Generator | None
+               ) -> tuple[list[dict[str, Any]], PruneResult | None, bool]:
+        """The frontier so far, the model after the last step within the limits (None before the first), and
+        whether the run had finished; the random-number states are put back as they were."""
+        from .saving import load, read_report
+
+        assert self.folder is not None
+        state = torch.load(self.folder / "state.pt", weights_only=True)
+        if state.get("format") != "taskprune.within-checkpoint":
+            raise ValueError(f"{self.folder / 'state.pt'} is not a prune_within checkpoint")
+        changed = {k: (state["settings"].get(k), v) for k, v in self.settings.items() if state["settings"].get(k) != v}
+        if changed:
+            listed = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
+            raise ValueError(f"checkpoint {self.folder} was written with other settings: {listed}; pass the same "
+                             f"settings, or another folder to start over")
+        torch.set_rng_state(state["rng"])
+        if generator is not None and state["scoring_rng"] is not None:
+            generator.set_state(state["scoring_rng"])
+        best = None
+        if state["model_file"] is not None:
+            path = self.folder / state["model_file"]
+            pruned = load(path, copy.deepcopy(model), example_inputs)
+            best = PruneResult(model=pruned, report=read_report(path), history=state["history"],
+                               channel_map=state["channel_map"], example_inputs=example_inputs)
+        return state["frontier"], best, state["finished"]

@@ -76,3 +76,84 @@ def test_limits_must_name_metrics_evaluate_returns(two_head):
     with pytest.raises(ValueError, match=r"limits name metric\(s\) \['lane_iou'\] .* it returns: a, b"):
         taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=_scores(batches),
                                limits={"lane_iou": 1.0})
+
+
+class _Scenes(torch.utils.data.Dataset):
+    """The imitation batches as single samples, so the scoring batches come from a seeded DataLoader, with noise
+    added to every image as it is read (augmentation drawn from torch's global random state)."""
+
+    def __init__(self, batches):
+        self.samples = [{k: v[i] for k, v in batch.items()} for batch in batches for i in range(len(batch["image"]))]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        sample = self.samples[index]
+        return {**sample, "image": sample["image"] + 0.05 * torch.randn_like(sample["image"])}
+
+
+def _collate(samples):
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupting(evaluate, after):
+    calls = []
+
+    def wrapped(model):
+        calls.append(1)
+        if len(calls) > after:
+            raise _Interrupted
+        return evaluate(model)
+    return wrapped, calls
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_as_if_uninterrupted(two_head, tmp_path):
+    model, x, batches = _teacher_and_data(two_head)
+    evaluate = _scores(batches)
+    # taylor scores on batches drawn by a seeded DataLoader and every sample is augmented at random: resuming must
+    # put both random-number states back, or the resumed steps differ
+    options = dict(tasks=TASKS, data=_Scenes(batches), collate_fn=_collate, limits={"a": 0.6, "b": 0.6},
+                   step=0.2, max_ratio=0.8, round_to=None, importance="taylor", num_batches=2,
+                   distill=taskprune.Distill(align="adapter"), measure_latency=False, progress=False,
+                   recovery=FinetuneConfig(epochs=1, max_steps=3, lr=1e-3, batch_size=4, progress=False))
+    torch.manual_seed(0)
+    whole = taskprune.prune_within(model, x, evaluate=evaluate, **options)
+    assert len(whole.frontier) >= 3, "the test needs a second step to interrupt"
+
+    folder = tmp_path / "resume"
+    before_step_2 = 1 + whole.frontier[1]["recovery_rounds"]  # the unpruned model's evaluation, then step 1's
+    torch.manual_seed(0)
+    with pytest.raises(_Interrupted):
+        taskprune.prune_within(model, x, evaluate=_interrupting(evaluate, before_step_2)[0], checkpoint=folder,
+                               **options)
+    assert sorted(p.name for p in folder.iterdir()) == ["state.pt", "step1.pt"]
+
+    torch.manual_seed(123)  # another random state: the checkpoint's must replace it
+    resumed = taskprune.prune_within(model, x, evaluate=evaluate, checkpoint=folder, **options)
+    assert resumed.frontier == whole.frontier
+    assert resumed.reduction == whole.reduction
+    assert resumed.result.history == [list(h) for h in whole.result.history]
+    assert resumed.result.channel_map == whole.result.channel_map
+    for (name, a), b in zip(resumed.result.model.state_dict().items(), whole.result.model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+
+    # a finished run returns at once: only the unpruned model is evaluated (to check the limits)
+    counting, calls = _interrupting(evaluate, 99)
+    again = taskprune.prune_within(model, x, evaluate=counting, checkpoint=folder, **options)
+    assert len(calls) == 1 and again.frontier == whole.frontier and again.reduction == whole.reduction
+
+
+def test_a_checkpoint_from_other_settings_is_refused_by_name(two_head, tmp_path):
+    model, x, batches = _teacher_and_data(two_head)
+    options = dict(tasks=TASKS, data=batches, evaluate=_scores(batches), limits={"a": 0.25, "b": 0.25},
+                   round_to=None, importance="magnitude", measure_latency=False, progress=False,
+                   recovery=FinetuneConfig(epochs=1, max_steps=1, lr=1e-3, progress=False))
+    taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **options)
+    with pytest.raises(ValueError, match=r"other settings: step=0.4 \(now 0.2\).*another folder to start over"):
+        taskprune.prune_within(model, x, step=0.2, max_ratio=0.4, checkpoint=tmp_path, **options)

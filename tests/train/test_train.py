@@ -253,7 +253,8 @@ def test_two_processes_end_with_identical_replicas(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO / "tests" / "dist_finetune_worker.py"), str(tmp_path)]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    reached = [line for line in run.stderr.splitlines() if line.startswith("rank ")]
+    assert run.returncode == 0, f"{reached}\n{run.stdout[-3000:]}{run.stderr[-3000:]}"
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert any(not torch.equal(ranks[0]["initial"][k], ranks[1]["initial"][k]) for k in ranks[0]["initial"])
     assert all(torch.equal(ranks[0]["state"][k], ranks[1]["state"][k]) for k in ranks[0]["state"])

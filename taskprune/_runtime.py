@@ -1,16 +1,18 @@
-"""Three small ideas every stage needs, each written once: restoring train/eval modes, the torch.distributed
-world, and writing a file atomically."""
+"""Small ideas every stage needs, each written once: restoring train/eval modes, the torch.distributed world,
+writing a file atomically, and rebuilding a config dataclass from a dict."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
-__all__ = ["atomic_write", "preserved_modes", "world"]
+__all__ = ["atomic_write", "known_fields", "preserved_modes", "world"]
 
 
 @contextmanager
@@ -56,3 +58,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def known_fields(cls: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` as keyword arguments of the dataclass `cls`; an unknown key raises ValueError listing the valid ones."""
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid: {', '.join(valid)}")
+    return dict(data)

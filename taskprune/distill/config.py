@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from .._runtime import known_fields
 from .losses import FEATURE_LOSSES
 
 __all__ = ["ALIGNMENTS", "Distill"]
@@ -69,8 +70,4 @@ class Distill:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Distill:
         """Rebuild from `to_dict()` output. Unknown keys raise ValueError listing the valid ones."""
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown Distill field(s) {unknown}; valid: {', '.join(valid)}")
-        return cls(**data)
+        return cls(**known_fields(cls, data))

@@ -18,7 +18,7 @@ from torch import nn
 
 from ._util import conv_bn_act
 from .registry import register_test_model
-from .zoo_yolov8 import _DFL, SPPF
+from .zoo_yolov8 import _DFL, SPPF, C2f
 
 __all__ = ["C2PSA", "C3k2", "PSAAttention", "YOLO11SegLike", "yolo11_seg_like", "yolo11n_seg"]
 
@@ -55,24 +55,14 @@ class _C3k(nn.Module):
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
 
 
-class C3k2(nn.Module):
+class C3k2(C2f):
     """C2f with ``chunk`` in two; its inner blocks are bottlenecks, or C3k blocks when ``c3k``."""
 
     def __init__(self, c_in: int, c_out: int, n: int = 1, c3k: bool = False, expansion: float = 0.5,
                  shortcut: bool = True) -> None:
-        super().__init__()
-        self.hidden = int(c_out * expansion)
-        self.cv1 = _conv(c_in, 2 * self.hidden)
-        self.cv2 = _conv((2 + n) * self.hidden, c_out)
-        self.m = nn.ModuleList(
-            _C3k(self.hidden, self.hidden, 2, shortcut) if c3k else _Bottleneck(self.hidden, self.hidden, shortcut)
-            for _ in range(n)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = list(self.cv1(x).chunk(2, 1))
-        y.extend(m(y[-1]) for m in self.m)
-        return self.cv2(torch.cat(y, 1))
+        super().__init__(c_in, c_out, n, shortcut, expansion,
+                         block=lambda hidden: _C3k(hidden, hidden, 2, shortcut) if c3k
+                         else _Bottleneck(hidden, hidden, shortcut))
 
 
 class PSAAttention(nn.Module):

@@ -8,6 +8,8 @@ non-trainable weights whose input channels are the ``reg_max`` bins: pruning the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -34,14 +36,19 @@ class _Bottleneck(nn.Module):
 
 
 class C2f(nn.Module):
-    """1x1 conv, ``chunk`` into two halves, bottlenecks chained on the second, concat of all, 1x1 conv."""
+    """1x1 conv, ``chunk`` into two halves, bottlenecks chained on the second, concat of all, 1x1 conv.
 
-    def __init__(self, c_in: int, c_out: int, n: int = 1, shortcut: bool = False) -> None:
+    ``block(hidden)`` builds each inner block (default: a bottleneck); YOLO11's C3k2 passes its own.
+    """
+
+    def __init__(self, c_in: int, c_out: int, n: int = 1, shortcut: bool = False, expansion: float = 0.5,
+                 block: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
-        self.hidden = c_out // 2
+        self.hidden = int(c_out * expansion)
         self.cv1 = _conv(c_in, 2 * self.hidden)
         self.cv2 = _conv((2 + n) * self.hidden, c_out)
-        self.m = nn.ModuleList(_Bottleneck(self.hidden, shortcut) for _ in range(n))
+        block = block or (lambda hidden: _Bottleneck(hidden, shortcut))
+        self.m = nn.ModuleList(block(self.hidden) for _ in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = list(self.cv1(x).chunk(2, 1))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+
+from .._runtime import known_fields
 
 __all__ = ["OPTIMIZERS", "FinetuneConfig", "cosine_factor", "cosine_lr", "cosine_schedule"]
 
@@ -75,11 +77,7 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FinetuneConfig:
         """Rebuild from `to_dict()` output. Unknown keys raise ValueError listing the valid ones."""
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown FinetuneConfig field(s) {unknown}; valid: {', '.join(valid)}")
-        return cls(**data)
+        return cls(**known_fields(cls, data))
 
 
 def cosine_factor(progress: float, floor: float = 0.0) -> float:

@@ -17,7 +17,7 @@ from torch import nn
 
 from taskprune.distill import Distill, FeatureDistiller
 from taskprune.tasks import Tasks, call_model
-from taskprune.train import cosine_lr, cosine_schedule, finetune
+from taskprune.train import FinetuneConfig, cosine_lr, cosine_schedule, finetune
 
 REPO = Path(__file__).resolve().parents[2]
 KEEP = [0, 2, 5, 7]
@@ -284,3 +284,10 @@ def test_amp_finetune_with_distillation_on_cuda():
              distill=Distill(layers=("trunk.0",), align="adapter", loss="cwd"), progress=False)
     assert next(student.parameters()).dtype == torch.float32
     assert summed_task_loss(student, tasks, batches) < before
+
+
+def test_finetune_config_round_trips_and_refuses_unknown_keys():
+    config = FinetuneConfig(epochs=3, max_steps=40, lr=5e-4, optimizer="sgd", seed=2)
+    assert FinetuneConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"unknown FinetuneConfig field\(s\) \['learning_rate'\]; valid: epochs, "):
+        FinetuneConfig.from_dict({**config.to_dict(), "learning_rate": 1e-3})

@@ -22,6 +22,8 @@ SECTIONS = [
      "python benchmarks/plan_overlap.py"),
     ("within", "How far the driving teacher can be pruned with every metric within a limit (prune_within)",
      "python benchmarks/within.py"),
+    ("within_seed1", "The same search on a second seed (other scoring batches and fine-tune order)",
+     "python benchmarks/within.py --seed 1"),
     ("teacher_s_curve", "The driving teacher's validation curve while it was trained",
      "python examples/driving/train_teacher.py ... --curve benchmarks/results/teacher_s_curve.json "
      "&& python benchmarks/teacher_curve.py"),

@@ -24,6 +24,9 @@ SECTIONS = [
      "python benchmarks/within.py"),
     ("within_seed1", "The same search on a second seed (other scoring batches and fine-tune order)",
      "python benchmarks/within.py --seed 1"),
+    ("recovery_drift", "What the recovery fine-tune alone does to the unpruned teacher",
+     "python benchmarks/recovery_drift.py && python benchmarks/recovery_drift.py --lrs 1e-3 --seeds 0 && "
+     "python benchmarks/recovery_drift.py --lrs 1e-3 --alphas 10 && python benchmarks/recovery_drift.py --lrs 1e-3 --heads"),
     ("teacher_s_curve", "The driving teacher's validation curve while it was trained",
      "python examples/driving/train_teacher.py ... --curve benchmarks/results/teacher_s_curve.json "
      "&& python benchmarks/teacher_curve.py"),
@@ -49,7 +52,7 @@ SECTIONS = [
 ]
 
 # besides the evidence grid and the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("within", "overhead_resnet50_three_head", "resources_large")
+README_SECTIONS = ("within", "within_seed1", "recovery_drift", "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:

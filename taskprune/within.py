@@ -219,9 +219,10 @@ class _Checkpoint:
             return
         from .saving import save
 
-        # the model is the one after the last step within the limits (the step before, when the last broke one)
+        # the model is the one after the last step within the limits (the step before, when the last broke one,
+        # whose file the previous write left); a new one always overwrites what an interrupted attempt left
         model_file = f"step{max(f['step'] for f in frontier if f['within'])}.pt" if best is not None else None
-        if best is not None and model_file is not None and not (self.folder / model_file).exists():
+        if best is not None and model_file is not None and frontier[-1]["within"]:
             save(best, self.folder / model_file)
         state = {"format": "taskprune.within-checkpoint", "settings": self.settings, "frontier": frontier,
                  "finished": finished, "model_file": model_file,

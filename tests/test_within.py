@@ -132,6 +132,13 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_as_if_uninterru
         taskprune.prune_within(model, x, evaluate=_interrupting(evaluate, before_step_2)[0], checkpoint=folder,
                                **options)
     assert sorted(p.name for p in folder.iterdir()) == ["state.pt", "step1.pt"]
+    # an attempt killed between writing step 2's model and the state that names it leaves a stray step2.pt; the
+    # next attempt (interrupted in its turn at step 3) must write its own
+    assert all(f["within"] for f in whole.frontier[:4]), "the test needs three steps within the limits"
+    (folder / "step2.pt").write_bytes((folder / "step1.pt").read_bytes())
+    with pytest.raises(_Interrupted):
+        taskprune.prune_within(model, x, evaluate=_interrupting(evaluate, 1 + whole.frontier[2]["recovery_rounds"])[0],
+                               checkpoint=folder, **options)
 
     torch.manual_seed(123)  # another random state: the checkpoint's must replace it
     resumed = taskprune.prune_within(model, x, evaluate=evaluate, checkpoint=folder, **options)

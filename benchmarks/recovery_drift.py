@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 
 import torch
+from driving_setup import METRICS, ROOT  # the driving benchmarks' shared names
 
 import taskprune
 from taskprune import driving
 from taskprune.distill import auto_layers
 from taskprune.train import FinetuneConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
 HEADS = ("det_heads.0", "det_heads.1", "det_heads.2", "drivable_head.7", "lane_head.7")  # DrivingNet's output convs
 
 
@@ -52,13 +51,27 @@ def main() -> None:
     index, count = (int(part) for part in args.shard.split("/"))
     configs = [(float(lr), float(alpha), int(seed)) for lr in args.lrs.split(",") for alpha in args.alphas.split(",")
                for seed in args.seeds.split(",")][index - 1::count]
+    runs = args.out / "recovery_drift_runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    todo = [(lr, alpha, seed, runs / f"lr{lr:g}_alpha{alpha:g}_seed{seed}{'_heads' if args.heads else ''}.json")
+            for lr, alpha, seed in configs]
+    todo = [config for config in todo if not config[3].exists()]
+    if todo:  # only then the teacher, the scenes and its own metrics
+        run(todo, args)
+    records = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+    shared = {k: v for k, v in vars(args).items() if k in ("steps", "train_images", "test_images", "batch_size")}
+    (args.out / "recovery_drift.json").write_text(json.dumps({"settings": shared, "runs": records}, indent=1) + "\n")
+    (args.out / "recovery_drift.md").write_text(markdown(records, args))
+    print(markdown(records, args))
+
+
+def run(todo: list[tuple[float, float, int, Path]], args: argparse.Namespace) -> None:
+    """Fine-tune the unpruned teacher once per configuration and write each run's file as it finishes."""
     size = (192, 320)
     teacher = driving.pretrained("s")
     tasks = driving.driving_tasks()
     train = driving.SyntheticDriving(args.train_images, size=size, seed=0)
     test = driving.loader(driving.SyntheticDriving(args.test_images, size=size, seed=20_000), batch_size=16)
-    runs = args.out / "recovery_drift_runs"
-    runs.mkdir(parents=True, exist_ok=True)
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
         metrics = driving.evaluate(model, test)
@@ -68,10 +81,7 @@ def main() -> None:
     layers: str | tuple[str, ...] = "auto"
     if args.heads:
         layers = auto_layers(teacher, torch.zeros(1, 3, *size)) + HEADS
-    for lr, alpha, seed in configs:
-        path = runs / f"lr{lr:g}_alpha{alpha:g}_seed{seed}{'_heads' if args.heads else ''}.json"
-        if path.exists():
-            continue
+    for lr, alpha, seed, path in todo:
         torch.manual_seed(seed)
         start = time.perf_counter()
         student = taskprune.finetune(
@@ -85,12 +95,6 @@ def main() -> None:
                   "drop": {m: base[m] - metrics[m] for m in METRICS}, "teacher": base,
                   "minutes": (time.perf_counter() - start) / 60}
         path.write_text(json.dumps(record, indent=1) + "\n")
-    records = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
-    (args.out / "recovery_drift.json").write_text(json.dumps({"settings": {k: str(v) if isinstance(v, Path) else v
-                                                                          for k, v in vars(args).items()},
-                                                              "runs": records}, indent=1) + "\n")
-    (args.out / "recovery_drift.md").write_text(markdown(records, args))
-    print(markdown(records, args))
 
 
 def markdown(records: list[dict], args: argparse.Namespace) -> str:

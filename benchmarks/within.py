@@ -9,9 +9,8 @@ recovery round), the frontier written with its plot.
     python benchmarks/within.py --quick                  # the pipeline on a tiny budget (runs/within_quick)
 
 Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>
-when --lr is not the default). Resumable: the
-search checkpoints after every step to runs/<name>_checkpoint, and the same command carries on from there (delete
-the folder to start over).
+when --lr is not the default). Resumable: the search checkpoints after every step to runs/<name>_checkpoint, and the
+same command carries on from there (delete the folder to start over).
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ class _Checkpoint:
                  "finished": finished, "model_file": model_file,
                  "history": best.history if best is not None else [],
                  "channel_map": best.channel_map if best is not None else {},
-                 "rng": torch.get_rng_state(), "scoring_rng": generator.get_state() if generator else None}
+                 "rng": torch.get_rng_state(), "scoring_rng": None if generator is None else generator.get_state()}
         atomic_write(self.folder / "state.pt", lambda partial: torch.save(state, partial))
         for old in self.folder.glob("step*.pt"):
             if old.name != model_file:

@@ -5,6 +5,7 @@ limit, the search stops on the fine-tune's drift rather than on what pruning rem
 
     python benchmarks/recovery_drift.py                               # lr 1e-3, 3e-4, 1e-4; alpha 1; seed 1
     python benchmarks/recovery_drift.py --shard 1/2 & python benchmarks/recovery_drift.py --shard 2/2
+    python benchmarks/recovery_drift.py --lrs 1e-3 --seeds 0,1 --bn-batches 100    # PreciseBN at the end
 
 Resumable: each finished run is written to benchmarks/results/recovery_drift_runs/ and skipped on a re-run; the
 summary (recovery_drift.json and .md) is rebuilt from every run file present.
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="1", help="fine-tune orders, comma-separated")
     parser.add_argument("--heads", action="store_true",
                         help="distil the task heads' outputs (logits) as well as the trunk's auto layers")
+    parser.add_argument("--bn-batches", type=int, default=0,
+                        help="re-estimate the BatchNorm statistics on this many batches at the end (0: running averages)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--test-images", type=int, default=500)
@@ -53,8 +56,8 @@ def main() -> None:
                for seed in args.seeds.split(",")][index - 1::count]
     runs = args.out / "recovery_drift_runs"
     runs.mkdir(parents=True, exist_ok=True)
-    todo = [(lr, alpha, seed, runs / f"lr{lr:g}_alpha{alpha:g}_seed{seed}{'_heads' if args.heads else ''}.json")
-            for lr, alpha, seed in configs]
+    suffix = ("_heads" if args.heads else "") + (f"_bn{args.bn_batches}" if args.bn_batches else "")
+    todo = [(lr, alpha, seed, runs / f"lr{lr:g}_alpha{alpha:g}_seed{seed}{suffix}.json") for lr, alpha, seed in configs]
     todo = [config for config in todo if not config[3].exists()]
     if todo:  # only then the teacher, the scenes and its own metrics
         run(todo, args)
@@ -88,9 +91,10 @@ def run(todo: list[tuple[float, float, int, Path]], args: argparse.Namespace) ->
             copy.deepcopy(teacher), tasks, train, collate_fn=driving.collate, teacher=teacher,
             distill=taskprune.Distill(layers=layers, alpha=alpha), channel_map={},
             config=FinetuneConfig(epochs=1000, max_steps=args.steps, lr=lr, warmup_steps=args.steps // 10,
-                                  batch_size=args.batch_size, seed=seed, progress=True))
+                                  batch_size=args.batch_size, seed=seed, bn_batches=args.bn_batches, progress=True))
         metrics = evaluate(student)
         record = {"lr": lr, "alpha": alpha, "seed": seed, "steps": args.steps, "heads": args.heads,
+                  "bn_batches": args.bn_batches,
                   "layers": layers, "metrics": metrics,
                   "drop": {m: base[m] - metrics[m] for m in METRICS}, "teacher": base,
                   "minutes": (time.perf_counter() - start) / 60}
@@ -103,12 +107,16 @@ def markdown(records: list[dict], args: argparse.Namespace) -> str:
              f"batch {args.batch_size}, warmup a tenth of the steps, then cosine), evaluated on {args.test_images} "
              "held-out scenes; drop in points against the teacher, positive = worse. `within.py`'s limit is 1.0 "
              "point on every metric.", "",
-             "| distilled | peak lr | alpha | seed | steps | " + " | ".join(METRICS) + " | largest drop |",
-             "|---|---|---|---|---|" + "---|" * (len(METRICS) + 1)]
-    for r in sorted(records, key=lambda r: (r.get("heads", False), -r["lr"], r["alpha"], r["seed"])):
+             "| distilled | BatchNorm statistics | peak lr | alpha | seed | steps | " + " | ".join(METRICS)
+             + " | largest drop |",
+             "|---|---|---|---|---|---|" + "---|" * (len(METRICS) + 1)]
+    for r in sorted(records, key=lambda r: (r.get("heads", False), r.get("bn_batches", 0), -r["lr"], r["alpha"],
+                                            r["seed"])):
         drops = [r["drop"][m] for m in METRICS]
         what = "trunk + head outputs" if r.get("heads") else "trunk"
-        lines.append(f"| {what} | {r['lr']:g} | {r['alpha']:g} | {r['seed']} | {r['steps']} | "
+        bn = r.get("bn_batches", 0)
+        statistics = f"re-estimated on {bn} batches" if bn else "running averages"
+        lines.append(f"| {what} | {statistics} | {r['lr']:g} | {r['alpha']:g} | {r['seed']} | {r['steps']} | "
                      + " | ".join(f"{d:+.2f}" for d in drops) + f" | {max(drops):.2f} |")
     return "\n".join(lines) + "\n"
 

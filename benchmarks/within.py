@@ -8,8 +8,11 @@ recovery round), the frontier written with its plot.
     python benchmarks/within.py --seed 1 --lr 1e-4       # gentler recoveries (writes within_seed1_lr0.0001.*)
     python benchmarks/within.py --quick                  # the pipeline on a tiny budget (runs/within_quick)
 
+Every recovery ends by re-estimating the BatchNorm statistics on --bn-batches training batches (PreciseBN; 0 keeps
+the running averages, as the runs before 2026-12-02 did).
+
 Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>
-when --lr is not the default). Resumable: the search checkpoints after every step to runs/<name>_checkpoint, and the
+and _bn<N> when --lr or --bn-batches is not the default). Resumable: the search checkpoints after every step to runs/<name>_checkpoint, and the
 same command carries on from there (delete the folder to start over).
 """
 
@@ -37,6 +40,8 @@ def main() -> None:
     parser.add_argument("--max-ratio", type=float, default=0.8)
     parser.add_argument("--recovery-steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of every recovery")
+    parser.add_argument("--bn-batches", type=int, default=100,
+                        help="batches each recovery re-estimates the BatchNorm statistics on (0: running averages)")
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--test-images", type=int, default=500)
     parser.add_argument("--prune-batches", type=int, default=8)
@@ -52,7 +57,8 @@ def main() -> None:
     if args.quick:
         args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
         args.step, args.max_ratio, args.out = 0.3, 0.6, ROOT / "runs" / "within_quick"
-    stem = ("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
+    stem = (("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
+            + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}"))
     checkpoint = args.checkpoint or ROOT / "runs" / f"{stem}{'_quick' if args.quick else ''}_checkpoint"
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -73,7 +79,7 @@ def main() -> None:
         limits=dict.fromkeys(METRICS, args.limit), step=args.step, max_ratio=args.max_ratio,
         recovery=FinetuneConfig(epochs=1000, max_steps=args.recovery_steps, lr=args.lr,
                                 warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, seed=args.seed,
-                                progress=False),
+                                bn_batches=args.bn_batches, progress=False),
         num_batches=args.prune_batches, round_to=args.round_to, checkpoint=checkpoint)
     record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                            if k != "checkpoint"},
@@ -89,9 +95,12 @@ def main() -> None:
 
 def markdown(record: dict) -> str:
     settings = record["settings"]
+    bn = settings.get("bn_batches", 0)
+    statistics = f"re-estimated on {bn} training batches at its end" if bn else "as training left them"
     lines = [f"DrivingNet-s teacher at 192x320, limits {settings['limit']} point on every metric, steps of "
              f"{settings['step']:.0%} of the parameters, {settings['recovery_steps']} recovery steps with distillation "
-             f"(peak lr {settings.get('lr', 1e-3):g}) after each (a second round when a limit is broken); {settings['test_images']} held-out scenes. "
+             f"(peak lr {settings.get('lr', 1e-3):g}) after each (a second round when a limit is broken), "
+             f"BatchNorm statistics {statistics}; {settings['test_images']} held-out scenes. "
              f"Reached: {record['reduction']:.1%} fewer parameters within every limit.", "",
              "| step | params removed | params | MACs | latency (of the teacher's) | " + " | ".join(METRICS) + " | within | rounds |",
              "|---|---|---|---|---|" + "---|" * (len(METRICS) + 2)]

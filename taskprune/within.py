@@ -83,7 +83,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
         step, max_ratio: the reduction added per step, and where to stop at the latest.
         importance: the criterion (default "conflict_taylor").
         recovery: the fine-tune after every step (default `FinetuneConfig(epochs=1, max_steps=200, lr=1e-3,
-            warmup_steps=20)`, no progress bar).
+            warmup_steps=20, bn_batches=100)`, no progress bar). Keep `bn_batches` on: without it the running
+            BatchNorm statistics of the recovery's last few batches can break a limit the weights would not.
         distill: distillation from `model` during recovery (default `Distill()`).
         measure_latency: time every model against the unpruned one (interleaved, batch of `example_inputs`).
         checkpoint: a folder to resume from. After every step within the limits it holds the model so far
@@ -106,7 +107,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     """
     if not 0 < step < 1 or not 0 < max_ratio < 1:
         raise ValueError(f"step and max_ratio must be in (0, 1), got step={step}, max_ratio={max_ratio}")
-    recovery = recovery or FinetuneConfig(epochs=1, max_steps=200, lr=1e-3, warmup_steps=20, progress=False)
+    recovery = recovery or FinetuneConfig(epochs=1, max_steps=200, lr=1e-3, warmup_steps=20, bn_batches=100,
+                                          progress=False)
     distill = distill or Distill()
     base = _checked(dict(evaluate(model)), limits)
     # prune's gradient criteria read batches: a Dataset is batched as the recovery fine-tune batches it
@@ -122,7 +124,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     channel_map: dict[str, list[int]] = {}
     ratios = [min(max_ratio, step * k) for k in range(1, int(max_ratio / step + 1e-9) + 1)]
     state = _Checkpoint(checkpoint, {"target": target, "step": step, "max_ratio": max_ratio, "limits": dict(limits),
-                                     "importance": str(getattr(importance, "name", importance))})
+                                     "importance": str(getattr(importance, "name", importance)),
+                                     **{f"recovery.{k}": v for k, v in recovery.to_dict().items() if k != "progress"}})
     generator = getattr(scoring, "generator", None)
     if state.exists():
         frontier, best, finished = state.resume(model, example_inputs, generator)

@@ -2,7 +2,7 @@
 
 Every rank starts from different random weights (DDP must broadcast rank 0's), fine-tunes with distillation
 through an adapter on a list of batches (strided per rank), then without a teacher on a Dataset (DistributedSampler),
-and saves what it ended with and which samples it saw to OUT_DIR/rank{rank}.pt for the test to compare.
+then a model with a BatchNorm whose statistics are re-estimated at the end (bn_batches), and saves what it ended with and which samples it saw to OUT_DIR/rank{rank}.pt for the test to compare.
 """
 
 from __future__ import annotations
@@ -80,8 +80,13 @@ def main(out_dir: Path) -> None:
              progress=False, checkpoint=out_dir / f"checkpoint_rank{rank}.pt")
     seen_strided, seen[:] = list(seen), []
     finetune(student, tasks, samples, epochs=2, batch_size=2, lr=1e-2, progress=False)
+    seen_sampler = list(seen)
+    normed = TwoTaskNet(4)
+    normed.trunk.insert(0, nn.BatchNorm2d(3))  # re-estimated on each rank's own samples, then averaged
+    finetune(normed, tasks, samples, epochs=1, batch_size=2, lr=1e-2, bn_batches=2, progress=False)
     torch.save({"state": student.state_dict(), "initial": initial, "adapters": adapters,
-                "seen_strided": seen_strided, "seen_sampler": list(seen)}, out_dir / f"rank{rank}.pt")
+                "seen_strided": seen_strided, "seen_sampler": seen_sampler, "normed": normed.state_dict()},
+               out_dir / f"rank{rank}.pt")
     print(f"rank {rank}: results saved", file=sys.stderr, flush=True)  # a failure's log then says how far it got
     # Neither rank may close its connections while the other still uses them: tearing gloo down unsynchronised
     # aborted rank 0 once in CI ("terminate called without an active exception", after 650 green runs).

@@ -164,3 +164,6 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(two_head, tmp_path)
     taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **options)
     with pytest.raises(ValueError, match=r"other settings: step=0.4 \(now 0.2\).*another folder to start over"):
         taskprune.prune_within(model, x, step=0.2, max_ratio=0.4, checkpoint=tmp_path, **options)
+    other = dict(options, recovery=FinetuneConfig(epochs=1, max_steps=1, lr=1e-3, bn_batches=4, progress=False))
+    with pytest.raises(ValueError, match=r"other settings: recovery.bn_batches=0 \(now 4\)"):
+        taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **other)

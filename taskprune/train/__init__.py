@@ -1,5 +1,6 @@
 """Fine-tuning a pruned student: `finetune` (the loop), `TrainStep` (one step), `FinetuneConfig` (settings)."""
 
+from .batchnorm import recompute_bn_stats as recompute_bn_stats
 from .config import OPTIMIZERS as OPTIMIZERS
 from .config import FinetuneConfig as FinetuneConfig
 from .config import cosine_factor as cosine_factor
@@ -8,4 +9,5 @@ from .config import cosine_schedule as cosine_schedule
 from .loop import finetune as finetune
 from .step import TrainStep as TrainStep
 
-__all__ = ["OPTIMIZERS", "FinetuneConfig", "TrainStep", "cosine_factor", "cosine_lr", "cosine_schedule", "finetune"]
+__all__ = ["OPTIMIZERS", "FinetuneConfig", "TrainStep", "cosine_factor", "cosine_lr", "cosine_schedule", "finetune",
+           "recompute_bn_stats"]

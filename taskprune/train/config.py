@@ -31,6 +31,10 @@ class FinetuneConfig:
         eval_every: evaluate every this many steps (None: after every epoch), and at the end.
         best_key, best_mode: the metric that decides the best checkpoint and whether higher ("max") or lower
             ("min") is better; `best_key` may be left out when the evaluation returns one metric.
+        bn_batches: after training, re-estimate the running statistics of the BatchNorms that trained as plain
+            averages over this many training batches (PreciseBN; see `taskprune.train.recompute_bn_stats`), before
+            the last evaluation; 0 keeps the running averages training left. Short fine-tunes want it: the
+            running averages mostly reflect the last ten batches.
         seed: shuffling seed for a Dataset.
         progress: show a rich progress bar with the per-task losses (rank 0 only).
 
@@ -51,6 +55,7 @@ class FinetuneConfig:
     eval_every: int | None = None
     best_key: str | None = None
     best_mode: str = "max"
+    bn_batches: int = 0
     seed: int = 0
     progress: bool = True
 
@@ -60,7 +65,7 @@ class FinetuneConfig:
         if self.best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
         for name, minimum in (("epochs", 1), ("warmup_steps", 0), ("eval_every", 1), ("max_steps", 1),
-                              ("batch_size", 1), ("seed", 0)):
+                              ("batch_size", 1), ("bn_batches", 0), ("seed", 0)):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from .._runtime import atomic_write, preserved_modes, world
 from ..distill import Distill
 from ..tasks import MultiTaskAdapter
+from .batchnorm import recompute_bn_stats
 from .config import FinetuneConfig, cosine_lr
 from .step import TrainStep, to_device
 
@@ -93,8 +94,8 @@ class _Evaluator:
         self.best: float | None = None
         self.done_at = -1
 
-    def __call__(self, step: int, log: Callable[[str], None]) -> None:
-        if not self.active or self.done_at == step or self.eval_fn is None:
+    def __call__(self, step: int, log: Callable[[str], None], again: bool = False) -> None:
+        if not self.active or (self.done_at == step and not again) or self.eval_fn is None:
             return
         self.done_at = step
         with torch.no_grad(), preserved_modes(self.student, eval=True):
@@ -140,7 +141,7 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         config: a `FinetuneConfig`; keywords in `options` (its field names: lr, max_steps, warmup_steps, ...)
             override its fields.
         eval_fn: `eval_fn(student) -> {metric: value}`, called in eval mode on rank 0 every `eval_every` steps
-            (default: after every epoch) and at the end.
+            (default: after every epoch) and at the end (again after `bn_batches` re-estimated the statistics).
         checkpoint: where to torch.save the student's state_dict: at each new best, or at the end without eval_fn.
         collate_fn: how a Dataset's items become a batch.
 
@@ -181,6 +182,10 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         try:
             with _display(config.progress and shards.rank == 0, total) as (advance, log):
                 _loop(step, shards, config, total, advance, lambda: evaluate(step.steps, log))
+                step.remove()  # the distiller's hooks are off before the student runs again
+                if config.bn_batches:  # the student is unwrapped, its BatchNorms still in their training modes
+                    recompute_bn_stats(student, shards.epoch(config.epochs), tasks, config.bn_batches)
+                evaluate(step.steps, log, again=config.bn_batches > 0)
         finally:
             step.remove()
     if checkpoint is not None and eval_fn is None and shards.rank == 0:
@@ -202,7 +207,6 @@ def _loop(step: TrainStep, shards: _Shards, config: FinetuneConfig, total: int, 
             evaluate()
         if step.steps >= total:
             break
-    evaluate()
 
 
 def _config(config: FinetuneConfig | None, epochs: int | None, options: dict[str, Any]) -> FinetuneConfig:

@@ -268,6 +268,10 @@ def test_two_processes_end_with_identical_replicas(tmp_path):
         halves = [set(rank["seen_sampler"][6 * epoch: 6 * epoch + 6]) for rank in ranks]
         assert halves[0].isdisjoint(halves[1]) and halves[0] | halves[1] == set(range(12))
     assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_rank0.pt"]
+    # bn_batches: each rank re-estimated on its own half of the samples; the averaged statistics are the same
+    normed = [rank["normed"] for rank in ranks]
+    assert all(torch.equal(normed[0][k], normed[1][k]) for k in normed[0])
+    assert not torch.equal(normed[0]["trunk.0.running_mean"], torch.zeros(3))
 
 
 @pytest.mark.gpu

@@ -1,0 +1,90 @@
+"""PreciseBN: `recompute_bn_stats` and `FinetuneConfig(bn_batches=...)`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskprune.tasks import Tasks
+from taskprune.train import FinetuneConfig, finetune, recompute_bn_stats
+
+
+class NormFirst(nn.Module):
+    """BatchNorm straight on the image, so its inputs do not depend on any trained weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(3)
+        self.frozen = nn.BatchNorm2d(3)
+        self.head = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.frozen(self.norm(x)))
+
+
+TASKS = Tasks(outputs={"seg": lambda out: out}, inputs=lambda batch: batch["image"],
+              losses={"seg": lambda out, b: F.binary_cross_entropy_with_logits(out, b["mask"])})
+
+
+def batches(count: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for k in range(count):  # every batch its own mean and scale, so an exponential average differs from the plain one
+        image = 1.5 * k + (1 + k) * torch.randn(4, 3, 5, 5, generator=generator)
+        out.append({"image": image, "mask": (image.mean(1, keepdim=True) > 0).float()})
+    return out
+
+
+def plain_average(data: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    means = torch.stack([b["image"].mean((0, 2, 3)) for b in data])
+    variances = torch.stack([b["image"].transpose(0, 1).flatten(1).var(1, unbiased=True) for b in data])
+    return means.mean(0), variances.mean(0)
+
+
+def test_statistics_become_the_plain_average_and_nothing_else_moves():
+    model, data = NormFirst().train(), batches(6)
+    model.frozen.eval()
+    with torch.no_grad():
+        model.frozen.running_mean.fill_(0.25)
+        model(data[0]["image"])  # one training-mode pass: the exponential average starts somewhere else
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "tracked" not in k}
+    frozen = {k: v.clone() for k, v in model.frozen.state_dict().items()}
+    assert recompute_bn_stats(model, data, TASKS, 5) == 5
+    mean, var = plain_average(data[:5])
+    assert torch.allclose(model.norm.running_mean, mean, atol=1e-5)
+    assert torch.allclose(model.norm.running_var, var, rtol=1e-4)
+    assert model.norm.momentum == 0.1 and model.training and not model.frozen.training
+    assert all(torch.equal(v, frozen[k]) for k, v in model.frozen.state_dict().items())  # eval mode: left alone
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+    assert recompute_bn_stats(model, data[:2], TASKS, 5) == 2  # the batches ran out: averaged over what there was
+    assert torch.allclose(model.norm.running_mean, plain_average(data[:2])[0], atol=1e-5)
+
+
+def test_bad_counts_and_no_batches_are_refused_and_lose_nothing():
+    model = NormFirst().train()
+    with torch.no_grad():
+        model(batches(1)[0]["image"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="num_batches must be >= 1, got 0"):
+        recompute_bn_stats(model, batches(2), TASKS, 0)
+    with pytest.raises(ValueError, match="no batch to re-estimate"):
+        recompute_bn_stats(model, [], TASKS, 3)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    assert model.norm.momentum == 0.1
+    with pytest.raises(ValueError, match="bn_batches must be an integer >= 0, got -1"):
+        FinetuneConfig(bn_batches=-1)
+
+
+@pytest.mark.parametrize("bn_batches", [0, 3])
+def test_finetune_re_estimates_before_the_last_evaluation(bn_batches):
+    torch.manual_seed(0)
+    model, data, seen = NormFirst(), batches(5), []
+    finetune(model, TASKS, data, epochs=2, lr=1e-2, bn_batches=bn_batches, progress=False,
+             eval_fn=lambda m: seen.append(m.norm.running_mean.clone()) or {"score": 0.0})
+    # a list of batches is read in its order every epoch: the re-estimate averages its first three
+    expected = plain_average(data[:3])[0]
+    assert torch.allclose(model.norm.running_mean, expected, atol=1e-5) == (bn_batches > 0)
+    assert len(seen) == 2 + (bn_batches > 0)  # after each epoch, and again after the re-estimate
+    assert torch.equal(seen[-1], model.norm.running_mean) and model.training  # given back in its own mode

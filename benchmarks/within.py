@@ -12,8 +12,10 @@ Every recovery ends by re-estimating the BatchNorm statistics on --bn-batches tr
 the running averages, as the runs before 2026-12-02 did).
 
 Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>
-and _bn<N> when --lr or --bn-batches is not the default). Resumable: the search checkpoints after every step to runs/<name>_checkpoint, and the
-same command carries on from there (delete the folder to start over).
+and _bn<N> when --lr or --bn-batches is not the default). Resumable: the search checkpoints after every step, and the
+same command carries on from there (delete the folder to start over). The folder is
+benchmarks/results/within_checkpoints/<name> so that committing it carries a run to another machine; `--status`
+prints the frontier it holds while the run goes on.
 """
 
 from __future__ import annotations
@@ -52,14 +54,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="folder to resume from (default runs/<name>_checkpoint)")
+                        help="folder to resume from (default benchmarks/results/within_checkpoints/<name>)")
+    parser.add_argument("--status", action="store_true",
+                        help="print the frontier the checkpoint holds so far, and exit (a run may be going on)")
     args = parser.parse_args()
     if args.quick:
         args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
         args.step, args.max_ratio, args.out = 0.3, 0.6, ROOT / "runs" / "within_quick"
     stem = (("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
             + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}"))
-    checkpoint = args.checkpoint or ROOT / "runs" / f"{stem}{'_quick' if args.quick else ''}_checkpoint"
+    checkpoint = args.checkpoint or (ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
+                                     else ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)
+    if args.status:
+        print(status(checkpoint, args))
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     size = (192, 320)
@@ -91,6 +99,18 @@ def main() -> None:
     (args.out / f"{stem}.md").write_text(markdown(record))
     found.plot(args.out / f"{stem}.png")
     print(markdown(record))
+
+
+def status(checkpoint: Path, args: argparse.Namespace) -> str:
+    """The frontier a checkpoint holds, as `markdown` renders a finished run's."""
+    if not (checkpoint / "state.pt").exists():
+        return f"no checkpoint at {checkpoint}: the run has not finished a step yet (or writes elsewhere)"
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    frontier = state["frontier"]
+    record = {"settings": vars(args), "frontier": frontier,
+              "reduction": max(row["reduction"] for row in frontier if row["within"])}
+    done = "finished" if state["finished"] else f"in progress, {len(frontier) - 1} step(s) done"
+    return f"{checkpoint} ({done}):\n\n" + markdown(record)
 
 
 def markdown(record: dict) -> str:

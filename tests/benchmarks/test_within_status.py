@@ -1,0 +1,32 @@
+"""`benchmarks/within.py --status`: the frontier a running search's checkpoint holds, rendered as a finished run's."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import within  # noqa: E402
+
+
+def frontier_row(step: int, reduction: float, lane_drop: float, within_limits: bool) -> dict:
+    metrics = dict.fromkeys(within.METRICS, 80.0)
+    return {"step": step, "reduction": reduction, "params": 1e6 * (1 - reduction), "macs": 1e9, "latency": None,
+            **metrics, "drop": {**dict.fromkeys(within.METRICS, 0.0), "lane_acc": lane_drop}, "within": within_limits,
+            "recovery_rounds": min(step, 1) + (not within_limits)}
+
+
+def test_status_renders_the_checkpoint_so_far(tmp_path):
+    args = argparse.Namespace(limit=1.0, step=0.1, recovery_steps=600, lr=1e-3, bn_batches=100, test_images=500)
+    assert within.status(tmp_path, args).startswith(f"no checkpoint at {tmp_path}")
+    rows = [frontier_row(0, 0.0, 0.0, True), frontier_row(1, 0.097, 0.4, True), frontier_row(2, 0.198, 1.3, False)]
+    torch.save({"frontier": rows[:2], "finished": False}, tmp_path / "state.pt")
+    text = within.status(tmp_path, args)
+    assert "(in progress, 1 step(s) done)" in text and "Reached: 9.7% fewer parameters" in text
+    assert "re-estimated on 100 training batches" in text and "| 1 | 9.7% | 0.90M |" in text
+    torch.save({"frontier": rows, "finished": True}, tmp_path / "state.pt")
+    text = within.status(tmp_path, args)
+    assert "(finished)" in text and "Reached: 9.7%" in text and "| 80.0 (-1.3) |" in text and "| no | 2 |" in text

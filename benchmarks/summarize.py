@@ -24,9 +24,13 @@ SECTIONS = [
      "python benchmarks/within.py"),
     ("within_seed1", "The same search on a second seed (other scoring batches and fine-tune order)",
      "python benchmarks/within.py --seed 1"),
+    ("within_bn0", "The search before PreciseBN (each recovery left the running BatchNorm statistics as they were)",
+     "python benchmarks/within.py --bn-batches 0"),
+    ("within_seed1_bn0", "Before PreciseBN, on the second seed", "python benchmarks/within.py --seed 1 --bn-batches 0"),
     ("recovery_drift", "What the recovery fine-tune alone does to the unpruned teacher",
      "python benchmarks/recovery_drift.py && python benchmarks/recovery_drift.py --lrs 1e-3 --seeds 0 && "
-     "python benchmarks/recovery_drift.py --lrs 1e-3 --alphas 10 && python benchmarks/recovery_drift.py --lrs 1e-3 --heads"),
+     "python benchmarks/recovery_drift.py --lrs 1e-3 --alphas 10 && python benchmarks/recovery_drift.py --lrs 1e-3 --heads "
+     "&& python benchmarks/recovery_drift.py --lrs 1e-3 --seeds 1,0 --bn-batches 100"),
     ("teacher_s_curve", "The driving teacher's validation curve while it was trained",
      "python examples/driving/train_teacher.py ... --curve benchmarks/results/teacher_s_curve.json "
      "&& python benchmarks/teacher_curve.py"),
@@ -52,7 +56,7 @@ SECTIONS = [
 ]
 
 # besides the evidence grid and the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("within", "within_seed1", "recovery_drift", "overhead_resnet50_three_head", "resources_large")
+README_SECTIONS = ("within", "within_seed1", "within_bn0", "within_seed1_bn0", "recovery_drift", "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:
@@ -134,7 +138,7 @@ def versus_torch_pruning(result: dict) -> str | None:
     return f"- {result['model']}: at ~40% fewer parameters the fastest torch-pruning configuration, {verdict}."
 
 
-PICTURES = {"ablation": "ablation.png", "within": "within.png", "teacher_s_curve": "teacher_s_curve.png"}
+PICTURES = {"ablation": "ablation.png", "within": "within.png", "within_bn0": "within_bn0.png", "teacher_s_curve": "teacher_s_curve.png"}
 
 
 def main() -> None:

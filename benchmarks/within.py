@@ -26,13 +26,11 @@ import time
 from pathlib import Path
 
 import torch
+from driving_setup import METRICS, ROOT  # the driving benchmarks' shared names
 
 import taskprune
 from taskprune import driving
 from taskprune.train import FinetuneConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
 
 
 def main() -> None:

@@ -6,13 +6,18 @@ recovery round), the frontier written with its plot.
     python benchmarks/within.py                          # limits of 1.0 point on all five metrics
     python benchmarks/within.py --seed 1                 # another seed: other scoring batches, fine-tune order
     python benchmarks/within.py --seed 1 --lr 1e-4       # gentler recoveries (writes within_seed1_lr0.0001.*)
+    python benchmarks/within.py --validate-images 300    # each recovery keeps its best step on a validation split
     python benchmarks/within.py --quick                  # the pipeline on a tiny budget (runs/within_quick)
 
 Every recovery ends by re-estimating the BatchNorm statistics on --bn-batches training batches (PreciseBN; 0 keeps
 the running averages, as the runs before 2026-12-02 did).
 
-Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>
-and _bn<N> when --lr or --bn-batches is not the default). Resumable: the search checkpoints after every step, and the
+With --validate-images N, every recovery is evaluated on N validation scenes (SyntheticDriving seed 10_000, apart
+from the training and test scenes) every --eval-every steps and at its end, and keeps the step with the largest
+worst margin to a limit there (`prune_within(validate=...)`); the test scenes then judge that step.
+
+Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>,
+_bn<N> and _val<N> when --lr, --bn-batches or --validate-images is not the default). Resumable: the search checkpoints after every step, and the
 same command carries on from there (delete the folder to start over). The folder is
 benchmarks/results/within_checkpoints/<name> so that committing it carries a run to another machine; `--status`
 prints the frontier it holds while the run goes on.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,6 +48,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of every recovery")
     parser.add_argument("--bn-batches", type=int, default=100,
                         help="batches each recovery re-estimates the BatchNorm statistics on (0: running averages)")
+    parser.add_argument("--validate-images", type=int, default=0,
+                        help="validation scenes each recovery picks its best step on (0: keep the last step)")
+    parser.add_argument("--eval-every", type=int, default=150, help="recovery steps between validations")
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--test-images", type=int, default=500)
     parser.add_argument("--prune-batches", type=int, default=8)
@@ -58,9 +67,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
+        args.validate_images, args.eval_every = min(args.validate_images, 32), 2
         args.step, args.max_ratio, args.out = 0.3, 0.6, ROOT / "runs" / "within_quick"
     stem = (("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
-            + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}"))
+            + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}")
+            + (f"_val{args.validate_images}" if args.validate_images else ""))
     checkpoint = args.checkpoint or (ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
                                      else ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)
     if args.status:
@@ -73,19 +84,25 @@ def main() -> None:
     tasks = driving.driving_tasks()
     train = driving.SyntheticDriving(args.train_images, size=size, seed=0)
     test = driving.SyntheticDriving(args.test_images, size=size, seed=20_000)
+    validation = driving.SyntheticDriving(args.validate_images, size=size, seed=10_000) if args.validate_images else None
 
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        metrics = driving.evaluate(model, driving.loader(test, batch_size=16))
-        return {m: 100 * metrics[m] for m in METRICS}
+    def scores(scenes: driving.SyntheticDriving) -> Callable[[torch.nn.Module], dict[str, float]]:
+        def evaluate(model: torch.nn.Module) -> dict[str, float]:
+            metrics = driving.evaluate(model, driving.loader(scenes, batch_size=16))
+            return {m: 100 * metrics[m] for m in METRICS}
+
+        return evaluate
 
     resumed = (checkpoint / "state.pt").exists()
     start = time.perf_counter()
     found = taskprune.prune_within(
-        teacher, torch.zeros(1, 3, *size), tasks=tasks, data=train, collate_fn=driving.collate, evaluate=evaluate,
+        teacher, torch.zeros(1, 3, *size), tasks=tasks, data=train, collate_fn=driving.collate, evaluate=scores(test),
         limits=dict.fromkeys(METRICS, args.limit), step=args.step, max_ratio=args.max_ratio,
         recovery=FinetuneConfig(epochs=1000, max_steps=args.recovery_steps, lr=args.lr,
                                 warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, seed=args.seed,
-                                bn_batches=args.bn_batches, progress=False),
+                                bn_batches=args.bn_batches, eval_every=args.eval_every if validation else None,
+                                progress=False),
+        validate=scores(validation) if validation else None,
         num_batches=args.prune_batches, round_to=args.round_to, checkpoint=checkpoint)
     record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                            if k != "checkpoint"},
@@ -115,10 +132,13 @@ def markdown(record: dict) -> str:
     settings = record["settings"]
     bn = settings.get("bn_batches", 0)
     statistics = f"re-estimated on {bn} training batches at its end" if bn else "as training left them"
+    val = settings.get("validate_images", 0)
+    chosen = (f", each recovery's step chosen every {settings['eval_every']} steps by its worst margin to a limit on "
+              f"{val} validation scenes" if val else "")
     lines = [f"DrivingNet-s teacher at 192x320, limits {settings['limit']} point on every metric, steps of "
              f"{settings['step']:.0%} of the parameters, {settings['recovery_steps']} recovery steps with distillation "
              f"(peak lr {settings.get('lr', 1e-3):g}) after each (a second round when a limit is broken), "
-             f"BatchNorm statistics {statistics}; {settings['test_images']} held-out scenes. "
+             f"BatchNorm statistics {statistics}{chosen}; {settings['test_images']} held-out scenes. "
              f"Reached: {record['reduction']:.1%} fewer parameters within every limit.", "",
              "| step | params removed | params | MACs | latency (of the teacher's) | " + " | ".join(METRICS) + " | within | rounds |",
              "|---|---|---|---|---|" + "---|" * (len(METRICS) + 2)]

@@ -68,7 +68,7 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
                  limits: Mapping[str, float], target: str = "params", step: float = 0.1, max_ratio: float = 0.9,
                  importance: Any = "conflict_taylor", recovery: FinetuneConfig | None = None,
                  distill: Distill | None = None, collate_fn: Callable[[list[Any]], Any] | None = None,
-                 measure_latency: bool = True, progress: bool = True,
+                 measure_latency: bool = True, progress: bool = True, validate: Evaluate | None = None,
                  checkpoint: str | os.PathLike[str] | None = None, **prune_options: Any) -> WithinResult:
     """Prune `model` in steps of `step` (cumulative, of `target`) until a metric drops by more than its limit.
 
@@ -87,6 +87,10 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
             BatchNorm statistics of the recovery's last few batches can break a limit the weights would not.
         distill: distillation from `model` during recovery (default `Distill()`).
         measure_latency: time every model against the unpruned one (interleaved, batch of `example_inputs`).
+        validate: like `evaluate`, on held-out data of its own. When given, every recovery evaluates it every
+            `recovery.eval_every` steps (default: a quarter of `recovery.max_steps`) and at its end, and keeps the
+            step whose worst margin to a limit (limit minus drop against the unpruned model, on this data) is
+            largest; `evaluate` then judges that step. Without it, every recovery keeps its last step.
         checkpoint: a folder to resume from. After every step within the limits it holds the model so far
             (a `taskprune.save` file), the frontier and the random-number state; a call with the same folder and
             settings carries on after the last finished step, and ends as the uninterrupted call would have
@@ -111,6 +115,14 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
                                           progress=False)
     distill = distill or Distill()
     base = _checked(dict(evaluate(model)), limits)
+    settings = {"target": target, "step": step, "max_ratio": max_ratio, "limits": dict(limits),
+                "importance": str(getattr(importance, "name", importance)), "validate": validate is not None,
+                **{f"recovery.{k}": v for k, v in recovery.to_dict().items() if k != "progress"}}
+    margin = None
+    if validate is not None:
+        margin = _margin(validate, _checked(dict(validate(model)), limits), limits)
+        recovery = replace(recovery, best_key="margin", best_mode="max", keep_best=True, eval_every=(
+            recovery.eval_every or (max(1, recovery.max_steps // 4) if recovery.max_steps else None)))
     # prune's gradient criteria read batches: a Dataset is batched as the recovery fine-tune batches it
     scoring = DataLoader(data, batch_size=recovery.batch_size, shuffle=True, collate_fn=collate_fn,
                          generator=torch.Generator().manual_seed(recovery.seed)) \
@@ -123,9 +135,7 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     history: list[list[Any]] = []
     channel_map: dict[str, list[int]] = {}
     ratios = [min(max_ratio, step * k) for k in range(1, int(max_ratio / step + 1e-9) + 1)]
-    state = _Checkpoint(checkpoint, {"target": target, "step": step, "max_ratio": max_ratio, "limits": dict(limits),
-                                     "importance": str(getattr(importance, "name", importance)),
-                                     **{f"recovery.{k}": v for k, v in recovery.to_dict().items() if k != "progress"}})
+    state = _Checkpoint(checkpoint, settings)
     generator = getattr(scoring, "generator", None)
     if state.exists():
         frontier, best, finished = state.resume(model, example_inputs, generator)
@@ -144,7 +154,7 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
         rounds, metrics = 0, {}
         while rounds < 2:  # one recovery, and one more when a limit is broken after it
             student = finetune(student, tasks, data, teacher=model, distill=distill, channel_map=composed_map,
-                               config=recovery, collate_fn=collate_fn)
+                               config=recovery, collate_fn=collate_fn, eval_fn=margin)
             rounds += 1
             metrics = dict(evaluate(student))
             if _within(base, metrics, limits):
@@ -177,6 +187,18 @@ def _checked(base: dict[str, float], limits: Mapping[str, float]) -> dict[str, f
     return base
 
 
+def _margin(validate: Evaluate, base: Mapping[str, float], limits: Mapping[str, float]
+            ) -> Callable[[nn.Module], dict[str, float]]:
+    """The recoveries' eval_fn: the smallest of limit minus drop over the limited metrics, on `validate`'s data."""
+
+    def margin(student: nn.Module) -> dict[str, float]:
+        metrics = validate(student)
+        return {"margin": min((limit - (base[name] - float(metrics[name])) for name, limit in limits.items()),
+                              default=0.0)}
+
+    return margin
+
+
 def _within(base: Mapping[str, float], metrics: Mapping[str, float], limits: Mapping[str, float]) -> bool:
     return all(base[name] - metrics[name] <= limit for name, limit in limits.items())
 
@@ -202,6 +224,9 @@ def _unpruned(model: nn.Module, example_inputs: Any, first: Mapping[str, Any]) -
                          warnings=["prune_within: already the first step broke a limit; nothing was removed"])
     return PruneResult(model=copy.deepcopy(model), report=report, history=[], channel_map={},
                        example_inputs=example_inputs)
+
+
+_ADDED = {"validate": False, "recovery.keep_best": False}
 
 
 class _Checkpoint:
@@ -247,7 +272,10 @@ class _Checkpoint:
         state = torch.load(self.folder / "state.pt", weights_only=True)
         if state.get("format") != "taskprune.within-checkpoint":
             raise ValueError(f"{self.folder / 'state.pt'} is not a prune_within checkpoint")
-        changed = {k: (state["settings"].get(k), v) for k, v in self.settings.items() if state["settings"].get(k) != v}
+        # a setting added after the checkpoint was written counts as its default there
+        saved = {**_ADDED, **state["settings"]}
+        changed = {k: (saved.get(k), self.settings.get(k)) for k in [*self.settings, *saved]
+                   if saved.get(k) != self.settings.get(k)}
         if changed:
             listed = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
             raise ValueError(f"checkpoint {self.folder} was written with other settings: {listed}; pass the same "

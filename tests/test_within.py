@@ -167,3 +167,41 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(two_head, tmp_path)
     other = dict(options, recovery=FinetuneConfig(epochs=1, max_steps=1, lr=1e-3, bn_batches=4, progress=False))
     with pytest.raises(ValueError, match=r"other settings: recovery.bn_batches=0 \(now 4\)"):
         taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **other)
+    with pytest.raises(ValueError, match=r"other settings: validate=False \(now True\)"):
+        taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, validate=_scores(batches),
+                               **options)
+    # a checkpoint written before a setting existed counts as that setting's default
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    del state["settings"]["validate"], state["settings"]["recovery.keep_best"]
+    torch.save(state, tmp_path / "state.pt")
+    again = taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **options)
+    assert again.frontier == state["frontier"]
+
+
+def test_with_validate_every_recovery_keeps_its_best_step_on_the_validation_data(two_head):
+    model, x, batches = _teacher_and_data(two_head)
+    evaluate, held_out = _scores(batches[:2]), _scores(batches[2:])
+    limits = {"a": 0.5, "b": 0.5}
+    calls = []  # every validation: its metrics, and the test metrics of the same model
+
+    def validate(student):
+        calls.append((held_out(student), evaluate(student)))
+        return calls[-1][0]
+
+    found = taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=evaluate, validate=validate,
+                                   limits=limits, step=0.2, max_ratio=0.6, round_to=None, importance="magnitude",
+                                   recovery=FinetuneConfig(epochs=1, max_steps=4, eval_every=1, lr=3e-2,
+                                                           progress=False),
+                                   measure_latency=False, progress=False)
+    base = calls[0][0]  # the unpruned model, validated first
+    margins = [min(limits[k] - (base[k] - v[k]) for k in limits) for v, _ in calls[1:]]
+    recoveries = [range(1 + 4 * i, 5 + 4 * i) for i in range(len(margins) // 4)]  # four validations each
+    assert len(margins) == 4 * sum(f["recovery_rounds"] for f in found.frontier)
+    picked = []
+    for row in found.frontier[1:]:
+        last = recoveries[sum(f["recovery_rounds"] for f in found.frontier[1:row["step"] + 1]) - 1]
+        best = max(last, key=lambda i: margins[i - 1])
+        assert {k: row[k] for k in limits} == pytest.approx(calls[best][1])  # the test metrics of the chosen step
+        picked.append(best != last[-1])
+    assert any(picked), \
+        "every recovery's best was its last step: the test shows nothing"

@@ -31,10 +31,12 @@ class FinetuneConfig:
         eval_every: evaluate every this many steps (None: after every epoch), and at the end.
         best_key, best_mode: the metric that decides the best checkpoint and whether higher ("max") or lower
             ("min") is better; `best_key` may be left out when the evaluation returns one metric.
-        bn_batches: after training, re-estimate the running statistics of the BatchNorms that trained as plain
-            averages over this many training batches (PreciseBN; see `taskprune.train.recompute_bn_stats`), before
-            the last evaluation; 0 keeps the running averages training left. Short fine-tunes want it: the
-            running averages mostly reflect the last ten batches.
+        keep_best: at the end, put back the weights and BatchNorm statistics of the best evaluation (by
+            `best_key`); needs `eval_fn` and a single process.
+        bn_batches: re-estimate the running statistics of the BatchNorms that trained as plain averages over this
+            many training batches (PreciseBN; see `taskprune.train.recompute_bn_stats`) after training and before
+            every evaluation (training itself never reads them); 0 keeps the running averages training left.
+            Short fine-tunes want it: the running averages mostly reflect the last ten batches.
         seed: shuffling seed for a Dataset.
         progress: show a rich progress bar with the per-task losses (rank 0 only).
 
@@ -55,6 +57,7 @@ class FinetuneConfig:
     eval_every: int | None = None
     best_key: str | None = None
     best_mode: str = "max"
+    keep_best: bool = False
     bn_batches: int = 0
     seed: int = 0
     progress: bool = True
@@ -64,6 +67,8 @@ class FinetuneConfig:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; available: {', '.join(OPTIMIZERS)}")
         if self.best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
+        if not isinstance(self.keep_best, bool):
+            raise ValueError(f"keep_best must be True or False, got {self.keep_best!r}")
         for name, minimum in (("epochs", 1), ("warmup_steps", 0), ("eval_every", 1), ("max_steps", 1),
                               ("batch_size", 1), ("bn_batches", 0), ("seed", 0)):
             value = getattr(self, name)

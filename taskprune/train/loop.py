@@ -85,25 +85,31 @@ def _display(enabled: bool, total: int) -> Iterator[tuple[Callable[[str], None],
 
 
 class _Evaluator:
-    """Calls `eval_fn` on rank 0, logs the metrics and keeps the best checkpoint."""
+    """Calls `eval_fn` on rank 0, logs the metrics and keeps the best checkpoint (and, for `keep_best`, the best
+    state). `refresh` runs on every rank before an evaluation (the PreciseBN re-estimation, which all-reduces)."""
 
     def __init__(self, student: nn.Module, eval_fn: EvalFn | None, config: FinetuneConfig,
-                 checkpoint: str | os.PathLike[str] | None, rank: int) -> None:
+                 checkpoint: str | os.PathLike[str] | None, rank: int, refresh: Callable[[], None] | None) -> None:
         self.student, self.eval_fn, self.config, self.checkpoint = student, eval_fn, config, checkpoint
         self.active = rank == 0 and eval_fn is not None
+        self.refresh = refresh
         self.best: float | None = None
-        self.done_at = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.done_at = self.refreshed_at = -1
 
-    def __call__(self, step: int, log: Callable[[str], None], again: bool = False) -> None:
-        if not self.active or (self.done_at == step and not again) or self.eval_fn is None:
+    def __call__(self, step: int, log: Callable[[str], None]) -> None:
+        if self.eval_fn is None or self.done_at == step:
             return
         self.done_at = step
+        self.fresh(step)
+        if not self.active:
+            return
         with torch.no_grad(), preserved_modes(self.student, eval=True):
             metrics = dict(self.eval_fn(self.student))
         line = f"step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
         key = self.config.best_key if self.config.best_key is not None else (
             next(iter(metrics)) if len(metrics) == 1 else None)
-        if key is None and self.checkpoint is None:
+        if key is None and self.checkpoint is None and not self.config.keep_best:
             log(line)
             return
         if key is None or key not in metrics:
@@ -111,9 +117,34 @@ class _Evaluator:
         value = float(metrics[key])
         if self.best is None or (value > self.best if self.config.best_mode == "max" else value < self.best):
             self.best = value
+            if self.config.keep_best:
+                self.best_state = {k: v.detach().clone() for k, v in self.student.state_dict().items()}
             if self.checkpoint is not None:
                 _save(self.student.state_dict(), self.checkpoint)
         log(f"{line} (best {key} {self.best:.4g})")
+
+    def fresh(self, step: int) -> None:
+        """Re-estimate the BatchNorm statistics for this step, once."""
+        if self.refresh is not None and self.refreshed_at != step:
+            self.refresh()
+            self.refreshed_at = step
+
+
+def _refresher(student: nn.Module, shards: _Shards, tasks: MultiTaskAdapter, config: FinetuneConfig
+               ) -> Callable[[], None]:
+    """PreciseBN on the first `bn_batches` of the epoch after the last, without moving any random state, so
+    evaluating mid-training leaves the training order as it was. The student is unwrapped, its BatchNorms in
+    their training modes."""
+
+    def refresh() -> None:
+        generator = getattr(shards.loader, "generator", None)
+        state = generator.get_state() if isinstance(generator, torch.Generator) else None
+        with torch.random.fork_rng(devices=[]):
+            recompute_bn_stats(student, shards.epoch(config.epochs), tasks, config.bn_batches)
+        if isinstance(generator, torch.Generator) and state is not None:
+            generator.set_state(state)
+
+    return refresh
 
 
 def _save(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
@@ -175,7 +206,10 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
     step = TrainStep(student, tasks, optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
                      grad_clip=config.grad_clip, teacher=teacher, distill=distill, channel_map=channel_map,
                      example_inputs=example)
-    evaluate = _Evaluator(student, eval_fn, config, checkpoint, shards.rank)
+    if config.keep_best and (eval_fn is None or shards.world > 1):
+        raise ValueError("keep_best needs eval_fn= and a single process (evaluation runs on rank 0 only)")
+    refresh = _refresher(student, shards, tasks, config) if config.bn_batches else None
+    evaluate = _Evaluator(student, eval_fn, config, checkpoint, shards.rank, refresh)
     with preserved_modes(student):
         if not student.training:
             student.train()
@@ -183,11 +217,12 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
             with _display(config.progress and shards.rank == 0, total) as (advance, log):
                 _loop(step, shards, config, total, advance, lambda: evaluate(step.steps, log))
                 step.remove()  # the distiller's hooks are off before the student runs again
-                if config.bn_batches:  # the student is unwrapped, its BatchNorms still in their training modes
-                    recompute_bn_stats(student, shards.epoch(config.epochs), tasks, config.bn_batches)
-                evaluate(step.steps, log, again=config.bn_batches > 0)
+                evaluate.fresh(step.steps)
+                evaluate(step.steps, log)
         finally:
             step.remove()
+    if evaluate.best_state is not None:
+        student.load_state_dict(evaluate.best_state)
     if checkpoint is not None and eval_fn is None and shards.rank == 0:
         _save(student.state_dict(), checkpoint)
     return student

@@ -78,13 +78,73 @@ def test_bad_counts_and_no_batches_are_refused_and_lose_nothing():
 
 
 @pytest.mark.parametrize("bn_batches", [0, 3])
-def test_finetune_re_estimates_before_the_last_evaluation(bn_batches):
+def test_finetune_re_estimates_before_every_evaluation(bn_batches):
     torch.manual_seed(0)
     model, data, seen = NormFirst(), batches(5), []
     finetune(model, TASKS, data, epochs=2, lr=1e-2, bn_batches=bn_batches, progress=False,
              eval_fn=lambda m: seen.append(m.norm.running_mean.clone()) or {"score": 0.0})
     # a list of batches is read in its order every epoch: the re-estimate averages its first three
     expected = plain_average(data[:3])[0]
+    assert len(seen) == 2  # after each epoch; the last one already saw the re-estimate
+    assert all(torch.allclose(mean, expected, atol=1e-5) == (bn_batches > 0) for mean in seen)
     assert torch.allclose(model.norm.running_mean, expected, atol=1e-5) == (bn_batches > 0)
-    assert len(seen) == 2 + (bn_batches > 0)  # after each epoch, and again after the re-estimate
     assert torch.equal(seen[-1], model.norm.running_mean) and model.training  # given back in its own mode
+
+
+class Seg(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.head = nn.Conv2d(4, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.norm(self.conv(x))))
+
+
+class Images(torch.utils.data.Dataset):
+    def __init__(self) -> None:
+        self.items = [{"image": b["image"][i], "mask": b["mask"][i]} for b in batches(6, seed=3) for i in range(4)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.items[index]
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+
+def trained(**options) -> tuple[Seg, list[float]]:
+    torch.manual_seed(0)
+    model, scores = Seg(), []
+
+    def score(m: nn.Module) -> dict[str, float]:
+        scores.append(float(m.head.weight.sum()))
+        return {"score": scores[-1]}
+
+    finetune(model, TASKS, Images(), epochs=3, lr=5e-2, batch_size=4, collate_fn=collate, progress=False,
+             **({"eval_fn": score} if options.pop("evaluated", True) else {}), **options)
+    return model, scores
+
+
+def test_evaluating_with_precise_statistics_leaves_the_training_order_alone():
+    # the re-estimates read the shuffled Dataset and run forwards; the weights trained must not change
+    plain, _ = trained(evaluated=False, bn_batches=2)
+    evaluated, scores = trained(eval_every=2, bn_batches=2)
+    assert len(scores) == 9  # every second of 18 steps
+    assert all(torch.equal(v, evaluated.state_dict()[k]) for k, v in plain.state_dict().items())
+
+
+def test_keep_best_puts_back_the_best_evaluation():
+    model, scores = trained(eval_every=2, bn_batches=2, keep_best=True, best_mode="min")
+    assert scores.index(min(scores)) != len(scores) - 1  # the best is not the last, or the test shows nothing
+    assert float(model.head.weight.detach().sum()) == pytest.approx(min(scores))
+    last, _ = trained(eval_every=2, bn_batches=2)
+    assert float(last.head.weight.detach().sum()) == pytest.approx(scores[-1])
+    with pytest.raises(ValueError, match="keep_best needs eval_fn"):
+        trained(evaluated=False, keep_best=True)
+    with pytest.raises(ValueError, match="keep_best must be True or False, got 1"):
+        FinetuneConfig(keep_best=1)

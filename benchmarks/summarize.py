@@ -24,6 +24,9 @@ SECTIONS = [
      "python benchmarks/within.py"),
     ("within_seed1", "The same search on a second seed (other scoring batches and fine-tune order)",
      "python benchmarks/within.py --seed 1"),
+    ("within_val300", "The search with each recovery's step chosen on 300 validation scenes (prune_within(validate=))",
+     "python benchmarks/within.py --validate-images 300"),
+    ("within_seed1_val300", "The same, on the second seed", "python benchmarks/within.py --seed 1 --validate-images 300"),
     ("within_bn0", "The search before PreciseBN (each recovery left the running BatchNorm statistics as they were)",
      "python benchmarks/within.py --bn-batches 0"),
     ("within_seed1_bn0", "Before PreciseBN, on the second seed", "python benchmarks/within.py --seed 1 --bn-batches 0"),
@@ -56,7 +59,7 @@ SECTIONS = [
 ]
 
 # besides the evidence grid and the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("within", "within_seed1", "within_bn0", "within_seed1_bn0", "recovery_drift", "overhead_resnet50_three_head", "resources_large")
+README_SECTIONS = ("within", "within_seed1", "within_val300", "within_seed1_val300", "within_bn0", "within_seed1_bn0", "recovery_drift", "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:

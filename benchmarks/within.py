@@ -17,7 +17,8 @@ from the training and test scenes) every --eval-every steps and at its end, and 
 worst margin to a limit there (`prune_within(validate=...)`); the test scenes then judge that step.
 
 Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>,
-_bn<N> and _val<N> when --lr, --bn-batches or --validate-images is not the default). Resumable: the search checkpoints after every step, and the
+_bn<N>, _steps<N> and _val<N> when --lr, --bn-batches, --recovery-steps or --validate-images is not the
+default). Resumable: the search checkpoints after every step, and the
 same command carries on from there (delete the folder to start over). The folder is
 benchmarks/results/within_checkpoints/<name> so that committing it carries a run to another machine; `--status`
 prints the frontier it holds while the run goes on.
@@ -71,6 +72,7 @@ def main() -> None:
         args.step, args.max_ratio, args.out = 0.3, 0.6, ROOT / "runs" / "within_quick"
     stem = (("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
             + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}")
+            + ("" if args.recovery_steps == 600 or args.quick else f"_steps{args.recovery_steps}")
             + (f"_val{args.validate_images}" if args.validate_images else ""))
     checkpoint = args.checkpoint or (ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
                                      else ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)

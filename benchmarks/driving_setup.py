@@ -1,13 +1,15 @@
 """What the driving benchmarks share: the trained teacher, its tasks, the synthetic scenes, pruning with gradients
 from the training scenes, and fine-tuning a student with the same budget.
 
-Used by benchmarks/ablation.py and benchmarks/latency_tasks.py.
+Used by benchmarks/ablation.py and benchmarks/latency_tasks.py; within.py and recovery_drift.py take the names,
+the size and `points` from here.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,19 @@ from taskprune.driving.pretrained import weights_path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
+SIZE = (192, 320)  # the shipped teacher's image size
+TEST_SEED, VALIDATION_SEED = 20_000, 10_000  # SyntheticDriving seeds of the held-out scenes (training uses 0)
+
+
+def points(count: int, seed: int) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """An evaluate(model) -> {metric: points, 0-100} on `count` synthetic scenes of the given seed, at SIZE."""
+    scenes = driving.loader(driving.SyntheticDriving(count, size=SIZE, seed=seed), batch_size=16)
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        metrics = driving.evaluate(model, scenes)
+        return {m: 100 * metrics[m] for m in METRICS}
+
+    return evaluate
 
 
 def render(count: int, size: tuple[int, int], seed: int) -> list[dict[str, torch.Tensor]]:

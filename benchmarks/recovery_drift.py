@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from driving_setup import METRICS, ROOT  # the driving benchmarks' shared names
+from driving_setup import METRICS, ROOT, SIZE, TEST_SEED, points  # the driving benchmarks' shared names
 
 import taskprune
 from taskprune import driving
@@ -70,20 +70,15 @@ def main() -> None:
 
 def run(todo: list[tuple[float, float, int, Path]], args: argparse.Namespace) -> None:
     """Fine-tune the unpruned teacher once per configuration and write each run's file as it finishes."""
-    size = (192, 320)
     teacher = driving.pretrained("s")
     tasks = driving.driving_tasks()
-    train = driving.SyntheticDriving(args.train_images, size=size, seed=0)
-    test = driving.loader(driving.SyntheticDriving(args.test_images, size=size, seed=20_000), batch_size=16)
-
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        metrics = driving.evaluate(model, test)
-        return {m: 100 * metrics[m] for m in METRICS}
+    train = driving.SyntheticDriving(args.train_images, size=SIZE, seed=0)
+    evaluate = points(args.test_images, TEST_SEED)
 
     base = evaluate(teacher)
     layers: str | tuple[str, ...] = "auto"
     if args.heads:
-        layers = auto_layers(teacher, torch.zeros(1, 3, *size)) + HEADS
+        layers = auto_layers(teacher, torch.zeros(1, 3, *SIZE)) + HEADS
     for lr, alpha, seed, path in todo:
         torch.manual_seed(seed)
         start = time.perf_counter()

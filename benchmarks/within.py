@@ -29,11 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+import driving_setup as shared  # the driving benchmarks' shared names
 import torch
-from driving_setup import METRICS, ROOT  # the driving benchmarks' shared names
 
 import taskprune
 from taskprune import driving
@@ -60,7 +59,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="drives the scoring batches and the fine-tune order")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=shared.ROOT / "benchmarks" / "results")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="folder to resume from (default benchmarks/results/within_checkpoints/<name>)")
     parser.add_argument("--status", action="store_true",
@@ -69,46 +68,37 @@ def main() -> None:
     if args.quick:
         args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
         args.validate_images, args.eval_every = min(args.validate_images, 32), 2
-        args.step, args.max_ratio, args.out = 0.3, 0.6, ROOT / "runs" / "within_quick"
+        args.step, args.max_ratio, args.out = 0.3, 0.6, shared.ROOT / "runs" / "within_quick"
     stem = (("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
             + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}")
             + ("" if args.recovery_steps == 600 or args.quick else f"_steps{args.recovery_steps}")
             + (f"_val{args.validate_images}" if args.validate_images else ""))
-    checkpoint = args.checkpoint or (ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
-                                     else ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)
+    checkpoint = args.checkpoint or (shared.ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
+                                     else shared.ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)
     if args.status:
         print(status(checkpoint, args))
         return
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    size = (192, 320)
     teacher = driving.pretrained("s")
     tasks = driving.driving_tasks()
-    train = driving.SyntheticDriving(args.train_images, size=size, seed=0)
-    test = driving.SyntheticDriving(args.test_images, size=size, seed=20_000)
-    validation = driving.SyntheticDriving(args.validate_images, size=size, seed=10_000) if args.validate_images else None
-
-    def scores(scenes: driving.SyntheticDriving) -> Callable[[torch.nn.Module], dict[str, float]]:
-        def evaluate(model: torch.nn.Module) -> dict[str, float]:
-            metrics = driving.evaluate(model, driving.loader(scenes, batch_size=16))
-            return {m: 100 * metrics[m] for m in METRICS}
-
-        return evaluate
+    train = driving.SyntheticDriving(args.train_images, size=shared.SIZE, seed=0)
+    validate = shared.points(args.validate_images, shared.VALIDATION_SEED) if args.validate_images else None
 
     resumed = (checkpoint / "state.pt").exists()
     start = time.perf_counter()
     found = taskprune.prune_within(
-        teacher, torch.zeros(1, 3, *size), tasks=tasks, data=train, collate_fn=driving.collate, evaluate=scores(test),
-        limits=dict.fromkeys(METRICS, args.limit), step=args.step, max_ratio=args.max_ratio,
+        teacher, torch.zeros(1, 3, *shared.SIZE), tasks=tasks, data=train, collate_fn=driving.collate,
+        evaluate=shared.points(args.test_images, shared.TEST_SEED), validate=validate,
+        limits=dict.fromkeys(shared.METRICS, args.limit), step=args.step, max_ratio=args.max_ratio,
         recovery=FinetuneConfig(epochs=1000, max_steps=args.recovery_steps, lr=args.lr,
                                 warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, seed=args.seed,
-                                bn_batches=args.bn_batches, eval_every=args.eval_every if validation else None,
+                                bn_batches=args.bn_batches, eval_every=args.eval_every if validate else None,
                                 progress=False),
-        validate=scores(validation) if validation else None,
         num_batches=args.prune_batches, round_to=args.round_to, checkpoint=checkpoint)
     record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                            if k != "checkpoint"},
-              "teacher": "taskprune/driving/weights/driving_s.pt", "image_size": list(size),
+              "teacher": "taskprune/driving/weights/driving_s.pt", "image_size": list(shared.SIZE),
               "minutes": (time.perf_counter() - start) / 60, "resumed": resumed,  # minutes: this process's only
               **json.loads(found.to_json())}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -142,11 +132,12 @@ def markdown(record: dict) -> str:
              f"(peak lr {settings.get('lr', 1e-3):g}) after each (a second round when a limit is broken), "
              f"BatchNorm statistics {statistics}{chosen}; {settings['test_images']} held-out scenes. "
              f"Reached: {record['reduction']:.1%} fewer parameters within every limit.", "",
-             "| step | params removed | params | MACs | latency (of the teacher's) | " + " | ".join(METRICS) + " | within | rounds |",
-             "|---|---|---|---|---|" + "---|" * (len(METRICS) + 2)]
+             "| step | params removed | params | MACs | latency (of the teacher's) | " + " | ".join(shared.METRICS)
+             + " | within | rounds |",
+             "|---|---|---|---|---|" + "---|" * (len(shared.METRICS) + 2)]
     for row in record["frontier"]:
         latency = f"{row['latency']:.0%}" if row.get("latency") else "-"
-        cells = [f"{row[m]:.1f} ({-row['drop'][m]:+.1f})" for m in METRICS]
+        cells = [f"{row[m]:.1f} ({-row['drop'][m]:+.1f})" for m in shared.METRICS]
         lines.append(f"| {row['step']} | {row['reduction']:.1%} | {row['params'] / 1e6:.2f}M | {row['macs'] / 1e9:.2f}G "
                      f"| {latency} | " + " | ".join(cells) + f" | {'yes' if row['within'] else 'no'} | "
                      f"{row['recovery_rounds']} |")

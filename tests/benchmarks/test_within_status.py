@@ -13,9 +13,9 @@ import within  # noqa: E402
 
 
 def frontier_row(step: int, reduction: float, lane_drop: float, within_limits: bool) -> dict:
-    metrics = dict.fromkeys(within.METRICS, 80.0)
+    metrics = dict.fromkeys(within.shared.METRICS, 80.0)
     return {"step": step, "reduction": reduction, "params": 1e6 * (1 - reduction), "macs": 1e9, "latency": None,
-            **metrics, "drop": {**dict.fromkeys(within.METRICS, 0.0), "lane_acc": lane_drop}, "within": within_limits,
+            **metrics, "drop": {**dict.fromkeys(within.shared.METRICS, 0.0), "lane_acc": lane_drop}, "within": within_limits,
             "recovery_rounds": min(step, 1) + (not within_limits)}
 
 
@@ -30,3 +30,6 @@ def test_status_renders_the_checkpoint_so_far(tmp_path):
     torch.save({"frontier": rows, "finished": True}, tmp_path / "state.pt")
     text = within.status(tmp_path, args)
     assert "(finished)" in text and "Reached: 9.7%" in text and "| 80.0 (-1.3) |" in text and "| no | 2 |" in text
+    assert "validation" not in text
+    text = within.status(tmp_path, argparse.Namespace(**vars(args), validate_images=300, eval_every=150))
+    assert "step chosen every 150 steps by its worst margin to a limit on 300 validation scenes" in text

@@ -59,7 +59,7 @@ SECTIONS = [
 ]
 
 # besides the evidence grid and the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("within", "within_seed1", "within_val300", "within_seed1_val300", "within_bn0", "within_seed1_bn0", "recovery_drift", "overhead_resnet50_three_head", "resources_large")
+README_SECTIONS = ("within", "within_seed1", "within_bn0", "within_seed1_bn0", "recovery_drift", "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:

@@ -2,7 +2,7 @@
 from the training scenes, and fine-tuning a student with the same budget.
 
 Used by benchmarks/ablation.py and benchmarks/latency_tasks.py; within.py and recovery_drift.py take the names,
-the size and `points` from here.
+the size, the heads' output layers and `points` from here.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
 SIZE = (192, 320)  # the shipped teacher's image size
 TEST_SEED, VALIDATION_SEED = 20_000, 10_000  # SyntheticDriving seeds of the held-out scenes (training uses 0)
+HEADS = ("det_heads.0", "det_heads.1", "det_heads.2", "drivable_head.7", "lane_head.7")  # DrivingNet's output convs
 
 
 def points(count: int, seed: int) -> Callable[[torch.nn.Module], dict[str, float]]:

@@ -20,14 +20,12 @@ import time
 from pathlib import Path
 
 import torch
-from driving_setup import METRICS, ROOT, SIZE, TEST_SEED, points  # the driving benchmarks' shared names
+from driving_setup import HEADS, METRICS, ROOT, SIZE, TEST_SEED, points
 
 import taskprune
 from taskprune import driving
 from taskprune.distill import auto_layers
 from taskprune.train import FinetuneConfig
-
-HEADS = ("det_heads.0", "det_heads.1", "det_heads.2", "drivable_head.7", "lane_head.7")  # DrivingNet's output convs
 
 
 def main() -> None:

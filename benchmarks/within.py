@@ -7,6 +7,7 @@ recovery round), the frontier written with its plot.
     python benchmarks/within.py --seed 1                 # another seed: other scoring batches, fine-tune order
     python benchmarks/within.py --seed 1 --lr 1e-4       # gentler recoveries (writes within_seed1_lr0.0001.*)
     python benchmarks/within.py --validate-images 300    # each recovery keeps its best step on a validation split
+    python benchmarks/within.py --seed 1 --heads         # distil the heads' output logits too (within_seed1_heads.*)
     python benchmarks/within.py --quick                  # the pipeline on a tiny budget (runs/within_quick)
 
 Every recovery ends by re-estimating the BatchNorm statistics on --bn-batches training batches (PreciseBN; 0 keeps
@@ -16,9 +17,12 @@ With --validate-images N, every recovery is evaluated on N validation scenes (Sy
 from the training and test scenes) every --eval-every steps and at its end, and keeps the step with the largest
 worst margin to a limit there (`prune_within(validate=...)`); the test scenes then judge that step.
 
+With --heads, every recovery distils the five output convolutions (detection at three scales, drivable area, lane
+lines) as well as the trunk's features: `Distill(layers=auto_layers(teacher) + heads)`.
+
 Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>,
-_bn<N>, _steps<N> and _val<N> when --lr, --bn-batches, --recovery-steps or --validate-images is not the
-default). Resumable: the search checkpoints after every step, and the
+_bn<N>, _steps<N>, _val<N> and _heads when --lr, --bn-batches, --recovery-steps, --validate-images or --heads is
+not the default). Resumable: the search checkpoints after every step, and the
 same command carries on from there (delete the folder to start over). The folder is
 benchmarks/results/within_checkpoints/<name> so that committing it carries a run to another machine; `--status`
 prints the frontier it holds while the run goes on.
@@ -36,6 +40,7 @@ import torch
 
 import taskprune
 from taskprune import driving
+from taskprune.distill import auto_layers
 from taskprune.train import FinetuneConfig
 
 
@@ -50,6 +55,8 @@ def main() -> None:
                         help="batches each recovery re-estimates the BatchNorm statistics on (0: running averages)")
     parser.add_argument("--validate-images", type=int, default=0,
                         help="validation scenes each recovery picks its best step on (0: keep the last step)")
+    parser.add_argument("--heads", action="store_true",
+                        help="distil the task heads' output logits as well as the trunk's features")
     parser.add_argument("--eval-every", type=int, default=150, help="recovery steps between validations")
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--test-images", type=int, default=500)
@@ -72,7 +79,7 @@ def main() -> None:
     stem = (("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
             + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}")
             + ("" if args.recovery_steps == 600 or args.quick else f"_steps{args.recovery_steps}")
-            + (f"_val{args.validate_images}" if args.validate_images else ""))
+            + (f"_val{args.validate_images}" if args.validate_images else "") + ("_heads" if args.heads else ""))
     checkpoint = args.checkpoint or (shared.ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
                                      else shared.ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)
     if args.status:
@@ -85,6 +92,7 @@ def main() -> None:
     train = driving.SyntheticDriving(args.train_images, size=shared.SIZE, seed=0)
     validate = shared.points(args.validate_images, shared.VALIDATION_SEED) if args.validate_images else None
 
+    layers = auto_layers(teacher, torch.zeros(1, 3, *shared.SIZE)) + shared.HEADS if args.heads else "auto"
     resumed = (checkpoint / "state.pt").exists()
     start = time.perf_counter()
     found = taskprune.prune_within(
@@ -95,7 +103,7 @@ def main() -> None:
                                 warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, seed=args.seed,
                                 bn_batches=args.bn_batches, eval_every=args.eval_every if validate else None,
                                 progress=False),
-        num_batches=args.prune_batches, round_to=args.round_to, checkpoint=checkpoint)
+        distill=taskprune.Distill(layers=layers), num_batches=args.prune_batches, round_to=args.round_to, checkpoint=checkpoint)
     record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                            if k != "checkpoint"},
               "teacher": "taskprune/driving/weights/driving_s.pt", "image_size": list(shared.SIZE),
@@ -127,8 +135,9 @@ def markdown(record: dict) -> str:
     val = settings.get("validate_images", 0)
     chosen = (f", each recovery's step chosen every {settings['eval_every']} steps by its worst margin to a limit on "
               f"{val} validation scenes" if val else "")
+    distilled = "distillation of the trunk and the heads' outputs" if settings.get("heads") else "distillation"
     lines = [f"DrivingNet-s teacher at 192x320, limits {settings['limit']} point on every metric, steps of "
-             f"{settings['step']:.0%} of the parameters, {settings['recovery_steps']} recovery steps with distillation "
+             f"{settings['step']:.0%} of the parameters, {settings['recovery_steps']} recovery steps with {distilled} "
              f"(peak lr {settings.get('lr', 1e-3):g}) after each (a second round when a limit is broken), "
              f"BatchNorm statistics {statistics}{chosen}; {settings['test_images']} held-out scenes. "
              f"Reached: {record['reduction']:.1%} fewer parameters within every limit.", "",

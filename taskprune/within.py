@@ -117,7 +117,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     base = _checked(dict(evaluate(model)), limits)
     settings = {"target": target, "step": step, "max_ratio": max_ratio, "limits": dict(limits),
                 "importance": str(getattr(importance, "name", importance)), "validate": validate is not None,
-                **{f"recovery.{k}": v for k, v in recovery.to_dict().items() if k != "progress"}}
+                **{f"recovery.{k}": v for k, v in recovery.to_dict().items() if k != "progress"},
+                **{f"distill.{k}": v for k, v in distill.to_dict().items()}}
     margin = None
     if validate is not None:
         margin = _margin(validate, _checked(dict(validate(model)), limits), limits)
@@ -226,7 +227,7 @@ def _unpruned(model: nn.Module, example_inputs: Any, first: Mapping[str, Any]) -
                        example_inputs=example_inputs)
 
 
-_ADDED = {"validate": False, "recovery.keep_best": False}
+_ADDED = {"validate": False, "recovery.keep_best": False, **{f"distill.{k}": v for k, v in Distill().to_dict().items()}}
 
 
 class _Checkpoint:

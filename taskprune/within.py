@@ -12,19 +12,18 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ._runtime import atomic_write
 from .api import PruneResult, prune
 from .distill import Distill
 from .iterative import compose_channel_maps
 from .tasks import MultiTaskAdapter
 from .train import FinetuneConfig, finetune
+from .within_checkpoint import Checkpoint, plain_option
 
 __all__ = ["WithinResult", "prune_within"]
 
@@ -118,7 +117,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     settings = {"target": target, "step": step, "max_ratio": max_ratio, "limits": dict(limits),
                 "importance": str(getattr(importance, "name", importance)), "validate": validate is not None,
                 **{f"recovery.{k}": v for k, v in recovery.to_dict().items() if k != "progress"},
-                **{f"distill.{k}": v for k, v in distill.to_dict().items()}}
+                **{f"distill.{k}": v for k, v in distill.to_dict().items()},
+                **{f"prune.{k}": plain_option(v) for k, v in prune_options.items()}}
     margin = None
     if validate is not None:
         margin = _margin(validate, _checked(dict(validate(model)), limits), limits)
@@ -136,7 +136,7 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     history: list[list[Any]] = []
     channel_map: dict[str, list[int]] = {}
     ratios = [min(max_ratio, step * k) for k in range(1, int(max_ratio / step + 1e-9) + 1)]
-    state = _Checkpoint(checkpoint, settings)
+    state = Checkpoint(checkpoint, settings)
     generator = getattr(scoring, "generator", None)
     if state.exists():
         frontier, best, finished = state.resume(model, example_inputs, generator)
@@ -225,69 +225,3 @@ def _unpruned(model: nn.Module, example_inputs: Any, first: Mapping[str, Any]) -
                          warnings=["prune_within: already the first step broke a limit; nothing was removed"])
     return PruneResult(model=copy.deepcopy(model), report=report, history=[], channel_map={},
                        example_inputs=example_inputs)
-
-
-_ADDED = {"validate": False, "recovery.keep_best": False, **{f"distill.{k}": v for k, v in Distill().to_dict().items()}}
-
-
-class _Checkpoint:
-    """The folder `prune_within(checkpoint=...)` resumes from: `state.pt` (settings, frontier, history, channel
-    map, random-number states; plain containers) and `step<N>.pt`, the model after the last step within the limits
-    (a `taskprune.save` file). `state.pt` is replaced only after the model file it names is complete."""
-
-    def __init__(self, folder: str | os.PathLike[str] | None, settings: dict[str, Any]) -> None:
-        self.folder = Path(folder) if folder is not None else None
-        self.settings = settings
-
-    def exists(self) -> bool:
-        return self.folder is not None and (self.folder / "state.pt").exists()
-
-    def write(self, frontier: list[dict[str, Any]], best: PruneResult | None, generator: torch.Generator | None,
-              *, finished: bool) -> None:
-        if self.folder is None:
-            return
-        from .saving import save
-
-        # the model is the one after the last step within the limits (the step before, when the last broke one,
-        # whose file the previous write left); a new one always overwrites what an interrupted attempt left
-        model_file = f"step{max(f['step'] for f in frontier if f['within'])}.pt" if best is not None else None
-        if best is not None and model_file is not None and frontier[-1]["within"]:
-            save(best, self.folder / model_file)
-        state = {"format": "taskprune.within-checkpoint", "settings": self.settings, "frontier": frontier,
-                 "finished": finished, "model_file": model_file,
-                 "history": best.history if best is not None else [],
-                 "channel_map": best.channel_map if best is not None else {},
-                 "rng": torch.get_rng_state(), "scoring_rng": None if generator is None else generator.get_state()}
-        atomic_write(self.folder / "state.pt", lambda partial: torch.save(state, partial))
-        for old in self.folder.glob("step*.pt"):
-            if old.name != model_file:
-                old.unlink()
-
-    def resume(self, model: nn.Module, example_inputs: Any, generator: torch.Generator | None
-               ) -> tuple[list[dict[str, Any]], PruneResult | None, bool]:
-        """The frontier so far, the model after the last step within the limits (None before the first), and
-        whether the run had finished; the random-number states are put back as they were."""
-        from .saving import load, read_report
-
-        assert self.folder is not None
-        state = torch.load(self.folder / "state.pt", weights_only=True)
-        if state.get("format") != "taskprune.within-checkpoint":
-            raise ValueError(f"{self.folder / 'state.pt'} is not a prune_within checkpoint")
-        # a setting added after the checkpoint was written counts as its default there
-        saved = {**_ADDED, **state["settings"]}
-        changed = {k: (saved.get(k), self.settings.get(k)) for k in [*self.settings, *saved]
-                   if saved.get(k) != self.settings.get(k)}
-        if changed:
-            listed = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
-            raise ValueError(f"checkpoint {self.folder} was written with other settings: {listed}; pass the same "
-                             f"settings, or another folder to start over")
-        torch.set_rng_state(state["rng"])
-        if generator is not None and state["scoring_rng"] is not None:
-            generator.set_state(state["scoring_rng"])
-        best = None
-        if state["model_file"] is not None:
-            path = self.folder / state["model_file"]
-            pruned = load(path, copy.deepcopy(model), example_inputs)
-            best = PruneResult(model=pruned, report=read_report(path), history=state["history"],
-                               channel_map=state["channel_map"], example_inputs=example_inputs)
-        return state["frontier"], best, state["finished"]

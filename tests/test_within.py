@@ -173,10 +173,12 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(two_head, tmp_path)
     with pytest.raises(ValueError, match=r"other settings: distill.alpha=1.0 \(now 2.0\)"):
         taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path,
                                distill=taskprune.Distill(alpha=2.0), **options)
+    with pytest.raises(ValueError, match=r"other settings: prune.round_to=None \(now 8\)"):
+        taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **dict(options, round_to=8))
     # a checkpoint written before a setting existed counts as that setting's default
     state = torch.load(tmp_path / "state.pt", weights_only=True)
     del state["settings"]["validate"], state["settings"]["recovery.keep_best"]
-    for key in [k for k in state["settings"] if k.startswith("distill.")]:
+    for key in [k for k in state["settings"] if k.startswith(("distill.", "prune."))]:
         del state["settings"][key]
     torch.save(state, tmp_path / "state.pt")
     again = taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **options)

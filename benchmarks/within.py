@@ -8,6 +8,7 @@ recovery round), the frontier written with its plot.
     python benchmarks/within.py --seed 1 --lr 1e-4       # gentler recoveries (writes within_seed1_lr0.0001.*)
     python benchmarks/within.py --validate-images 300    # each recovery keeps its best step on a validation split
     python benchmarks/within.py --seed 1 --heads         # distil the heads' output logits too (within_seed1_heads.*)
+    python benchmarks/within.py --task-weights lane=2    # a task-balanced budget: lane's groups give up less
     python benchmarks/within.py --quick                  # the pipeline on a tiny budget (runs/within_quick)
 
 Every recovery ends by re-estimating the BatchNorm statistics on --bn-batches training batches (PreciseBN; 0 keeps
@@ -18,11 +19,13 @@ from the training and test scenes) every --eval-every steps and at its end, and 
 worst margin to a limit there (`prune_within(validate=...)`); the test scenes then judge that step.
 
 With --heads, every recovery distils the five output convolutions (detection at three scales, drivable area, lane
-lines) as well as the trunk's features: `Distill(layers=auto_layers(teacher) + heads)`.
+lines) as well as the trunk's features: `Distill(layers=auto_layers(teacher) + heads)`. With --task-weights, the
+criterion is `conflict_taylor` with `task_weights` (tasks det, drivable, lane): the groups serving a heavier task
+give up fewer channels and the others more.
 
 Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>,
-_bn<N>, _steps<N>, _val<N> and _heads when --lr, --bn-batches, --recovery-steps, --validate-images or --heads is
-not the default). Resumable: the search checkpoints after every step, and the
+_bn<N>, _steps<N>, _val<N>, _heads and _<task><weight> when --lr, --bn-batches, --recovery-steps,
+--validate-images, --heads or --task-weights is not the default). Resumable: the search checkpoints after every step, and the
 same command carries on from there (delete the folder to start over). The folder is
 benchmarks/results/within_checkpoints/<name> so that committing it carries a run to another machine; `--status`
 prints the frontier it holds while the run goes on.
@@ -57,6 +60,7 @@ def main() -> None:
                         help="validation scenes each recovery picks its best step on (0: keep the last step)")
     parser.add_argument("--heads", action="store_true",
                         help="distil the task heads' output logits as well as the trunk's features")
+    parser.add_argument("--task-weights", default="", help="task=weight,... for conflict_taylor, e.g. lane=2")
     parser.add_argument("--eval-every", type=int, default=150, help="recovery steps between validations")
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--test-images", type=int, default=500)
@@ -72,6 +76,7 @@ def main() -> None:
     parser.add_argument("--status", action="store_true",
                         help="print the frontier the checkpoint holds so far, and exit (a run may be going on)")
     args = parser.parse_args()
+    weights = task_weights(args.task_weights, parser)
     if args.quick:
         args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
         args.validate_images, args.eval_every = min(args.validate_images, 32), 2
@@ -79,7 +84,8 @@ def main() -> None:
     stem = (("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
             + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}")
             + ("" if args.recovery_steps == 600 or args.quick else f"_steps{args.recovery_steps}")
-            + (f"_val{args.validate_images}" if args.validate_images else "") + ("_heads" if args.heads else ""))
+            + (f"_val{args.validate_images}" if args.validate_images else "") + ("_heads" if args.heads else "")
+            + "".join(f"_{task}{weight:g}" for task, weight in weights.items()))
     checkpoint = args.checkpoint or (shared.ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
                                      else shared.ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)
     if args.status:
@@ -99,6 +105,7 @@ def main() -> None:
         teacher, torch.zeros(1, 3, *shared.SIZE), tasks=tasks, data=train, collate_fn=driving.collate,
         evaluate=shared.points(args.test_images, shared.TEST_SEED), validate=validate,
         limits=dict.fromkeys(shared.METRICS, args.limit), step=args.step, max_ratio=args.max_ratio,
+        importance=taskprune.get_criterion("conflict_taylor", task_weights=weights or None),
         recovery=FinetuneConfig(epochs=1000, max_steps=args.recovery_steps, lr=args.lr,
                                 warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, seed=args.seed,
                                 bn_batches=args.bn_batches, eval_every=args.eval_every if validate else None,
@@ -114,6 +121,18 @@ def main() -> None:
     (args.out / f"{stem}.md").write_text(markdown(record))
     found.plot(args.out / f"{stem}.png")
     print(markdown(record))
+
+
+def task_weights(text: str, parser: argparse.ArgumentParser) -> dict[str, float]:
+    """--task-weights "lane=2,det=1.5" as a dict, or the parser's error naming the tasks."""
+    weights: dict[str, float] = {}
+    for item in filter(None, text.split(",")):
+        task, _, value = item.partition("=")
+        if task not in ("det", "drivable", "lane") or not value.replace(".", "", 1).isdigit() or float(value) <= 0:
+            parser.error(f"--task-weights takes task=weight items with tasks det, drivable, lane and weights > 0, "
+                         f"got {item!r}")
+        weights[task] = float(value)
+    return weights
 
 
 def status(checkpoint: Path, args: argparse.Namespace) -> str:
@@ -136,10 +155,12 @@ def markdown(record: dict) -> str:
     chosen = (f", each recovery's step chosen every {settings['eval_every']} steps by its worst margin to a limit on "
               f"{val} validation scenes" if val else "")
     distilled = "distillation of the trunk and the heads' outputs" if settings.get("heads") else "distillation"
+    weighted = (f", conflict_taylor with task weights {settings['task_weights']}" if settings.get("task_weights")
+                else "")
     lines = [f"DrivingNet-s teacher at 192x320, limits {settings['limit']} point on every metric, steps of "
              f"{settings['step']:.0%} of the parameters, {settings['recovery_steps']} recovery steps with {distilled} "
              f"(peak lr {settings.get('lr', 1e-3):g}) after each (a second round when a limit is broken), "
-             f"BatchNorm statistics {statistics}{chosen}; {settings['test_images']} held-out scenes. "
+             f"BatchNorm statistics {statistics}{chosen}{weighted}; {settings['test_images']} held-out scenes. "
              f"Reached: {record['reduction']:.1%} fewer parameters within every limit.", "",
              "| step | params removed | params | MACs | latency (of the teacher's) | " + " | ".join(shared.METRICS)
              + " | within | rounds |",

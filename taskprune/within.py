@@ -23,7 +23,7 @@ from .distill import Distill
 from .iterative import compose_channel_maps
 from .tasks import MultiTaskAdapter
 from .train import FinetuneConfig, finetune
-from .within_checkpoint import Checkpoint, plain_option
+from .within_checkpoint import Checkpoint, criterion_options, plain_option
 
 __all__ = ["WithinResult", "prune_within"]
 
@@ -118,7 +118,7 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
                 "importance": str(getattr(importance, "name", importance)), "validate": validate is not None,
                 **{f"recovery.{k}": v for k, v in recovery.to_dict().items() if k != "progress"},
                 **{f"distill.{k}": v for k, v in distill.to_dict().items()},
-                **{f"prune.{k}": plain_option(v) for k, v in prune_options.items()}}
+                **{f"prune.{k}": plain_option(v) for k, v in prune_options.items()}, **criterion_options(importance)}
     margin = None
     if validate is not None:
         margin = _margin(validate, _checked(dict(validate(model)), limits), limits)

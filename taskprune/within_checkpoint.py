@@ -14,7 +14,7 @@ from ._runtime import atomic_write
 from .api import PruneResult
 from .distill import Distill
 
-__all__ = ["ADDED_SETTINGS", "Checkpoint", "plain_option"]
+__all__ = ["ADDED_SETTINGS", "Checkpoint", "criterion_options", "plain_option"]
 
 # settings added after checkpoints were first written, with the value an older checkpoint had without naming it
 ADDED_SETTINGS = {"validate": False, "recovery.keep_best": False, **{f"distill.{k}": v for k, v in Distill().to_dict().items()}}
@@ -65,8 +65,9 @@ class Checkpoint:
             raise ValueError(f"{self.folder / 'state.pt'} is not a prune_within checkpoint")
         # a setting added after the checkpoint was written counts as its default there
         saved = {**ADDED_SETTINGS, **state["settings"]}
-        if not any(k.startswith("prune.") for k in saved):  # written before prune's options were recorded
-            saved.update((k, v) for k, v in self.settings.items() if k.startswith("prune."))
+        for prefix in ("prune.", "importance."):  # a checkpoint written before these options were recorded
+            if not any(k.startswith(prefix) for k in saved):
+                saved.update((k, v) for k, v in self.settings.items() if k.startswith(prefix))
         changed = {k: (saved.get(k), self.settings.get(k)) for k in [*self.settings, *saved]
                    if saved.get(k) != self.settings.get(k)}
         if changed:
@@ -86,7 +87,23 @@ class Checkpoint:
 
 
 def plain_option(value: Any) -> Any:
-    """A prune option as a checkpoint stores it (plain values as they are, sequences of names as lists)."""
+    """A prune option as a checkpoint stores it (plain values as they are, names as lists, weights as dicts);
+    `repr` for anything else."""
     if isinstance(value, (bool, int, float, str, type(None))):
         return value
-    return list(value) if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value) else repr(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in value.items()):
+        return dict(sorted(value.items()))
+    return repr(value)
+
+
+def criterion_options(importance: Any) -> dict[str, Any]:
+    """The criterion's plain settings (conflict_taylor's `lam`, `measure`, `task_weights`, ...) as a checkpoint
+    records them; a name stands for the criterion with its defaults. Attributes that are not plain values (a
+    torch-pruning importance's layer types, say) are left out."""
+    from .criteria import get_criterion
+
+    criterion = get_criterion(importance) if isinstance(importance, str) else importance
+    options = {k: plain_option(v) for k, v in sorted(getattr(criterion, "__dict__", {}).items()) if k != "needs"}
+    return {f"importance.{k}": v for k, v in options.items() if not (isinstance(v, str) and v.startswith("<"))}

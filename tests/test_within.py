@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import taskprune
+from taskprune.criteria import get_criterion
 from taskprune.train import FinetuneConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -175,10 +176,19 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(two_head, tmp_path)
                                distill=taskprune.Distill(alpha=2.0), **options)
     with pytest.raises(ValueError, match=r"other settings: prune.round_to=None \(now 8\)"):
         taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **dict(options, round_to=8))
+    # a criterion's own settings count too; its name stands for its defaults
+    weighted = dict(options, importance="conflict_taylor")
+    taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path / "conflict", **weighted)
+    with pytest.raises(ValueError, match=r"other settings: importance.lam=0.5 \(now 0.25\)"):
+        taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path / "conflict",
+                               **dict(weighted, importance=get_criterion("conflict_taylor", lam=0.25)))
+    with pytest.raises(ValueError, match=r"importance.task_weights=None \(now \{'a': 2.0\}\)"):
+        taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path / "conflict",
+                               **dict(weighted, importance=get_criterion("conflict_taylor", task_weights={"a": 2})))
     # a checkpoint written before a setting existed counts as that setting's default
     state = torch.load(tmp_path / "state.pt", weights_only=True)
     del state["settings"]["validate"], state["settings"]["recovery.keep_best"]
-    for key in [k for k in state["settings"] if k.startswith(("distill.", "prune."))]:
+    for key in [k for k in state["settings"] if k.startswith(("distill.", "prune.", "importance."))]:
         del state["settings"][key]
     torch.save(state, tmp_path / "state.pt")
     again = taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **options)

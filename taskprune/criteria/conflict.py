@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from ..channels import cosine_conflict, sign_conflict
@@ -9,7 +11,7 @@ from ..gradients import GradientStats
 from ..groups import ChannelGroup
 from .base import ScoringContext
 from .registry import register_criterion
-from .taylor import gradient_stats, task_taylor_scores
+from .taylor import checked_task_weights, gradient_stats, task_taylor_scores, weighted_by_task
 
 __all__ = ["CONFLICT_MEASURES", "ConflictTaylor", "conflict_scores"]
 
@@ -44,12 +46,16 @@ class ConflictTaylor:
             which cancels the part of the penalty shared by a group's channels: the penalty then only reorders
             channels within a group. With `across_groups=True` a group whose channels conflict on average also gives
             up more channels than its neighbours.
+        task_weights: as for `task_taylor`: each group's penalised scores divided by their mean (when not
+            `across_groups`) and multiplied by the largest weight among the tasks it serves, so groups serving a
+            heavier task give up fewer channels.
     """
 
     name = "conflict_taylor"
     comparable = True  # estimates of the loss change, in one unit across groups
 
-    def __init__(self, lam: float = 0.5, measure: str = "cosine", across_groups: bool = False):
+    def __init__(self, lam: float = 0.5, measure: str = "cosine", across_groups: bool = False,
+                 task_weights: Mapping[str, float] | None = None):
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"conflict_taylor lam must be in [0, 1], got {lam}")
         if measure not in CONFLICT_MEASURES:
@@ -58,7 +64,9 @@ class ConflictTaylor:
         self.measure = measure
         self.needs = frozenset({"task_taylor", "batch_conflict" if measure == "batch_cosine" else "task_gradients"})
         self.across_groups = bool(across_groups)
-        self.normalised = self.across_groups  # the budget keeps the penalty's share between groups
+        self.task_weights = checked_task_weights(task_weights)
+        # the budget keeps the penalty's (and the weights') share between groups
+        self.normalised = self.across_groups or self.task_weights is not None
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = gradient_stats(context, self.name)
@@ -66,4 +74,9 @@ class ConflictTaylor:
         penalty = conflict_scores(stats, context.groups, self.measure)
         if self.across_groups:
             importance = [i / i.abs().mean() if i.numel() and i.abs().mean() > 0 else i for i in importance]
-        return [i * (1.0 - self.lam * k) for i, k in zip(importance, penalty, strict=True)]
+        scores = [i * (1.0 - self.lam * k) for i, k in zip(importance, penalty, strict=True)]
+        if self.task_weights is None:
+            return scores
+        # across_groups: already divided by each group's mean before the penalty, whose share between groups stays
+        return weighted_by_task(scores, context.groups, self.task_weights, stats.tasks,
+                                per_group=not self.across_groups)

@@ -9,6 +9,7 @@ recovery round), the frontier written with its plot.
     python benchmarks/within.py --validate-images 300    # each recovery keeps its best step on a validation split
     python benchmarks/within.py --seed 1 --heads         # distil the heads' output logits too (within_seed1_heads.*)
     python benchmarks/within.py --task-weights lane=2    # a task-balanced budget: lane's groups give up less
+    python benchmarks/within.py --protect "lane_head.*"  # never narrow the lane head (within_protect-lane_head.*)
     python benchmarks/within.py --quick                  # the pipeline on a tiny budget (runs/within_quick)
 
 Every recovery ends by re-estimating the BatchNorm statistics on --bn-batches training batches (PreciseBN; 0 keeps
@@ -21,11 +22,12 @@ worst margin to a limit there (`prune_within(validate=...)`); the test scenes th
 With --heads, every recovery distils the five output convolutions (detection at three scales, drivable area, lane
 lines) as well as the trunk's features: `Distill(layers=auto_layers(teacher) + heads)`. With --task-weights, the
 criterion is `conflict_taylor` with `task_weights` (tasks det, drivable, lane): the groups serving a heavier task
-give up fewer channels and the others more.
+give up fewer channels and the others more. --protect passes fnmatch patterns of layers never to narrow to `prune`.
 
 Writes benchmarks/results/within.json, within.md and within.png (within_seed<N>.* for --seed N > 0, with _lr<lr>,
-_bn<N>, _steps<N>, _val<N>, _heads and _<task><weight> when --lr, --bn-batches, --recovery-steps,
---validate-images, --heads or --task-weights is not the default). Resumable: the search checkpoints after every step, and the
+_bn<N>, _steps<N>, _val<N>, _heads, _<task><weight> and _protect-<pattern> when --lr, --bn-batches,
+--recovery-steps, --validate-images, --heads, --task-weights or --protect is not the default). Resumable: the
+search checkpoints after every step, and the
 same command carries on from there (delete the folder to start over). The folder is
 benchmarks/results/within_checkpoints/<name> so that committing it carries a run to another machine; `--status`
 prints the frontier it holds while the run goes on.
@@ -61,6 +63,7 @@ def main() -> None:
     parser.add_argument("--heads", action="store_true",
                         help="distil the task heads' output logits as well as the trunk's features")
     parser.add_argument("--task-weights", default="", help="task=weight,... for conflict_taylor, e.g. lane=2")
+    parser.add_argument("--protect", default="", help="comma-separated fnmatch patterns of layers prune never narrows")
     parser.add_argument("--eval-every", type=int, default=150, help="recovery steps between validations")
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--test-images", type=int, default=500)
@@ -77,6 +80,7 @@ def main() -> None:
                         help="print the frontier the checkpoint holds so far, and exit (a run may be going on)")
     args = parser.parse_args()
     weights = task_weights(args.task_weights, parser)
+    protect = tuple(filter(None, args.protect.split(",")))
     if args.quick:
         args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
         args.validate_images, args.eval_every = min(args.validate_images, 32), 2
@@ -85,7 +89,8 @@ def main() -> None:
             + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}")
             + ("" if args.recovery_steps == 600 or args.quick else f"_steps{args.recovery_steps}")
             + (f"_val{args.validate_images}" if args.validate_images else "") + ("_heads" if args.heads else "")
-            + "".join(f"_{task}{weight:g}" for task, weight in weights.items()))
+            + "".join(f"_{task}{weight:g}" for task, weight in weights.items())
+            + "".join(f"_protect-{pattern.replace('.*', '').replace('*', '')}" for pattern in protect))
     checkpoint = args.checkpoint or (shared.ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
                                      else shared.ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)
     if args.status:
@@ -110,7 +115,8 @@ def main() -> None:
                                 warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, seed=args.seed,
                                 bn_batches=args.bn_batches, eval_every=args.eval_every if validate else None,
                                 progress=False),
-        distill=taskprune.Distill(layers=layers), num_batches=args.prune_batches, round_to=args.round_to, checkpoint=checkpoint)
+        distill=taskprune.Distill(layers=layers), protect=protect, num_batches=args.prune_batches,
+        round_to=args.round_to, checkpoint=checkpoint)
     record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                            if k != "checkpoint"},
               "teacher": "taskprune/driving/weights/driving_s.pt", "image_size": list(shared.SIZE),
@@ -156,7 +162,7 @@ def markdown(record: dict) -> str:
               f"{val} validation scenes" if val else "")
     distilled = "distillation of the trunk and the heads' outputs" if settings.get("heads") else "distillation"
     weighted = (f", conflict_taylor with task weights {settings['task_weights']}" if settings.get("task_weights")
-                else "")
+                else "") + (f", layers {settings['protect']} never narrowed" if settings.get("protect") else "")
     lines = [f"DrivingNet-s teacher at 192x320, limits {settings['limit']} point on every metric, steps of "
              f"{settings['step']:.0%} of the parameters, {settings['recovery_steps']} recovery steps with {distilled} "
              f"(peak lr {settings.get('lr', 1e-3):g}) after each (a second round when a limit is broken), "

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -33,3 +34,23 @@ def test_status_renders_the_checkpoint_so_far(tmp_path):
     assert "validation" not in text
     text = within.status(tmp_path, argparse.Namespace(**vars(args), validate_images=300, eval_every=150))
     assert "step chosen every 150 steps by its worst margin to a limit on 300 validation scenes" in text
+
+
+def test_task_weights_are_parsed_and_bad_items_refused_by_name(capsys):
+    parser = argparse.ArgumentParser(prog="within.py")
+    assert within.task_weights("", parser) == {}
+    assert within.task_weights("lane=2,det=1.5", parser) == {"lane": 2.0, "det": 1.5}
+    for bad in ("lanes=2", "lane=0", "lane=-1", "lane", "lane=x"):
+        with pytest.raises(SystemExit) as stop:
+            within.task_weights(bad, parser)
+        assert stop.value.code == 2
+        assert f"got {bad!r}" in capsys.readouterr().err
+
+
+def test_status_names_the_heads_distillation_the_weights_and_the_protected_layers(tmp_path):
+    args = argparse.Namespace(limit=1.0, step=0.1, recovery_steps=600, lr=1e-3, bn_batches=100, test_images=500,
+                              heads=True, task_weights="lane=2", protect="lane_head.*")
+    torch.save({"frontier": [frontier_row(0, 0.0, 0.0, True)], "finished": False}, tmp_path / "state.pt")
+    text = within.status(tmp_path, args)
+    assert "distillation of the trunk and the heads' outputs" in text
+    assert "conflict_taylor with task weights lane=2" in text and "layers lane_head.* never narrowed" in text

@@ -134,7 +134,7 @@ def task_weights(text: str, parser: argparse.ArgumentParser) -> dict[str, float]
     weights: dict[str, float] = {}
     for item in filter(None, text.split(",")):
         task, _, value = item.partition("=")
-        if task not in ("det", "drivable", "lane") or not value.replace(".", "", 1).isdigit() or float(value) <= 0:
+        if task not in driving.driving_tasks().names or not value.replace(".", "", 1).isdigit() or float(value) <= 0:
             parser.error(f"--task-weights takes task=weight items with tasks det, drivable, lane and weights > 0, "
                          f"got {item!r}")
         weights[task] = float(value)

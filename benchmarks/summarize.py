@@ -37,6 +37,8 @@ SECTIONS = [
     ("within_protect-lane_head", "The search with the lane head never narrowed", 'python benchmarks/within.py --protect "lane_head.*"'),
     ("within_seed1_protect-lane_head", "The lane head never narrowed, on the second seed",
      'python benchmarks/within.py --seed 1 --protect "lane_head.*"'),
+    ("within_seed1_lane2", "A task-balanced budget (lane's groups weighted twice), on the second seed",
+     "python benchmarks/within.py --seed 1 --task-weights lane=2"),
     ("within_bn0", "The search before PreciseBN (each recovery left the running BatchNorm statistics as they were)",
      "python benchmarks/within.py --bn-batches 0"),
     ("within_seed1_bn0", "Before PreciseBN, on the second seed", "python benchmarks/within.py --seed 1 --bn-batches 0"),
@@ -69,7 +71,8 @@ SECTIONS = [
 ]
 
 # besides the evidence grid and the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("within", "within_seed1", "within_bn0", "within_seed1_bn0", "recovery_drift", "overhead_resnet50_three_head", "resources_large")
+README_SECTIONS = ("within", "within_seed1", "within_protect-lane_head", "within_seed1_protect-lane_head", "recovery_drift",
+                   "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:

@@ -134,8 +134,9 @@ def task_weights(text: str, parser: argparse.ArgumentParser) -> dict[str, float]
     weights: dict[str, float] = {}
     for item in filter(None, text.split(",")):
         task, _, value = item.partition("=")
-        if task not in driving.driving_tasks().names or not value.replace(".", "", 1).isdigit() or float(value) <= 0:
-            parser.error(f"--task-weights takes task=weight items with tasks det, drivable, lane and weights > 0, "
+        names = driving.driving_tasks().names
+        if task not in names or not value.replace(".", "", 1).isdigit() or float(value) <= 0:
+            parser.error(f"--task-weights takes task=weight items with tasks {', '.join(names)} and weights > 0, "
                          f"got {item!r}")
         weights[task] = float(value)
     return weights

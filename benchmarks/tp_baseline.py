@@ -1,7 +1,11 @@
 """Plain torch-pruning as its README tells a user to prune for a parameter budget with Taylor importance:
 `MetaPruner(model, example_inputs, importance=GroupTaylorImportance(), pruning_ratio=..., global_pruning=True,
-round_to=..., ignored_layers=[output layers])`, gradients accumulated by `loss.backward()` over the scoring
-batches, then `pruner.step()`.
+isomorphic=True, max_pruning_ratio=..., iterative_steps=..., round_to=..., ignored_layers=[output layers])`,
+gradients accumulated by `loss.backward()` over the scoring batches before every `pruner.step()`.
+
+`SETUPS` holds every configuration its README and examples advise (global ranking with and without isomorphic
+pruning, a per-layer cap like taskprune's `max_layer_ratio=0.8`, a uniform per-layer ratio, five iterative steps
+as its Taylor example prunes); a benchmark runs them all and keeps the best on validation data.
 
 torch-pruning's `pruning_ratio` is a fraction of channels, not of parameters, so it is bisected until the pruned
 model has the parameter count asked for. The output layers a user ignores by hand are the ones whose output
@@ -11,6 +15,7 @@ channels make a task output (for DrivingNet: the detection convolutions and the 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,7 +24,27 @@ from torch import nn
 
 from taskprune.tasks import MultiTaskAdapter, flatten_outputs, task_loss
 
-__all__ = ["output_layers", "prune_like_torch_pruning"]
+__all__ = ["SETUPS", "TorchPruningSetup", "output_layers", "prune_like_torch_pruning"]
+
+
+@dataclass(frozen=True)
+class TorchPruningSetup:
+    """One configuration of torch-pruning's MetaPruner with GroupTaylorImportance."""
+
+    global_pruning: bool = True
+    isomorphic: bool = False
+    max_pruning_ratio: float = 1.0
+    iterative_steps: int = 1
+    round_to: int | None = 8
+
+
+SETUPS: dict[str, TorchPruningSetup] = {
+    "tp_taylor_global": TorchPruningSetup(),  # the grid's first baseline: global ranking, no cap
+    "tp_global_cap": TorchPruningSetup(max_pruning_ratio=0.8),
+    "tp_global_iso": TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8),
+    "tp_local": TorchPruningSetup(global_pruning=False, max_pruning_ratio=0.8),
+    "tp_global_iso_iter5": TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8, iterative_steps=5),
+}
 
 
 def output_layers(model: nn.Module, example_inputs: torch.Tensor) -> list[str]:
@@ -46,19 +71,19 @@ def output_layers(model: nn.Module, example_inputs: torch.Tensor) -> list[str]:
 
 
 def prune_like_torch_pruning(teacher: nn.Module, example_inputs: torch.Tensor, tasks: MultiTaskAdapter,
-                             batches: list[Any], target_params: float, round_to: int,
-                             iterations: int = 12) -> tuple[nn.Module, dict[str, list[int]]]:
+                             batches: list[Any], target_params: float, round_to: int | None = 8,
+                             iterations: int = 12, setup: TorchPruningSetup | None = None,
+                             ) -> tuple[nn.Module, dict[str, list[int]]]:
     """The torch-pruning student nearest `target_params` parameters, and its channel map (kept indices per layer,
-    read from torch-pruning's pruning history) for distillation."""
+    read from torch-pruning's pruning history) for distillation. `setup` defaults to global ranking with
+    `round_to`; its own `round_to` wins when given."""
+    setup = setup or TorchPruningSetup(round_to=round_to)
     base = copy.deepcopy(teacher).eval()
-    for batch in batches:
-        output = base(tasks.model_inputs(batch))
-        sum(tasks.weight(t) * task_loss(tasks, t, output, batch) for t in tasks.names).backward()
     ignored = set(output_layers(base, example_inputs))
     low, high, best = 0.0, 0.95, None
     for _ in range(iterations):
         ratio = (low + high) / 2
-        model, history = _pruned(base, example_inputs, ratio, round_to, ignored)
+        model, history = _pruned(base, example_inputs, ratio, setup, ignored, tasks, batches)
         params = sum(p.numel() for p in model.parameters())
         if best is None or abs(params - target_params) < abs(best[0] - target_params):
             best = (params, model, history)
@@ -67,15 +92,24 @@ def prune_like_torch_pruning(teacher: nn.Module, example_inputs: torch.Tensor, t
     return model, _channel_map(teacher, example_inputs, history)
 
 
-def _pruned(base: nn.Module, example_inputs: torch.Tensor, ratio: float, round_to: int,
-            ignored: set[str]) -> tuple[nn.Module, list]:
+def _accumulate_gradients(model: nn.Module, tasks: MultiTaskAdapter, batches: list[Any]) -> None:
+    model.zero_grad(set_to_none=True)
+    for batch in batches:
+        output = model(tasks.model_inputs(batch))
+        sum(tasks.weight(t) * task_loss(tasks, t, output, batch) for t in tasks.names).backward()
+
+
+def _pruned(base: nn.Module, example_inputs: torch.Tensor, ratio: float, setup: TorchPruningSetup,
+            ignored: set[str], tasks: MultiTaskAdapter, batches: list[Any]) -> tuple[nn.Module, list]:
     work = copy.deepcopy(base)
-    for source, copied in zip(base.parameters(), work.parameters(), strict=True):
-        copied.grad = None if source.grad is None else source.grad.clone()  # deepcopy drops .grad
     pruner = tp.pruner.MetaPruner(work, example_inputs, importance=tp.importance.GroupTaylorImportance(),
-                                  pruning_ratio=ratio, global_pruning=True, round_to=round_to,
+                                  pruning_ratio=ratio, global_pruning=setup.global_pruning,
+                                  isomorphic=setup.isomorphic, max_pruning_ratio=setup.max_pruning_ratio,
+                                  iterative_steps=setup.iterative_steps, round_to=setup.round_to,
                                   ignored_layers=[m for n, m in work.named_modules() if n in ignored])
-    pruner.step()
+    for _ in range(setup.iterative_steps):  # its Taylor example: fresh gradients before every step
+        _accumulate_gradients(work, tasks, batches)
+        pruner.step()
     work.zero_grad(set_to_none=True)
     return work.eval(), pruner.DG.pruning_history()
 

@@ -19,6 +19,8 @@ from .metrics import delta_m as delta_m
 from .metrics import evaluate as evaluate
 from .model import DrivingNet as DrivingNet
 from .model import DrivingOutput as DrivingOutput
+from .noise import SceneRecords as SceneRecords
+from .noise import evaluate_scenes as evaluate_scenes
 from .pretrained import pretrained as pretrained
 from .synthetic import SyntheticDriving as SyntheticDriving
 from .tasks import collate as collate
@@ -33,5 +35,5 @@ __all__ = [
     # tasks and losses
     "driving_tasks", "detection_loss", "drivable_loss", "lane_loss",
     # metrics
-    "evaluate", "delta_m",
+    "evaluate", "delta_m", "evaluate_scenes", "SceneRecords",
 ]

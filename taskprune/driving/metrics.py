@@ -91,10 +91,16 @@ class DetectionMatcher:
             raise ValueError(f"got {len(preds)} prediction sets for {len(truths)} images")
         for pred, truth in zip(preds, truths, strict=True):
             pred, truth = pred.detach().cpu().float(), truth.detach().cpu().float()
-            self._tp.append(match_detections(pred, truth, self.iou_threshold))
-            self._scores.append(pred[:, 4].numpy())
-            self._classes.append(pred[:, 5].numpy().astype(np.int64))
-            self._truth_classes.append(truth[:, 0].numpy().astype(np.int64))
+            self.add_matched(pred[:, 4].numpy(), match_detections(pred, truth, self.iou_threshold),
+                             pred[:, 5].numpy().astype(np.int64), truth[:, 0].numpy().astype(np.int64))
+
+    def add_matched(self, scores: np.ndarray, tp: np.ndarray, classes: np.ndarray, truth_classes: np.ndarray) -> None:
+        """Add one image already matched: its predictions' scores, true-positive flags and classes, and its
+        ground-truth classes."""
+        self._scores.append(scores)
+        self._tp.append(tp)
+        self._classes.append(classes)
+        self._truth_classes.append(truth_classes)
 
     def result(self) -> dict[str, float]:
         """{"recall", "map50"} in [0, 1]: means over the classes present in the ground truth (0 if none)."""

@@ -1,0 +1,280 @@
+"""Evidence that holds out of sample: criteria and torch-pruning at its best, decided on validation scenes and
+reported on two untouched test sets, after a short and a long distilled fine-tune.
+
+On the driving teacher (DrivingNet-s at 192x320), at each parameter reduction and seed: prune with a taskprune
+criterion (taylor, task_taylor, conflict_taylor) or with plain torch-pruning in every configuration its docs advise
+(tp_baseline.SETUPS: global ranking with and without isomorphic pruning, the per-layer cap, uniform per-layer
+ratios, five iterative steps), then give every student the same fine-tune with feature distillation from the
+teacher and PreciseBN at its end. Scenes come from four disjoint SyntheticDriving seeds: training and scoring (0),
+validation (20000: the only scenes any choice looks at), and two test sets (30000, 40000) that are only reported.
+The torch-pruning row of the long fine-tune is the configuration with the best mean validation Delta_m after the
+short one; nothing else is chosen. Every metric is written for every set, with the teacher's bootstrap 95% interval
+over the scenes of each set beside it (the sampling noise a difference has to beat).
+
+    python benchmarks/evidence.py &   # the grid, resumable; each process (one thread) claims the next run
+    python benchmarks/evidence.py     # ... a second process on the second core
+    python benchmarks/evidence.py --collect       # only rebuild evidence.json / .md from the run files
+    python benchmarks/evidence.py --quick         # the whole pipeline on a tiny budget (runs/evidence_quick)
+
+Every finished run writes benchmarks/results/evidence_runs/<run>.json (commit each as it lands); a re-run skips
+runs whose file holds the same settings, and a run another living process has claimed (<run>.claim). The report is
+evidence_report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from driving_setup import METRICS, RESULTS, ROOT
+from evidence_report import best_torch_pruning, collect
+from tp_baseline import SETUPS, prune_like_torch_pruning
+
+import taskprune
+from taskprune import driving
+from taskprune.graph import count_macs
+from taskprune.train import FinetuneConfig
+
+OURS = ("taylor", "task_taylor", "conflict_taylor")
+SETS = ("validation", "test_a", "test_b")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run's numbers depend on besides (reduction, method, seed, steps)."""
+
+    teacher: str = "taskprune/driving/weights/driving_s.pt"
+    size: str = "s"
+    image_size: tuple[int, int] = (192, 320)
+    train_images: int = 4000
+    train_seed: int = 0
+    eval_images: int = 500
+    validation_seed: int = 20_000
+    test_seeds: tuple[int, int] = (30_000, 40_000)
+    prune_batches: int = 8
+    batch_size: int = 8
+    round_to: int = 8
+    max_layer_ratio: float = 0.8
+    lr: float = 1e-3
+    distill: str = "mse"
+    bn_batches: int = 100
+    resamples: int = 1000
+
+
+@dataclass(frozen=True)
+class Run:
+    reduction: float
+    method: str
+    seed: int
+    steps: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.reduction:.2f}_{self.method}_steps{self.steps}_seed{self.seed}"
+
+
+def plan_runs(reductions: list[float], seeds: list[int], short: int, long: int, folder: Path,
+              settings: Settings) -> list[Run]:
+    """The short fine-tunes first, seed by seed; then the long ones, whose torch-pruning row waits until every
+    configuration has its short runs on every seed (its validation decides which one)."""
+    methods = list(OURS) + list(SETUPS)
+    runs = [Run(r, m, s, short) for s in seeds for r in reductions for m in methods]
+    runs += [Run(0.0, "teacher_finetuned", s, short) for s in seeds]
+    for seed in seeds:
+        for reduction in reductions:
+            runs += [Run(reduction, m, seed, long) for m in OURS]
+            chosen = best_torch_pruning(folder, asdict(settings), reduction, short, seeds, list(SETUPS))
+            if chosen is not None:
+                runs.append(Run(reduction, chosen, seed, long))
+    return runs + [Run(0.0, "teacher_finetuned", s, long) for s in seeds]
+
+
+class Bench:
+    """The teacher, its tasks, the scenes, and every scene set's evaluation."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.teacher = driving.DrivingNet(size=settings.size)
+        self.teacher.load_state_dict(torch.load(ROOT / settings.teacher, weights_only=True))
+        self.teacher.eval()
+        self.tasks = driving.driving_tasks()
+        self.train = driving.SyntheticDriving(settings.train_images, size=settings.image_size,
+                                              seed=settings.train_seed)
+        seeds = (settings.validation_seed, *settings.test_seeds)
+        self.sets = {name: _rendered(settings.eval_images, settings.image_size, seed)
+                     for name, seed in zip(SETS, seeds, strict=True)}
+        self.example = torch.zeros(1, 3, *settings.image_size)
+        self.teacher_params = sum(p.numel() for p in self.teacher.parameters())
+        self.teacher_metrics = {name: self.records(self.teacher, name).metrics() for name in SETS}
+
+    def records(self, model: torch.nn.Module, name: str) -> driving.SceneRecords:
+        return driving.evaluate_scenes(model, driving.loader(self.sets[name], batch_size=16))
+
+    def teacher_record(self) -> dict:
+        """The teacher's metrics on every set, with their bootstrap 95% intervals over scenes, in points."""
+        out = {}
+        for name in SETS:
+            records = self.records(self.teacher, name)
+            interval = records.interval(resamples=self.settings.resamples)
+            out[name] = {m: {"value": 100 * records.metrics()[m], "low": 100 * interval[m][0],
+                             "high": 100 * interval[m][1]} for m in METRICS}
+        return out
+
+    def row(self, run: Run, stage: str, model: torch.nn.Module, seconds: float, sets: tuple[str, ...]) -> dict:
+        params = sum(p.numel() for p in model.parameters())
+        scores = {}
+        for name in sets:
+            metrics = self.records(model, name).metrics()
+            scores[name] = {**{m: 100 * metrics[m] for m in METRICS},
+                            "delta_m": 100 * driving.delta_m(metrics, self.teacher_metrics[name])}
+        return {"reduction": run.reduction, "method": run.method, "steps": run.steps, "seed": run.seed,
+                "stage": stage, "params": params, "params_reduction": 1 - params / self.teacher_params,
+                "macs": count_macs(model, self.example), "sets": scores, "seconds": round(seconds, 1)}
+
+    def scoring_batches(self, seed: int) -> list[dict[str, torch.Tensor]]:
+        batches = driving.loader(self.train, batch_size=self.settings.batch_size, shuffle=True, seed=seed)
+        return [batch for _, batch in zip(range(self.settings.prune_batches), batches, strict=False)]
+
+    def finetune(self, student: torch.nn.Module, run: Run, teacher: torch.nn.Module | None,
+                 channel_map: dict | None) -> torch.nn.Module:
+        s = self.settings
+        config = FinetuneConfig(epochs=1000, max_steps=run.steps, lr=s.lr, warmup_steps=run.steps // 10,
+                                batch_size=s.batch_size, bn_batches=s.bn_batches, seed=run.seed, progress=False)
+        distill = taskprune.Distill(layers="auto", loss=s.distill) if teacher is not None else None
+        return taskprune.finetune(student, self.tasks, self.train, config=config, collate_fn=driving.collate,
+                                  teacher=teacher, distill=distill, channel_map=channel_map)
+
+
+def _rendered(count: int, size: tuple[int, int], seed: int) -> list[dict[str, torch.Tensor]]:
+    scenes = driving.SyntheticDriving(count, size=size, seed=seed)
+    return [scenes[i] for i in range(count)]
+
+
+def execute(run: Run, bench: Bench) -> list[dict]:
+    """The rows of one run: the pruned model (validation only) and the distilled student (every set)."""
+    start = time.perf_counter()
+    torch.manual_seed(run.seed)
+    if run.method == "teacher_finetuned":
+        dense = bench.finetune(copy.deepcopy(bench.teacher), run, None, None)
+        return [bench.row(run, "finetuned", dense, time.perf_counter() - start, SETS)]
+    batches = bench.scoring_batches(run.seed)
+    if run.method in SETUPS:
+        pruned, channel_map = prune_like_torch_pruning(
+            bench.teacher, bench.example, bench.tasks, batches, bench.teacher_params * (1 - run.reduction),
+            setup=SETUPS[run.method])
+    else:
+        result = taskprune.prune(bench.teacher, bench.example, ratio=run.reduction, importance=run.method,
+                                 tasks=bench.tasks, data=batches, num_batches=len(batches),
+                                 round_to=bench.settings.round_to, max_layer_ratio=bench.settings.max_layer_ratio,
+                                 progress=False, seed=run.seed)
+        pruned, channel_map = result.model, result.channel_map
+    rows = [bench.row(run, "pruned", pruned, time.perf_counter() - start, ("validation",))]
+    mark = time.perf_counter()
+    student = bench.finetune(pruned, run, bench.teacher, channel_map)
+    rows.append(bench.row(run, "distilled", student, time.perf_counter() - mark, SETS))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reductions", default="0.6")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--short", type=int, default=400, help="fine-tune steps of the short recovery")
+    parser.add_argument("--long", type=int, default=1600, help="fine-tune steps of the long recovery")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="a tiny budget, results under runs/evidence_quick")
+    parser.add_argument("--collect", action="store_true", help="only gather the run files")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    settings = Settings()
+    reductions, seeds = [float(r) for r in args.reductions.split(",")], [int(s) for s in args.seeds.split(",")]
+    if args.quick:
+        settings = Settings(train_images=64, eval_images=16, prune_batches=1, bn_batches=2, resamples=20)
+        seeds, args.short, args.long, args.out = [0], 4, 8, ROOT / "runs" / "evidence_quick"
+    folder = args.out / "evidence_runs"
+    if args.collect:
+        collect(folder, args.out, asdict(settings))
+        return
+    torch.set_num_threads(args.threads)
+    bench: Bench | None = None
+    from rich.progress import Progress
+
+    with Progress() as progress:
+        bar = progress.add_task("evidence runs", total=None)
+        while True:  # the long torch-pruning runs join the plan once the short ones have decided their setup
+            runs = plan_runs(reductions, seeds, args.short, args.long, folder, settings)
+            todo = [run for run in runs if not _done(folder / f"{run.key}.json", settings)]
+            progress.update(bar, total=len(runs), completed=len(runs) - len(todo))
+            run = next((run for run in todo if claim(folder / f"{run.key}.claim")), None)
+            if run is None:
+                break  # everything done, or claimed by other processes
+            if bench is None:
+                bench = Bench(settings)
+                _write(args.out / "evidence_teacher.json", {"settings": asdict(settings),
+                                                            "teacher": bench.teacher_record()})
+            rows = execute(run, bench)
+            _write(folder / f"{run.key}.json", {"run": asdict(run), "settings": asdict(settings),
+                                                "code": _commit(), "rows": rows})
+            (folder / f"{run.key}.claim").unlink(missing_ok=True)
+            progress.console.print(f"{run.key}: " + "; ".join(
+                f"{r['stage']} " + ", ".join(f"{k} {v['delta_m']:+.2f}%" for k, v in r["sets"].items())
+                for r in rows))
+            collect(folder, args.out, asdict(settings))
+
+
+def claim(path: Path) -> bool:
+    """Take a run for this process: True when its claim file was made here, or left by a process that is gone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(path, "x") as handle:
+                handle.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            try:
+                owner = int(path.read_text() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner == os.getpid() or _alive(owner):
+                return owner == os.getpid()
+            path.unlink(missing_ok=True)  # its process ended (a session's end): take it over
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "evidence.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _done(path: Path, settings: Settings) -> bool:
+    if not path.exists():
+        return False
+    return json.loads(path.read_text())["settings"] == json.loads(json.dumps(asdict(settings)))
+
+
+def _write(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    partial.replace(path)
+
+
+if __name__ == "__main__":
+    main()

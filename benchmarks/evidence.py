@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from driving_setup import METRICS, RESULTS, ROOT
+from driving_setup import METRICS
 from evidence_report import best_torch_pruning, collect
+from harness import RESULTS, ROOT, claim, done, machine, write_json
 from tp_baseline import SETUPS, prune_like_torch_pruning
 
 import taskprune
@@ -96,14 +94,19 @@ def plan_runs(reductions: list[float], seeds: list[int], short: int, long: int, 
     return runs + [Run(0.0, "teacher_finetuned", s, long) for s in seeds]
 
 
+def load_teacher(settings: Settings) -> torch.nn.Module:
+    """The trained teacher of `settings`, in eval mode."""
+    teacher = driving.DrivingNet(size=settings.size)
+    teacher.load_state_dict(torch.load(ROOT / settings.teacher, weights_only=True))
+    return teacher.eval()
+
+
 class Bench:
     """The teacher, its tasks, the scenes, and every scene set's evaluation."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.teacher = driving.DrivingNet(size=settings.size)
-        self.teacher.load_state_dict(torch.load(ROOT / settings.teacher, weights_only=True))
-        self.teacher.eval()
+        self.teacher = load_teacher(settings)
         self.tasks = driving.driving_tasks()
         self.train = driving.SyntheticDriving(settings.train_images, size=settings.image_size,
                                               seed=settings.train_seed)
@@ -112,6 +115,7 @@ class Bench:
                      for name, seed in zip(SETS, seeds, strict=True)}
         self.example = torch.zeros(1, 3, *settings.image_size)
         self.teacher_params = sum(p.numel() for p in self.teacher.parameters())
+        self.teacher_macs = count_macs(self.teacher, self.example)
         self.teacher_metrics = {name: self.records(self.teacher, name).metrics() for name in SETS}
 
     def records(self, model: torch.nn.Module, name: str) -> driving.SceneRecords:
@@ -127,26 +131,27 @@ class Bench:
                              "high": 100 * interval[m][1]} for m in METRICS}
         return out
 
-    def row(self, run: Run, stage: str, model: torch.nn.Module, seconds: float, sets: tuple[str, ...]) -> dict:
-        params = sum(p.numel() for p in model.parameters())
+    def row(self, labels: dict, stage: str, model: torch.nn.Module, seconds: float, sets: tuple[str, ...]) -> dict:
+        """One model's record: `labels` (what run it belongs to), its size and its scores on `sets`."""
+        params, macs = sum(p.numel() for p in model.parameters()), count_macs(model, self.example)
         scores = {}
         for name in sets:
             metrics = self.records(model, name).metrics()
             scores[name] = {**{m: 100 * metrics[m] for m in METRICS},
                             "delta_m": 100 * driving.delta_m(metrics, self.teacher_metrics[name])}
-        return {"reduction": run.reduction, "method": run.method, "steps": run.steps, "seed": run.seed,
-                "stage": stage, "params": params, "params_reduction": 1 - params / self.teacher_params,
-                "macs": count_macs(model, self.example), "sets": scores, "seconds": round(seconds, 1)}
+        return {**labels, "stage": stage, "params": params, "params_reduction": 1 - params / self.teacher_params,
+                "macs": macs, "macs_reduction": 1 - macs / self.teacher_macs, "sets": scores, "seconds": round(seconds, 1)}
 
     def scoring_batches(self, seed: int) -> list[dict[str, torch.Tensor]]:
         batches = driving.loader(self.train, batch_size=self.settings.batch_size, shuffle=True, seed=seed)
         return [batch for _, batch in zip(range(self.settings.prune_batches), batches, strict=False)]
 
-    def finetune(self, student: torch.nn.Module, run: Run, teacher: torch.nn.Module | None,
+    def finetune(self, student: torch.nn.Module, steps: int, seed: int, teacher: torch.nn.Module | None,
                  channel_map: dict | None) -> torch.nn.Module:
+        """The fine-tune every student gets: `steps` steps, distilled from `teacher` when given, PreciseBN."""
         s = self.settings
-        config = FinetuneConfig(epochs=1000, max_steps=run.steps, lr=s.lr, warmup_steps=run.steps // 10,
-                                batch_size=s.batch_size, bn_batches=s.bn_batches, seed=run.seed, progress=False)
+        config = FinetuneConfig(epochs=1000, max_steps=steps, lr=s.lr, warmup_steps=steps // 10,
+                                batch_size=s.batch_size, bn_batches=s.bn_batches, seed=seed, progress=False)
         distill = taskprune.Distill(layers="auto", loss=s.distill) if teacher is not None else None
         return taskprune.finetune(student, self.tasks, self.train, config=config, collate_fn=driving.collate,
                                   teacher=teacher, distill=distill, channel_map=channel_map)
@@ -161,9 +166,10 @@ def execute(run: Run, bench: Bench) -> list[dict]:
     """The rows of one run: the pruned model (validation only) and the distilled student (every set)."""
     start = time.perf_counter()
     torch.manual_seed(run.seed)
+    labels = asdict(run)
     if run.method == "teacher_finetuned":
-        dense = bench.finetune(copy.deepcopy(bench.teacher), run, None, None)
-        return [bench.row(run, "finetuned", dense, time.perf_counter() - start, SETS)]
+        dense = bench.finetune(copy.deepcopy(bench.teacher), run.steps, run.seed, None, None)
+        return [bench.row(labels, "finetuned", dense, time.perf_counter() - start, SETS)]
     batches = bench.scoring_batches(run.seed)
     if run.method in SETUPS:
         pruned, channel_map = prune_like_torch_pruning(
@@ -175,10 +181,10 @@ def execute(run: Run, bench: Bench) -> list[dict]:
                                  round_to=bench.settings.round_to, max_layer_ratio=bench.settings.max_layer_ratio,
                                  progress=False, seed=run.seed)
         pruned, channel_map = result.model, result.channel_map
-    rows = [bench.row(run, "pruned", pruned, time.perf_counter() - start, ("validation",))]
+    rows = [bench.row(labels, "pruned", pruned, time.perf_counter() - start, ("validation",))]
     mark = time.perf_counter()
-    student = bench.finetune(pruned, run, bench.teacher, channel_map)
-    rows.append(bench.row(run, "distilled", student, time.perf_counter() - mark, SETS))
+    student = bench.finetune(pruned, run.steps, run.seed, bench.teacher, channel_map)
+    rows.append(bench.row(labels, "distilled", student, time.perf_counter() - mark, SETS))
     return rows
 
 
@@ -210,70 +216,24 @@ def main() -> None:
         bar = progress.add_task("evidence runs", total=None)
         while True:  # the long torch-pruning runs join the plan once the short ones have decided their setup
             runs = plan_runs(reductions, seeds, args.short, args.long, folder, settings)
-            todo = [run for run in runs if not _done(folder / f"{run.key}.json", settings)]
+            todo = [run for run in runs if not done(folder / f"{run.key}.json", asdict(settings))]
             progress.update(bar, total=len(runs), completed=len(runs) - len(todo))
             run = next((run for run in todo if claim(folder / f"{run.key}.claim")), None)
             if run is None:
                 break  # everything done, or claimed by other processes
             if bench is None:
                 bench = Bench(settings)
-                _write(args.out / "evidence_teacher.json", {"settings": asdict(settings),
+                write_json(args.out / "evidence_teacher.json", {"settings": asdict(settings),
                                                             "teacher": bench.teacher_record()})
             rows = execute(run, bench)
-            _write(folder / f"{run.key}.json", {"run": asdict(run), "settings": asdict(settings),
-                                                "code": _commit(), "rows": rows})
+            write_json(folder / f"{run.key}.json", {"run": asdict(run), "settings": asdict(settings),
+                                                    "machine": machine(), "rows": rows})
             (folder / f"{run.key}.claim").unlink(missing_ok=True)
             progress.console.print(f"{run.key}: " + "; ".join(
                 f"{r['stage']} " + ", ".join(f"{k} {v['delta_m']:+.2f}%" for k, v in r["sets"].items())
                 for r in rows))
             collect(folder, args.out, asdict(settings))
 
-
-def claim(path: Path) -> bool:
-    """Take a run for this process: True when its claim file was made here, or left by a process that is gone."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            with open(path, "x") as handle:
-                handle.write(str(os.getpid()))
-            return True
-        except FileExistsError:
-            try:
-                owner = int(path.read_text() or 0)
-            except (OSError, ValueError):
-                owner = 0
-            if owner == os.getpid() or _alive(owner):
-                return owner == os.getpid()
-            path.unlink(missing_ok=True)  # its process ended (a session's end): take it over
-    return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return "evidence.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _done(path: Path, settings: Settings) -> bool:
-    if not path.exists():
-        return False
-    return json.loads(path.read_text())["settings"] == json.loads(json.dumps(asdict(settings)))
-
-
-def _write(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(record, indent=1) + "\n")
-    partial.replace(path)
 
 
 if __name__ == "__main__":

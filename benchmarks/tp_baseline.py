@@ -24,7 +24,7 @@ from torch import nn
 
 from taskprune.tasks import MultiTaskAdapter, flatten_outputs, task_loss
 
-__all__ = ["SETUPS", "TorchPruningSetup", "output_layers", "prune_like_torch_pruning"]
+__all__ = ["SETUPS", "TorchPruningSetup", "output_layers", "prune_like_torch_pruning", "prune_with_setup"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,15 @@ def prune_like_torch_pruning(teacher: nn.Module, example_inputs: torch.Tensor, t
             best = (params, model, history)
         low, high = (ratio, high) if params > target_params else (low, ratio)
     _, model, history = best
+    return model, _channel_map(teacher, example_inputs, history)
+
+
+def prune_with_setup(teacher: nn.Module, example_inputs: torch.Tensor, ratio: float, setup: TorchPruningSetup,
+                     ignored: set[str], tasks: MultiTaskAdapter, batches: list[Any],
+                     ) -> tuple[nn.Module, dict[str, list[int]]]:
+    """`teacher` (left as it is) pruned by torch-pruning at channel ratio `ratio` in `setup`, with the layers
+    named in `ignored` left whole, and its channel map."""
+    model, history = _pruned(copy.deepcopy(teacher).eval(), example_inputs, ratio, setup, ignored, tasks, batches)
     return model, _channel_map(teacher, example_inputs, history)
 
 

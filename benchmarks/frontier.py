@@ -1,0 +1,184 @@
+"""Accuracy at the same measured speed: which method keeps the most when the driving teacher must run 1.25x, 1.5x
+or 2x faster on this CPU?
+
+For each method, speedup and seed, the method's own knob (taskprune's latency, params or MACs ratio with the
+task-aware criterion; torch-pruning's channel ratio in each configuration its README advises for speed) is bisected
+until the pruned teacher runs at the asked speedup, measured against the dense teacher (batch 1, one thread,
+interleaved rounds, median ratio; load recorded). Every matched student then gets the same distilled fine-tune as
+benchmarks/evidence.py and is scored on its validation and two untouched test sets. A speedup no probe of a method
+reaches is recorded as unreachable with the fastest speed it did reach, and not fine-tuned.
+
+    python benchmarks/frontier.py &     # resumable; each process (one thread) claims the next run
+    python benchmarks/frontier.py       # ... a second process on the second core
+    python benchmarks/frontier.py --collect
+    python benchmarks/frontier.py --retime --threads 2   # re-time every matched student in one interleaved run
+
+Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
+frontier.png (frontier_report.py); the matched students are kept under runs/frontier_models/ for --retime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from evidence import SETS, Bench, Settings
+from frontier_report import collect, retime
+from harness import RESULTS, ROOT, claim, done, machine, write_json
+from tp_baseline import TorchPruningSetup, output_layers, prune_with_setup
+
+import taskprune
+from taskprune.budget.plan import UnreachableBudget
+from taskprune.latency import latency_ratios
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to prune for speed: a taskprune target with a criterion, or a torch-pruning configuration."""
+
+    target: str = "latency"  # taskprune's target, or "torch_pruning"
+    importance: str = "task_taylor"
+    setup: TorchPruningSetup | None = None
+    high: float = 0.9  # the largest ratio the bisection tries
+
+
+METHODS: dict[str, Method] = {
+    "latency_task_taylor": Method("latency", high=0.7),
+    "params_task_taylor": Method("params"),
+    "macs_task_taylor": Method("macs"),
+    "tp_global_iso_r8": Method("torch_pruning", setup=TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8)),
+    "tp_global_iso_r16": Method("torch_pruning", setup=TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8,
+                                                                        round_to=16)),
+    "tp_local_r8": Method("torch_pruning", setup=TorchPruningSetup(global_pruning=False, max_pruning_ratio=0.8)),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str
+    speedup: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}_x{self.speedup:.2f}_seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Matching:
+    """How the speed is matched."""
+
+    tolerance: float = 0.03  # relative distance to the asked speedup that ends the bisection
+    probes: int = 8
+    repeats: int = 15  # interleaved rounds per timing
+
+
+def prune_at(bench: Bench, method: Method, ratio: float, seed: int) -> tuple[torch.nn.Module, dict]:
+    """The teacher pruned by `method` at `ratio` of its knob, and the channel map for distillation."""
+    batches = bench.scoring_batches(seed)
+    if method.setup is not None:
+        ignored = set(output_layers(bench.teacher, bench.example))
+        return prune_with_setup(bench.teacher, bench.example, ratio, method.setup, ignored, bench.tasks, batches)
+    result = taskprune.prune(bench.teacher, bench.example, ratio=ratio, target=method.target,
+                             importance=method.importance, tasks=bench.tasks, data=batches,
+                             num_batches=len(batches), max_layer_ratio=bench.settings.max_layer_ratio,
+                             progress=False, seed=seed)
+    return result.model, result.channel_map
+
+
+def match(bench: Bench, method: Method, speedup: float, seed: int, matching: Matching) -> dict:
+    """Bisect the method's ratio until the measured speedup is within the tolerance; the closest probe wins."""
+    low, high = 0.0, method.high
+    ratio = 1 - 1 / speedup if method.target == "latency" else high / 2
+    probes: list[dict] = []
+    best = None
+    for _ in range(matching.probes):
+        try:
+            model, channel_map = prune_at(bench, method, ratio, seed)
+        except UnreachableBudget as error:
+            probes.append({"ratio": ratio, "refused": str(error)[:300]})
+            high, ratio = ratio, (low + ratio) / 2
+            continue
+        load = os.getloadavg()[0]
+        measured = 1 / latency_ratios([bench.teacher, model], bench.example, repeats=matching.repeats)[1]
+        probes.append({"ratio": ratio, "speedup": measured, "load": load})
+        if best is None or abs(measured - speedup) < abs(best[0] - speedup):
+            best = (measured, ratio, model, channel_map)
+        if abs(measured - speedup) <= matching.tolerance * speedup:
+            break
+        low, high = (low, ratio) if measured > speedup else (ratio, high)
+        ratio = (low + high) / 2
+    return {"best": best, "probes": probes}
+
+
+def execute(run: Run, bench: Bench, matching: Matching, steps: int, models: Path) -> dict:
+    """Match the speed, keep the student's architecture under `models`, fine-tune and score it."""
+    start = time.perf_counter()
+    torch.manual_seed(run.seed)
+    found = match(bench, METHODS[run.method], run.speedup, run.seed, matching)
+    record = {"run": asdict(run), "probes": found["probes"], "match_s": round(time.perf_counter() - start, 1)}
+    if found["best"] is None or found["best"][0] < run.speedup * (1 - matching.tolerance):
+        fastest = max((p["speedup"] for p in found["probes"] if "speedup" in p), default=None)
+        return {**record, "reached": False, "fastest": fastest}
+    measured, ratio, model, channel_map = found["best"]
+    models.mkdir(parents=True, exist_ok=True)
+    torch.save(model, models / f"{run.key}.pt")
+    labels = {**asdict(run), "steps": steps}
+    pruned = bench.row(labels, "pruned", model, 0.0, ("validation",))
+    mark = time.perf_counter()
+    student = bench.finetune(model, steps, run.seed, bench.teacher, channel_map)
+    distilled = bench.row(labels, "distilled", student, time.perf_counter() - mark, SETS)
+    return {**record, "reached": True, "ratio": ratio, "speedup": measured, "rows": [pruned, distilled]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--speedups", default="1.25,1.5")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=400, help="fine-tune steps per student")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--collect", action="store_true")
+    parser.add_argument("--retime", action="store_true", help="time every kept student against dense, one run")
+    parser.add_argument("--quick", action="store_true", help="a tiny budget, results under runs/frontier_quick")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    settings, matching = Settings(), Matching()
+    methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    speedups = [float(s) for s in args.speedups.split(",")]
+    if args.quick:
+        settings = Settings(train_images=64, eval_images=16, prune_batches=1, bn_batches=2, resamples=20)
+        matching, seeds, args.steps = Matching(probes=3, repeats=5), [0], 4
+        methods, speedups, args.out = ["latency_task_taylor", "tp_global_iso_r8"], [1.25], ROOT / "runs" / "frontier_quick"
+    folder, models = args.out / "frontier_runs", ROOT / "runs" / "frontier_models"
+    meta = {"settings": asdict(settings), "matching": asdict(matching), "steps": args.steps}
+    torch.set_num_threads(args.threads)
+    if args.collect or args.retime:
+        if args.retime:
+            retime(models, args.out, args.threads)
+        collect(folder, args.out, meta)
+        return
+    runs = [Run(m, s, seed) for seed in seeds for s in speedups for m in methods]
+    bench: Bench | None = None
+    from rich.progress import track
+
+    for run in track(runs, description="frontier runs"):
+        if done(folder / f"{run.key}.json", meta) or not claim(folder / f"{run.key}.claim"):
+            continue
+        if bench is None:
+            bench = Bench(settings)
+        record = execute(run, bench, matching, args.steps, models)
+        write_json(folder / f"{run.key}.json", {**record, "settings": meta, "machine": machine()})
+        (folder / f"{run.key}.claim").unlink(missing_ok=True)
+        print(f"{run.key}: reached {record['reached']} " + (
+            f"{record['speedup']:.2f}x, test A Delta_m {record['rows'][1]['sets']['test_a']['delta_m']:+.2f}%"
+            if record["reached"] else f"(fastest {record['fastest']})"), flush=True)
+        collect(folder, args.out, meta)
+
+
+if __name__ == "__main__":
+    main()

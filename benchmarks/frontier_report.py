@@ -1,0 +1,173 @@
+"""Gather the frontier runs into frontier.json, frontier.md and frontier.png, and re-time the matched students.
+
+    python benchmarks/frontier.py --collect
+    python benchmarks/frontier.py --retime --threads 2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from evidence_report import spread
+from harness import machine, write_json
+
+from taskprune._runtime import atomic_write
+
+SETS = ("validation", "test_a", "test_b")
+TESTS = ("test_a", "test_b")
+
+
+def collect(folder: Path, out: Path, meta: dict) -> dict:
+    """Every run made with `meta` -> out/frontier.json, .md and .png; returns the results."""
+    meta = json.loads(json.dumps(meta))
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    runs = [r for r in runs if r["settings"] == meta]
+    retimes = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("frontier_retime_*t.json"))}
+    results = {"meta": {"written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": len(runs),
+                        "settings": meta, "command": "python benchmarks/frontier.py"},
+               "runs": runs, "retimes": retimes}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "frontier.json", lambda p: p.write_text(json.dumps(results, indent=1) + "\n"))
+    atomic_write(out / "frontier.md", lambda p: p.write_text(markdown(results)))
+    if any(r["reached"] for r in runs):
+        atomic_write(out / "frontier.png", lambda p: plot(results, p))
+    return results
+
+
+def _final(run: dict) -> dict:
+    return run["rows"][-1]
+
+
+def markdown(results: dict) -> str:
+    settings = results["meta"]["settings"]
+    lines = [f"# Accuracy at the same measured speed ({results['meta']['written']})", "",
+             "DrivingNet-s teacher at 192x320. Each method's ratio bisected until the pruned teacher runs at the asked "
+             f"speedup (batch 1, one thread, median of {settings['matching']['repeats']} interleaved rounds against "
+             f"the dense teacher, within {settings['matching']['tolerance']:.0%}); every student then gets the same "
+             f"distilled {settings['steps']}-step fine-tune with PreciseBN. Delta_m in percent against the teacher on "
+             "the same set (validation decides, tests A and B only report); mean ±half the min-max range over seeds.",
+             "", "| speedup asked | method | reached | measured speedup | params removed | MACs removed | "
+             "Delta_m validation | Delta_m test A | Delta_m test B | lane IoU A | mAP50 A | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    cells: dict[tuple[float, str], list[dict]] = defaultdict(list)
+    for run in results["runs"]:
+        cells[(run["run"]["speedup"], run["run"]["method"])].append(run)
+    for (speedup, method), runs in sorted(cells.items()):
+        reached = [r for r in runs if r["reached"]]
+        loads = [p["load"] for r in runs for p in r["probes"] if "load" in p]
+        load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
+        if not reached:
+            fastest = max((r["fastest"] or 0) for r in runs)
+            lines.append(f"| {speedup:.2f}x | {method} | 0/{len(runs)} | fastest probe {fastest:.2f}x | "
+                         + " | ".join("-" * 1 for _ in range(7)) + f" | {load} |")
+            continue
+        finals = [_final(r) for r in reached]
+        lines.append(f"| {speedup:.2f}x | {method} | {len(reached)}/{len(runs)} | "
+                     f"{spread([r['speedup'] for r in reached], signed=False)}x | "
+                     f"{statistics.mean(f['params_reduction'] for f in finals):.1%} | "
+                     f"{statistics.mean(f['macs_reduction'] for f in finals):.1%} | "
+                     + " | ".join(spread([f["sets"][s]["delta_m"] for f in finals]) for s in SETS) + " | "
+                     + f"{spread([f['sets']['test_a']['lane_iou'] for f in finals], 1, signed=False)} | "
+                     + f"{spread([f['sets']['test_a']['map50'] for f in finals], 1, signed=False)} | {load} |")
+    lines += ["", *_versus(cells), *_retimed(results)]
+    return "\n".join(lines) + "\n"
+
+
+def _versus(cells: dict[tuple[float, str], list[dict]]) -> list[str]:
+    """At each speedup, the best taskprune method against the best torch-pruning one, both chosen on validation,
+    paired by seed on the test sets."""
+    lines = ["Best taskprune method minus best torch-pruning configuration (each chosen on validation), Delta_m "
+             "points paired by seed: mean [min, max]; ahead when every seed's difference is positive on both test "
+             "sets and the two methods' ranges over seeds do not overlap.", "",
+             "| speedup | taskprune | torch-pruning | seeds | test A | test B | ahead on both |",
+             "|---|---|---|---|---|---|---|"]
+    for speedup in sorted({s for s, _ in cells}):
+        family = {"taskprune": {}, "torch-pruning": {}}
+        for (s, method), runs in cells.items():
+            reached = {r["run"]["seed"]: _final(r) for r in runs if r["reached"]}
+            if s == speedup and reached and len(reached) == len(runs):
+                family["torch-pruning" if method.startswith("tp_") else "taskprune"][method] = reached
+        if not all(family.values()):
+            continue
+        best = {name: max(methods, key=lambda m, ms=methods: statistics.mean(
+            f["sets"]["validation"]["delta_m"] for f in ms[m].values())) for name, methods in family.items()}
+        ours, theirs = family["taskprune"][best["taskprune"]], family["torch-pruning"][best["torch-pruning"]]
+        seeds = sorted(set(ours) & set(theirs))
+        texts, ahead = [], bool(seeds)
+        for name in TESTS:
+            diffs = [ours[s]["sets"][name]["delta_m"] - theirs[s]["sets"][name]["delta_m"] for s in seeds]
+            mine = [ours[s]["sets"][name]["delta_m"] for s in seeds]
+            other = [theirs[s]["sets"][name]["delta_m"] for s in seeds]
+            ahead &= min(diffs) > 0 and min(mine) > max(other)
+            texts.append(f"{statistics.mean(diffs):+.2f} [{min(diffs):+.2f}, {max(diffs):+.2f}]")
+        lines.append(f"| {speedup:.2f}x | {best['taskprune']} | {best['torch-pruning']} | {len(seeds)} | "
+                     f"{texts[0]} | {texts[1]} | {'yes' if ahead else 'no'} |")
+    return lines + [""]
+
+
+def _retimed(results: dict) -> list[str]:
+    lines = []
+    for _, record in sorted(results["retimes"].items()):
+        lines += [f"Re-timed in one interleaved run ({record['machine']['threads']} thread(s), median of "
+                  f"{record['repeats']} rounds, load {record['load_before']:.1f} before and "
+                  f"{record['load_after']:.1f} after):", "", "| student | speedup |", "|---|---|"]
+        lines += [f"| {key} | {speedup:.2f}x |" for key, speedup in sorted(record["speedups"].items())]
+        lines.append("")
+    return lines
+
+
+def retime(models: Path, out: Path, threads: int, repeats: int = 21) -> None:
+    """Time the dense teacher and every kept student in one interleaved run at `threads` threads."""
+    from evidence import Settings, load_teacher
+
+    from taskprune.latency import latency_ratios
+
+    torch.set_num_threads(threads)
+    settings = Settings()
+    paths = sorted(models.glob("*.pt"))
+    students = [torch.load(p, weights_only=False) for p in paths]
+    load_before = os.getloadavg()[0]
+    ratios = latency_ratios([load_teacher(settings), *students], torch.zeros(1, 3, *settings.image_size),
+                            repeats=repeats)
+    write_json(out / f"frontier_retime_{threads}t.json", {
+        "machine": machine(), "repeats": repeats, "load_before": load_before, "load_after": os.getloadavg()[0],
+        "speedups": {p.stem: 1 / r for p, r in zip(paths, ratios[1:], strict=True)}})
+
+
+def plot(results: dict, path: Path) -> None:
+    """Delta_m on each test set against measured speedup, one line per method, the seeds' range drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for run in results["runs"]:
+        if run["reached"]:
+            by_method[run["run"]["method"]].append(run)
+    for axis, name in zip(axes, TESTS, strict=True):
+        for method, runs in sorted(by_method.items()):
+            points = defaultdict(list)
+            for run in runs:
+                points[run["run"]["speedup"]].append((run["speedup"], _final(run)["sets"][name]["delta_m"]))
+            xs = [statistics.mean(p[0] for p in points[s]) for s in sorted(points)]
+            ys = [statistics.mean(p[1] for p in points[s]) for s in sorted(points)]
+            low = [y - min(p[1] for p in points[s]) for y, s in zip(ys, sorted(points), strict=True)]
+            high = [max(p[1] for p in points[s]) - y for y, s in zip(ys, sorted(points), strict=True)]
+            style = "--" if method.startswith("tp_") else "-"
+            axis.errorbar(xs, ys, yerr=[low, high], fmt="o" + style, capsize=3, label=method)
+        axis.set_title(f"{name.replace('_', ' ')}")
+        axis.set_xlabel("measured speedup over dense (1 thread, batch 1)")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("Delta_m after the distilled fine-tune (%)")
+    axes[1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=120)
+    plt.close(figure)

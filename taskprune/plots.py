@@ -92,6 +92,8 @@ def plot_frontier(frontier: Sequence[Mapping[str, Any]], limits: Mapping[str, fl
     same colour; a step that broke a limit is marked with a cross."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7.5, 4.2))
+    # a search that bisects visits reductions out of order; entries a budget refused have no metrics
+    frontier = sorted((f for f in frontier if f.get("reduction") is not None), key=lambda f: f["reduction"])
     for i, (name, limit) in enumerate(limits.items()):
         colour = _TASK_COLOURS[i % len(_TASK_COLOURS)]
         x = [100 * f["reduction"] for f in frontier]

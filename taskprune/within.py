@@ -1,8 +1,9 @@
 """`prune_within()`: prune as far as the tasks allow, instead of guessing a ratio.
 
 Pruning goes in steps; after every step the model recovers with a short fine-tune (distilled from the unpruned
-model) and is evaluated. The most-pruned model whose every metric stayed within its limit is returned, with the
-frontier: what every step reached and cost.
+model) and is evaluated. A reduction that breaks a limit gets remedies for the task that broke it, then the search
+bisects down to the largest reduction that holds (within_search.py). The most-pruned model whose every metric
+stayed within its limit is returned, with the frontier: what every evaluated model reached and cost.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,12 +19,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .api import PruneResult, prune
+from .api import PruneResult
+from .criteria import TaskWeighted, get_criterion
 from .distill import Distill
-from .iterative import compose_channel_maps
 from .tasks import MultiTaskAdapter
-from .train import FinetuneConfig, finetune
+from .train import FinetuneConfig
 from .within_checkpoint import Checkpoint, criterion_options, plain_option
+from .within_search import (
+    REMEDIES,
+    Search,
+    SearchSetup,
+    metric_tasks_of,
+    next_ratio,
+    pending_remedies,
+    record,
+)
 
 __all__ = ["WithinResult", "prune_within"]
 
@@ -39,7 +49,11 @@ class WithinResult:
             (the unpruned model, with nothing removed, when already the first step broke a limit).
         frontier: one record per evaluated model, the unpruned one first: "step", "reduction" (of `target`,
             against the unpruned model), "params", "macs", "latency" (fraction of the unpruned model's, measured
-            here), every metric, "drop" per limited metric, "within" and "recovery_rounds".
+            here), every metric, "drop" per limited metric, "within" and "recovery_rounds"; "ratio" (the reduction
+            asked), "remedy" (None, or the remedy tried, e.g. "task_groups:lane"), "protected" (the layers that
+            remedy kept whole), "verdict" (see `prune_within`) and "report" (the `report=` metrics, or None). An
+            entry whose reduction no plan reaches (too fine a step for the channels left) has "refused" (why),
+            "reduction" None and no metrics; it counts as broken.
         limits: the limits it was given.
     """
 
@@ -68,15 +82,21 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
                  importance: Any = "conflict_taylor", recovery: FinetuneConfig | None = None,
                  distill: Distill | None = None, collate_fn: Callable[[list[Any]], Any] | None = None,
                  measure_latency: bool = True, progress: bool = True, validate: Evaluate | None = None,
-                 checkpoint: str | os.PathLike[str] | None = None, **prune_options: Any) -> WithinResult:
-    """Prune `model` in steps of `step` (cumulative, of `target`) until a metric drops by more than its limit.
+                 report: Evaluate | None = None, resolution: float = 0.02, remedies: Sequence[str] = REMEDIES,
+                 metric_tasks: Mapping[str, str] | None = None, checkpoint: str | os.PathLike[str] | None = None,
+                 **prune_options: Any) -> WithinResult:
+    """Prune `model` as far as every metric stays within its limit: steps of `step` (cumulative, of `target`), each
+    followed by a recovery; when a reduction breaks a limit, remedies for the task that broke it, then a bisection
+    between the last reduction that held and the first that broke.
 
     Args:
         model: the unpruned model (left untouched); also the teacher every recovery distils from.
         example_inputs: as for `prune`.
         tasks, data: the tasks with their losses, and the training data (batches for the gradient criteria and
             for the recovery fine-tunes: a Dataset with `collate_fn`, or a re-iterable of batches).
-        evaluate: `evaluate(model) -> {metric: value}`, higher is better; called in eval mode.
+        evaluate: `evaluate(model) -> {metric: value}`, higher is better; called in eval mode. Every decision
+            (a step held, a second recovery round, a remedy, the bisection) is taken on what it returns, so give it
+            validation data, not the data you report.
         limits: metric -> the largest drop allowed against the unpruned model, in `evaluate`'s units.
         target: "params", "macs" or "channels".
         step, max_ratio: the reduction added per step, and where to stop at the latest.
@@ -90,32 +110,53 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
             `recovery.eval_every` steps (default: a quarter of `recovery.max_steps`) and at its end, and keeps the
             step whose worst margin to a limit (limit minus drop against the unpruned model, on this data) is
             largest; `evaluate` then judges that step. Without it, every recovery keeps its last step.
-        checkpoint: a folder to resume from. After every step within the limits it holds the model so far
-            (a `taskprune.save` file), the frontier and the random-number state; a call with the same folder and
-            settings carries on after the last finished step, and ends as the uninterrupted call would have
+        report: like `evaluate`, on data that is only reported: its metrics are recorded in the frontier
+            ("report") and never influence a decision. Give it the untouched test data.
+        resolution: the bisection stops when the reduction that held and the one that broke are this close.
+        remedies: what to try, in order, when a reduction breaks a limit measured on one task (see `metric_tasks`):
+            "task_weight" doubles that task's weight in the ranking (criteria with `task_weights`: task_taylor,
+            conflict_taylor), "task_groups" keeps whole the channel groups that serve only that task. A remedy that
+            holds stays in force for the later steps. () turns them off.
+        metric_tasks: which task each limited metric measures, e.g. {"map50": "det", "lane_iou": "lane"}; by
+            default the task whose name starts the metric's ("lane" for "lane_iou"). A metric with no task gets no
+            remedy, only the bisection.
+        checkpoint: a folder to resume from. After every evaluated model it holds the frontier, the model after
+            the last reduction that held (a `taskprune.save` file) and the random-number state; a call with the
+            same folder and settings carries on where it stopped, and ends as the uninterrupted call would have
             (a finished run returns at once). Created if missing.
         **prune_options: passed to every `prune` (num_batches, round_to, protect, ...).
 
     Returns:
-        A `WithinResult`: the most-pruned model within every limit and the frontier.
+        A `WithinResult`: the most-pruned model within every limit and the frontier (one record per evaluated
+        model, in order: its asked "ratio", the "remedy" it tried, and its "verdict": True when the reduction
+        held, False when it broke for good, None while remedies were left to try).
 
     Raises:
         ValueError: a limit names a metric `evaluate` does not return (the message lists them), a negative
-            limit, step / max_ratio outside (0, 1), or `checkpoint` was written with other settings (named).
+            limit, step / max_ratio / resolution outside (0, 1), an unknown remedy, or `checkpoint` was written with
+            other settings (named).
 
     Example:
-        >>> found = taskprune.prune_within(model, x, tasks=tasks, data=train, evaluate=score,
-        ...                                limits={"lane_iou": 1.0, "map50": 1.0})
+        >>> found = taskprune.prune_within(model, x, tasks=tasks, data=train, evaluate=score_on_validation,
+        ...                                report=score_on_test, limits={"lane_iou": 1.0, "map50": 1.0})
         >>> found.result.model, found.reduction
     """
-    if not 0 < step < 1 or not 0 < max_ratio < 1:
-        raise ValueError(f"step and max_ratio must be in (0, 1), got step={step}, max_ratio={max_ratio}")
+    if not 0 < step < 1 or not 0 < max_ratio < 1 or not 0 < resolution < 1:
+        raise ValueError(f"step, max_ratio and resolution must be in (0, 1), got step={step}, "
+                         f"max_ratio={max_ratio}, resolution={resolution}")
+    unknown = [r for r in remedies if r not in REMEDIES]
+    if unknown:
+        raise ValueError(f"Unknown remedy {unknown[0]!r}; available: {', '.join(REMEDIES)}")
     recovery = recovery or FinetuneConfig(epochs=1, max_steps=200, lr=1e-3, warmup_steps=20, bn_batches=100,
                                           progress=False)
     distill = distill or Distill()
     base = _checked(dict(evaluate(model)), limits)
+    criterion = get_criterion(importance) if isinstance(importance, str) else importance
+    kinds = [r for r in remedies if r != "task_weight" or isinstance(criterion, TaskWeighted)]
+    by_metric = metric_tasks_of(limits, list(tasks.names), metric_tasks)
     settings = {"target": target, "step": step, "max_ratio": max_ratio, "limits": dict(limits),
                 "importance": str(getattr(importance, "name", importance)), "validate": validate is not None,
+                "resolution": resolution, "remedies": list(kinds), "metric_tasks": dict(sorted(by_metric.items())),
                 **{f"recovery.{k}": v for k, v in recovery.to_dict().items() if k != "progress"},
                 **{f"distill.{k}": v for k, v in distill.to_dict().items()},
                 **{f"prune.{k}": plain_option(v) for k, v in prune_options.items()}, **criterion_options(importance)}
@@ -128,52 +169,40 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     scoring = DataLoader(data, batch_size=recovery.batch_size, shuffle=True, collate_fn=collate_fn,
                          generator=torch.Generator().manual_seed(recovery.seed)) \
         if isinstance(data, Dataset) and not isinstance(data, IterableDataset) else data
-    options = dict(prune_options, target=target, importance=importance, tasks=tasks, data=scoring)
-    frontier = [_record(0, 0.0, model, model, example_inputs, base, base, limits, 0, False)]
-    frontier[0]["latency"] = 1.0 if measure_latency else None  # the unpruned model against itself
-    best: PruneResult | None = None
-    current, done = model, 0.0
-    history: list[list[Any]] = []
-    channel_map: dict[str, list[int]] = {}
-    ratios = [min(max_ratio, step * k) for k in range(1, int(max_ratio / step + 1e-9) + 1)]
+    first = record(0, 0.0, model, model, example_inputs, base, base, limits, 0, False)
+    frontier = [{**first, "latency": 1.0 if measure_latency else None, "ratio": 0.0, "remedy": None,
+                 "verdict": True, "report": _reported(report, model)}]
+    search = Search(SearchSetup(model, example_inputs, tasks, data, limits, base, criterion, recovery, distill,
+                                evaluate, collate_fn, margin, report, measure_latency,
+                                dict(prune_options, target=target, tasks=tasks, data=scoring)))
     state = Checkpoint(checkpoint, settings)
     generator = getattr(scoring, "generator", None)
+    finished = False
     if state.exists():
         frontier, best, finished = state.resume(model, example_inputs, generator)
-        if best is not None:
-            current, done, history, channel_map = best.model, best.report.reached, best.history, best.channel_map
-        if finished:
-            ratios = ratios[:len(frontier) - 1]
-    from rich.progress import track
+        search.restore(best)
+    from rich.progress import Progress
 
-    for index, ratio in enumerate(track(ratios, description="prune within limits", disable=not progress), 1):
-        if index < len(frontier):
-            continue  # finished before the checkpoint was written
-        result = prune(current, example_inputs, ratio=1 - (1 - ratio) / (1 - done), progress=False, **options)
-        composed_map = compose_channel_maps(channel_map, result.channel_map)
-        student = result.model
-        rounds, metrics = 0, {}
-        while rounds < 2:  # one recovery, and one more when a limit is broken after it
-            student = finetune(student, tasks, data, teacher=model, distill=distill, channel_map=composed_map,
-                               config=recovery, collate_fn=collate_fn, eval_fn=margin)
-            rounds += 1
-            metrics = dict(evaluate(student))
-            if _within(base, metrics, limits):
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task("prune within limits", total=None)
+        while not finished:
+            pending = pending_remedies(frontier, frontier[-1]["ratio"], limits, by_metric, kinds) \
+                if frontier[-1]["verdict"] is None else []
+            ratio = frontier[-1]["ratio"] if pending else next_ratio(frontier, step, max_ratio, resolution)
+            if ratio is None:
+                state.write(frontier, search.best, generator, finished=True)
                 break
-        reached = 1 - (1 - done) * (1 - result.report.reached)
-        frontier.append(_record(index, reached, student, model, example_inputs, metrics, base, limits, rounds,
-                                measure_latency))
-        if not frontier[-1]["within"]:
-            state.write(frontier, best, generator, finished=True)
-            break
-        history = history + result.history
-        channel_map, current, done = composed_map, student, reached
-        best = replace(result, model=student, history=history, channel_map=channel_map,
-                       report=replace(result.report, ratio=ratio, reached=reached,
-                                      params_before=frontier[0]["params"], macs_before=frontier[0]["macs"]))
-        state.write(frontier, best, generator, finished=index == len(ratios))
-    if best is None:
-        best = _unpruned(model, example_inputs, frontier[0])
+            remedy = pending[0] if pending else None
+            bar.update(task, description=f"prune within limits: {ratio:.1%}"
+                       + (f" ({remedy.label})" if remedy else ""))
+            entry = search.attempt(len(frontier), ratio, remedy, frontier)
+            if not entry["within"]:
+                left = pending_remedies([*frontier, entry], ratio, limits, by_metric, kinds)
+                entry["verdict"] = None if left else False
+            frontier.append(entry)
+            state.write(frontier, search.best, generator, finished=False)
+            bar.advance(task)
+    best = search.best or _unpruned(model, example_inputs, frontier[0])
     return WithinResult(result=best, frontier=frontier, limits=dict(limits))
 
 
@@ -200,21 +229,8 @@ def _margin(validate: Evaluate, base: Mapping[str, float], limits: Mapping[str, 
     return margin
 
 
-def _within(base: Mapping[str, float], metrics: Mapping[str, float], limits: Mapping[str, float]) -> bool:
-    return all(base[name] - metrics[name] <= limit for name, limit in limits.items())
-
-
-def _record(step: int, reduction: float, model: nn.Module, dense: nn.Module, example_inputs: Any,
-            metrics: Mapping[str, float], base: Mapping[str, float], limits: Mapping[str, float], rounds: int,
-            measure_latency: bool) -> dict[str, Any]:
-    from .graph import count_macs, count_params
-    from .latency import latency_ratios
-
-    latency = latency_ratios([dense, model], example_inputs, repeats=11)[1] if measure_latency else None
-    return {"step": step, "reduction": reduction, "params": count_params(model),
-            "macs": count_macs(model, example_inputs), "latency": latency, **{k: float(v) for k, v in metrics.items()},
-            "drop": {name: base[name] - float(metrics[name]) for name in limits},
-            "within": _within(base, metrics, limits), "recovery_rounds": rounds}
+def _reported(report: Evaluate | None, model: nn.Module) -> dict[str, float] | None:
+    return None if report is None else {k: float(v) for k, v in report(model).items()}
 
 
 def _unpruned(model: nn.Module, example_inputs: Any, first: Mapping[str, Any]) -> PruneResult:

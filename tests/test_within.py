@@ -52,12 +52,83 @@ def test_the_returned_model_is_within_every_limit(two_head, tmp_path):
     within = [f for f in found.frontier if f["within"]]
     assert found.reduction == within[-1]["reduction"]
     assert abs(1 - found.result.report.params_after / found.result.report.params_before - found.reduction) < 0.011
-    assert not found.frontier[-1]["within"], "the limits were meant to stop it before max_ratio"
-    assert found.frontier[-1]["recovery_rounds"] == 2  # a second recovery round was tried before stopping
-    assert all(f["within"] for f in found.frontier[:-1])
-    assert 0 < found.reduction < found.frontier[-1]["reduction"]
+    broken = [f for f in found.frontier if f["verdict"] is False]
+    assert broken, "the limits were meant to stop it before max_ratio"
+    assert broken[0]["recovery_rounds"] == 2  # a second recovery round was tried before giving up
+    held = max(f["ratio"] for f in found.frontier if f["verdict"])
+    assert min(f["ratio"] for f in broken) - held <= 0.02 + 1e-9  # bisected down to the resolution
+    assert all(f["within"] == bool(f["verdict"]) for f in found.frontier)
+    assert 0 < found.reduction < max(f["reduction"] for f in broken)
     json.loads(found.to_json())
     assert found.plot(tmp_path / "frontier.png").stat().st_size > 0
+
+
+def _sized(model, narrowed_b_costs=0.0):
+    """A metric per task read off the model's shape alone: "a" loses a point per 1% of the parameters removed, "b"
+    loses `narrowed_b_costs` points once the layer serving only "b" (b.0) lost a channel."""
+    params = sum(p.numel() for p in model.parameters())
+
+    def evaluate(student):
+        removed = 1 - sum(p.numel() for p in student.parameters()) / params
+        return {"a": -100 * removed, "b": -narrowed_b_costs * (student.b[0].out_channels < 8)}
+    return evaluate
+
+
+QUICK = dict(round_to=None, measure_latency=False, progress=False,
+             recovery=FinetuneConfig(epochs=1, max_steps=1, lr=1e-9, progress=False))
+
+
+def test_a_first_step_that_breaks_a_limit_is_bisected_instead_of_returning_nothing(two_head):
+    model, x, batches = _teacher_and_data(two_head)
+    found = taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=_sized(model),
+                                   limits={"a": 5.0}, step=0.1, importance="magnitude", remedies=(), **QUICK)
+    assert [round(f["ratio"], 4) for f in found.frontier][:3] == [0.0, 0.1, 0.05]
+    assert not found.frontier[1]["within"]
+    assert 0.02 < found.reduction <= 0.05  # "a" allows 5% of the parameters
+    held = max(f["ratio"] for f in found.frontier if f["verdict"])
+    assert min(f["ratio"] for f in found.frontier if f["verdict"] is False) - held <= 0.02
+
+
+def test_a_remedy_that_spares_the_broken_task_holds_and_stays_in_force(two_head):
+    model, x, batches = _teacher_and_data(two_head)
+    found = taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=_sized(model, 10.0),
+                                   limits={"a": 45.0, "b": 1.0}, step=0.2, importance="random", **QUICK)
+    remedied = [f for f in found.frontier if f["remedy"]]
+    assert remedied and remedied[0]["remedy"] == "task_groups:b" and remedied[0]["verdict"] is True
+    assert remedied[0]["protected"] == ["b.0"]
+    assert all(not f["remedy"].startswith("task_weight") for f in remedied)  # random has no task weights
+    assert found.result.model.b[0].out_channels == 8  # the later steps kept b.0 whole
+    assert found.reduction > 0.3
+
+
+def test_task_weights_are_tried_first_with_a_task_aware_criterion(two_head):
+    model, x, batches = _teacher_and_data(two_head)
+    found = taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=_sized(model, 10.0),
+                                   limits={"a": 45.0, "b": 1.0}, step=0.2, importance="task_taylor",
+                                   max_ratio=0.4, **QUICK)
+    tried = [f["remedy"] for f in found.frontier if f["remedy"]]
+    assert tried[:1] == ["task_weight:b"]
+
+
+def test_report_is_recorded_and_never_decides(two_head):
+    model, x, batches = _teacher_and_data(two_head)
+    options = dict(tasks=TASKS, data=batches, evaluate=_sized(model), limits={"a": 25.0}, step=0.2,
+                   importance="magnitude", **QUICK)
+    plain = taskprune.prune_within(model, x, **options)
+    reported = taskprune.prune_within(model, x, report=lambda m: {"a": -1e9, "c": 7.0}, **options)
+    decisions = [(f["ratio"], f["verdict"]) for f in plain.frontier]
+    assert [(f["ratio"], f["verdict"]) for f in reported.frontier] == decisions
+    assert all(f["report"] == {"a": -1e9, "c": 7.0} for f in reported.frontier)
+    assert all(f["report"] is None for f in plain.frontier)
+
+
+def test_bad_search_settings_are_refused_by_name(two_head):
+    model, x, batches = _teacher_and_data(two_head)
+    options = dict(tasks=TASKS, data=batches, evaluate=_sized(model), limits={"a": 25.0}, **QUICK)
+    with pytest.raises(ValueError, match=r"Unknown remedy 'protect'; available: task_weight, task_groups"):
+        taskprune.prune_within(model, x, remedies=("protect",), **options)
+    with pytest.raises(ValueError, match=r"resolution=0"):
+        taskprune.prune_within(model, x, resolution=0, **options)
 
 
 def test_a_limit_broken_at_the_first_step_returns_the_unpruned_model(two_head):
@@ -216,6 +287,8 @@ def test_with_validate_every_recovery_keeps_its_best_step_on_the_validation_data
     assert len(margins) == 4 * sum(f["recovery_rounds"] for f in found.frontier)
     picked = []
     for row in found.frontier[1:]:
+        if not row["recovery_rounds"]:
+            continue  # refused by the budget, or a remedy that changed nothing: no recovery ran
         last = recoveries[sum(f["recovery_rounds"] for f in found.frontier[1:row["step"] + 1]) - 1]
         best = max(last, key=lambda i: margins[i - 1])
         assert {k: row[k] for k in limits} == pytest.approx(calls[best][1])  # the test metrics of the chosen step

@@ -6,6 +6,7 @@ from . import random as random
 from . import taylor as taylor
 from .base import Criterion as Criterion
 from .base import ScoringContext as ScoringContext
+from .base import TaskWeighted as TaskWeighted
 from .conflict import ConflictTaylor as ConflictTaylor
 from .magnitude import Magnitude as Magnitude
 from .random import Random as Random
@@ -17,6 +18,6 @@ from .taylor import TaskTaylor as TaskTaylor
 from .taylor import Taylor as Taylor
 
 __all__ = [
-    "Criterion", "ScoringContext", "register_criterion", "unregister_criterion", "get_criterion", "list_criteria",
+    "Criterion", "ScoringContext", "TaskWeighted", "register_criterion", "unregister_criterion", "get_criterion", "list_criteria",
     "Magnitude", "Taylor", "TaskTaylor", "ConflictTaylor", "Random",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -11,7 +12,7 @@ from torch import nn
 from ..gradients import GradientStats
 from ..groups import ChannelGroup
 
-__all__ = ["Criterion", "ScoringContext"]
+__all__ = ["Criterion", "ScoringContext", "TaskWeighted"]
 
 
 @dataclass
@@ -52,3 +53,15 @@ class Criterion(Protocol):
     needs: frozenset[str]
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]: ...
+
+
+@runtime_checkable
+class TaskWeighted(Protocol):
+    """A criterion that can weigh tasks: groups serving a heavier task give up fewer channels (`task_taylor`,
+    `conflict_taylor`). `prune_within` uses it to spare a task whose limit broke."""
+
+    task_weights: dict[str, float] | None
+
+    def with_task_weights(self, task_weights: Mapping[str, float]) -> TaskWeighted:
+        """The same criterion with these task weights."""
+        ...

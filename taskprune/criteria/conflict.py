@@ -68,6 +68,10 @@ class ConflictTaylor:
         # the budget keeps the penalty's (and the weights') share between groups
         self.normalised = self.across_groups or self.task_weights is not None
 
+    def with_task_weights(self, task_weights: Mapping[str, float]) -> ConflictTaylor:
+        """This criterion, with its penalty settings, and other task weights."""
+        return ConflictTaylor(self.lam, self.measure, self.across_groups, task_weights)
+
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = gradient_stats(context, self.name)
         importance = task_taylor_scores(stats, context.groups)

@@ -98,6 +98,10 @@ class TaskTaylor:
         self.task_weights = checked_task_weights(task_weights)
         self.normalised = self.task_weights is not None  # the budget keeps the weights' share between groups
 
+    def with_task_weights(self, task_weights: Mapping[str, float]) -> TaskTaylor:
+        """This criterion with other task weights."""
+        return TaskTaylor(task_weights=task_weights)
+
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = gradient_stats(context, self.name)
         scores = task_taylor_scores(stats, context.groups)

@@ -273,7 +273,9 @@ def run_command(argv: list[str], cwd: Path, where: str) -> subprocess.CompletedP
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.py") if p.name != "__init__.py")
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[str(p.relative_to(ROOT)) for p in EXAMPLES])
+@pytest.mark.parametrize("script", [
+    pytest.param(p, marks=[pytest.mark.ultralytics] if "integrations import ultralytics" in p.read_text() else [])
+    for p in EXAMPLES], ids=[str(p.relative_to(ROOT)) for p in EXAMPLES])
 def test_example(script: Path, tmp_path: Path) -> None:
     name = script.relative_to(ROOT / "examples").as_posix()
     if name in EXAMPLE_ARGS:

@@ -1,0 +1,183 @@
+"""Time and peak memory of taskprune's Ultralytics `prune` against plain torch-pruning on Ultralytics' own models.
+
+Every model is built from Ultralytics' YAML (`YOLO("yolo11n-seg.yaml")`, 80 classes, random weights), and each
+pipeline runs in its own child process (so the peak RSS is its own), `--repeats` times; medians are compared:
+
+- ours: `taskprune.integrations.ultralytics.prune(yolo, ratio=R, imgsz=S, round_to=None, progress=False)`
+  (magnitude, data-free, every head output protected);
+- plain: torch-pruning as its README and YOLOv8 example set it up: `MetaPruner` with
+  `GroupMagnitudeImportance(p=2)`, the whole head in `ignored_layers`, `pruning_ratio` bisected (outside the timed
+  runs) until its parameter cut is within half a point of ours; then `step()` and one forward (untimed) to check
+  the model still runs.
+
+Under load from other processes wall time stretches, so the CPU time (user + sys) is the figure compared, and a
+child is stopped after `--cpu-limit` CPU seconds. Where torch-pruning raises, runs past that or leaves a model that no longer runs, that is recorded instead of
+a ratio. Machine load (`uptime`) is written beside the timings.
+
+    python benchmarks/ultralytics_resources.py --imgsz 640
+
+Writes benchmarks/results/ultralytics_resources.json and .md. Needs `pip install taskprune[ultralytics]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from resources import uptime  # the zoo's resource benchmark: the same load record
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ("yolov8n-seg.yaml", "yolo11n-seg.yaml", "yolo11n-pose.yaml", "yolo11n-obb.yaml", "yolov10n.yaml",
+          "yolo12n.yaml")
+
+_CHILD = """
+import json, os, resource, sys, time, warnings
+resource.setrlimit(resource.RLIMIT_AS, ({cap} << 30, {cap} << 30))
+resource.setrlimit(resource.RLIMIT_CPU, ({cpu_limit}, {cpu_limit}))  # CPU seconds: fair on a loaded machine
+import torch
+torch.set_num_threads(1)
+warnings.simplefilter("ignore")
+import torch_pruning as tp, taskprune  # both tools' imports, done before the clock
+from taskprune.integrations import ultralytics as tpu
+from ultralytics import YOLO
+yolo = YOLO({name!r})
+net = yolo.model
+params = sum(p.numel() for p in net.parameters())
+x = torch.zeros(1, 3, {imgsz}, {imgsz})
+row = {{}}
+start_cpu, start_wall = time.process_time(), time.perf_counter()
+try:
+    if {tool!r} == "ours":
+        result = tpu.prune(yolo, ratio={ratio}, imgsz={imgsz}, round_to=None, progress=False)
+        row.update(cpu_s=time.process_time() - start_cpu, wall_s=time.perf_counter() - start_wall)
+        row.update(reached=result.report.reached, kept_whole=sum(bool(g.note) for g in result.report.groups),
+                   groups=len(result.report.groups))
+    else:
+        for p in net.parameters():
+            p.requires_grad_(True)
+        pruner = tp.pruner.MetaPruner(net, x, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                      pruning_ratio={tp_ratio}, ignored_layers=[net.model[-1]])
+        pruner.step()
+        row.update(cpu_s=time.process_time() - start_cpu, wall_s=time.perf_counter() - start_wall)
+        row.update(reached=1 - sum(p.numel() for p in net.parameters()) / params)
+        try:
+            with torch.no_grad():
+                net.eval()(x)
+        except Exception as error:  # recorded, and the timing kept: the pruning itself finished
+            row.update(broken=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:200])
+except Exception as error:
+    row.update(error=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:300],
+               cpu_s=time.process_time() - start_cpu, wall_s=time.perf_counter() - start_wall)
+row.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps(row))
+"""
+
+
+def run_child(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 0.0) -> dict:
+    code = _CHILD.format(cap=args.memory_cap_gb, cpu_limit=int(args.cpu_limit), name=name, tool=tool,
+                         ratio=args.ratio, imgsz=args.imgsz, tp_ratio=tp_ratio)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1",
+           "YOLO_AUTOINSTALL": "0", "YOLO_VERBOSE": "0"}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=args.timeout,
+                              cwd=ROOT, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"still running after {args.timeout:.0f} s wall (stopped)"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines and done.returncode in (-24, 152):  # SIGXCPU
+        return {"error": f"still running after {args.cpu_limit:.0f} CPU seconds (stopped)"}
+    if not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"the child died (exit {done.returncode}): {tail}"[:300]}
+    return json.loads(lines[-1])
+
+
+def measure(name: str, args: argparse.Namespace) -> dict:
+    ours = [run_child(name, "ours", args) for _ in range(args.repeats)]
+    row: dict = {"model": name, "ours_runs": ours}
+    if any("error" in run for run in ours):
+        row["ours_error"] = next(run["error"] for run in ours if "error" in run)
+        return row
+    row.update(ours=_medians(ours), reached=ours[0]["reached"])
+    low, high, probe, middle = 0.0, 0.9, {}, 0.0
+    for _ in range(args.bisection_steps):  # torch-pruning's channel ratio for the same parameter cut
+        middle = (low + high) / 2
+        probe = run_child(name, "plain", args, middle)
+        if "error" in probe or "broken" in probe or abs(probe["reached"] - row["reached"]) <= 0.005:
+            break
+        low, high = (middle, high) if probe["reached"] < row["reached"] else (low, middle)
+    if "error" in probe or "broken" in probe:
+        row["plain_error"] = probe.get("error") or f"its pruned model no longer runs: {probe['broken']}"
+        return row
+    plain = [probe] + [run_child(name, "plain", args, middle) for _ in range(args.repeats - 1)]
+    row.update(plain_runs=plain, plain=_medians(plain), tp_pruning_ratio=middle, plain_reached=plain[0]["reached"])
+    row["ours_over_plain"] = {k: row["ours"][k] / row["plain"][k] for k in row["ours"]}
+    return row
+
+
+def _medians(runs: list[dict]) -> dict:
+    return {k: statistics.median(run[k] for run in runs) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=list(MODELS), help="Ultralytics model YAMLs")
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--ratio", type=float, default=0.3)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--bisection-steps", type=int, default=10)
+    parser.add_argument("--cpu-limit", type=float, default=300.0, help="CPU seconds before a child is stopped")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="wall seconds before a child is stopped")
+    parser.add_argument("--memory-cap-gb", type=int, default=16, help="address-space cap of every child")
+    args = parser.parse_args()
+    load_before = uptime()
+    rows = []
+    for name in args.models:
+        rows.append(measure(name, args))
+        print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("_runs")}), flush=True)
+    result = {"settings": vars(args), "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+              "load_before": load_before, "load_after": uptime(), "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ultralytics_resources.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "ultralytics_resources.md").write_text(markdown(result))
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console(width=160).print(Markdown(markdown(result)))
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"`{result['command']}`", "",
+             f"`tpu.prune(yolo, ratio={s['ratio']}, imgsz={s['imgsz']}, round_to=None)` against plain torch-pruning "
+             "(MetaPruner, GroupMagnitudeImportance, the head ignored, pruning_ratio bisected to the same parameter "
+             f"cut) on models built from Ultralytics' YAML; one torch thread, medians of {s['repeats']} run(s), each "
+             "in its own process; the prune alone is timed; peak RSS is the child's (model built in both).", "",
+             f"Load before: `{result['load_before']}`; after: `{result['load_after']}`.", "",
+             "| model | cut ours / plain | CPU s ours / plain | wall s ours / plain | peak RSS MB ours / plain | "
+             "ours/plain CPU, RSS |",
+             "|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        if "ours" not in row:
+            lines.append(f"| {row['model']} | ours failed: {row.get('ours_error')} | | | | |")
+            continue
+        o = row["ours"]
+        if "plain" not in row:
+            lines.append(f"| {row['model']} | {row['reached']:.3f} / - | {o['cpu_s']:.1f} / - | {o['wall_s']:.1f} / - "
+                         f"| {o['peak_rss_mb']:.0f} / - | torch-pruning: {row.get('plain_error')} |")
+            continue
+        p, r = row["plain"], row["ours_over_plain"]
+        lines.append(f"| {row['model']} | {row['reached']:.3f} / {row['plain_reached']:.3f} | {o['cpu_s']:.1f} / "
+                     f"{p['cpu_s']:.1f} | {o['wall_s']:.1f} / {p['wall_s']:.1f} | {o['peak_rss_mb']:.0f} / "
+                     f"{p['peak_rss_mb']:.0f} | {r['cpu_s']:.2f}x, {r['peak_rss_mb']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

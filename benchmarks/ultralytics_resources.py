@@ -29,10 +29,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import RESULTS, ROOT, machine, write_json
 from resources import uptime  # the zoo's resource benchmark: the same load record
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ("yolov8n-seg.yaml", "yolo11n-seg.yaml", "yolo11n-pose.yaml", "yolo11n-obb.yaml", "yolov10n.yaml",
           "yolo12n.yaml")
 
@@ -92,6 +91,8 @@ def run_child(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines and done.returncode in (-24, 152):  # SIGXCPU
         return {"error": f"still running after {args.cpu_limit:.0f} CPU seconds (stopped)"}
+    if not lines and done.returncode == -9:
+        return {"error": "killed by SIGKILL (the kernel's OOM killer, when the machine runs out of memory)"}
     if not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"the child died (exit {done.returncode}): {tail}"[:300]}
@@ -142,9 +143,8 @@ def main() -> None:
         rows.append(measure(name, args))
         print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("_runs")}), flush=True)
     result = {"settings": vars(args), "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "load_before": load_before, "load_after": uptime(), "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ultralytics_resources.json").write_text(json.dumps(result, indent=2) + "\n")
+              "load_before": load_before, "load_after": uptime(), "machine": machine(), "rows": rows}
+    write_json(RESULTS / "ultralytics_resources.json", result)
     (RESULTS / "ultralytics_resources.md").write_text(markdown(result))
     from rich.console import Console
     from rich.markdown import Markdown

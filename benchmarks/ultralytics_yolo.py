@@ -38,8 +38,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing is downloaded: models from YAML, scenes generated
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from harness import RESULTS, ROOT, machine, write_json  # noqa: E402  (after the environment above)
 
 _TP_CHILD = """
 import json, sys, time, torch
@@ -83,7 +82,7 @@ def stage(path: Path, run):
     result = run()
     result["stage_seconds"] = time.perf_counter() - started
     result["load_after"] = uptime()
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(path, result)
     return result
 
 
@@ -208,9 +207,8 @@ def main() -> None:
     result = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "ultralytics": ultralytics_version, "torch": torch.__version__, "load_before": load_before,
-              "load_after": uptime(), "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"ultralytics_{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+              "load_after": uptime(), "machine": machine(), "rows": rows}
+    write_json(RESULTS / f"ultralytics_{args.name}.json", result)
     (RESULTS / f"ultralytics_{args.name}.md").write_text(markdown(result))
     from rich.console import Console
     from rich.markdown import Markdown

@@ -80,9 +80,9 @@ def tpu() -> Any:
 @pytest.fixture(scope="session")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """task -> data YAML of 8 training and 4 validation scenes at IMGSZ."""
-    from taskprune.integrations import ultralytics as tpu
-
     from yolo_fixtures import IMGSZ
+
+    from taskprune.integrations import ultralytics as tpu
 
     tpu.offline_fonts()  # before any dataset check asks for a font
     root = tmp_path_factory.mktemp("scenes")

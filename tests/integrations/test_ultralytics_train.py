@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import torch
-
 from yolo_fixtures import IMGSZ, build, train_settings
 
 pytestmark = [pytest.mark.ultralytics, pytest.mark.slow]

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
+from .outputs import YoloNet
 from .tasks import hyperparameters
 
 __all__ = ["TASKS", "loader", "write_driving_dataset"]
@@ -23,7 +23,7 @@ _NAMES = {0: "vehicle", 1: "drivable"}
 _CORNERS = 4  # pose: a vehicle's keypoints are its box corners, clockwise from top left
 
 
-def loader(model: nn.Module, data: str | Path, *, imgsz: int = 640, batch: int = 8, split: str = "train",
+def loader(model: YoloNet, data: str | Path, *, imgsz: int = 640, batch: int = 8, split: str = "train",
            augment: bool = True, workers: int = 0, hyp: Any = None) -> Iterable[dict[str, Any]]:
     """Ultralytics' dataloader over one split of a dataset YAML, as its trainer builds it (`augment=True`: the
     training augmentations; False: letterboxed images as the validator sees them).

@@ -16,12 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["HeadOutputs", "TaskView", "head_maps", "network", "with_feature_shapes"]
+__all__ = ["HeadOutputs", "TaskView", "YoloNet", "head_maps", "network", "with_feature_shapes"]
 
 _NECK = "feats"
 
+# An Ultralytics DetectionModel (or its segmentation, pose or OBB subclass): an nn.Module whose own attributes
+# (model, args, stride, criterion, init_criterion) Ultralytics sets at run time, so they are typed as Any.
+YoloNet = Any
 
-def network(model: Any) -> nn.Module:
+
+def network(model: Any) -> YoloNet:
     """The network of an `ultralytics.YOLO` (its `.model`), or `model` itself when it is the network.
 
     Raises:
@@ -30,11 +34,12 @@ def network(model: Any) -> nn.Module:
     from ultralytics.engine.model import Model
     from ultralytics.nn.modules.head import Detect
 
-    net = model.model if isinstance(model, Model) else model
-    if not isinstance(net, nn.Module) or not isinstance(getattr(net, "model", None), nn.Sequential):
+    net: YoloNet = model.model if isinstance(model, Model) else model
+    layers = getattr(net, "model", None)
+    if not isinstance(net, nn.Module) or not isinstance(layers, nn.Sequential):
         raise TypeError(f"expected an ultralytics YOLO or its .model (a DetectionModel), got {type(model).__name__}")
-    if not isinstance(net.model[-1], Detect):
-        raise TypeError(f"the last layer of this model is {type(net.model[-1]).__name__}; taskprune's Ultralytics "
+    if not isinstance(layers[-1], Detect):
+        raise TypeError(f"the last layer of this model is {type(layers[-1]).__name__}; taskprune's Ultralytics "
                         "integration handles detection, segmentation, pose and oriented-box heads (Detect and its "
                         "subclasses)")
     return net
@@ -61,9 +66,9 @@ class HeadOutputs(nn.Module):
             submodule `model`, so a layer `model.10.conv` of the Ultralytics model is `model.model.10.conv` here.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: YoloNet) -> None:
         super().__init__()
-        self.model = model
+        self.model: YoloNet = model
 
     def forward(self, images: torch.Tensor) -> dict[str, Any]:
         return head_maps(self.model(images))

@@ -14,9 +14,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
-from .outputs import TaskView, network, with_feature_shapes
+from .outputs import TaskView, YoloNet, network, with_feature_shapes
 
 __all__ = ["PART_OUTPUTS", "YoloTasks", "hyperparameters", "yolo_tasks"]
 
@@ -27,7 +26,7 @@ PART_OUTPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def hyperparameters(model: nn.Module, overrides: Mapping[str, Any] | None = None) -> Any:
+def hyperparameters(model: YoloNet, overrides: Mapping[str, Any] | None = None) -> Any:
     """Ultralytics' default training settings, updated with the model's own `args`, its task and `overrides`:
     what its losses and dataloader read (box, cls and dfl gains, overlap_mask, augmentation, ...)."""
     from ultralytics.cfg import get_cfg
@@ -41,7 +40,7 @@ def hyperparameters(model: nn.Module, overrides: Mapping[str, Any] | None = None
 
 
 @contextlib.contextmanager
-def _args(model: nn.Module, hyp: Any) -> Iterator[None]:
+def _args(model: YoloNet, hyp: Any) -> Iterator[None]:
     """`model.args` set to `hyp` for as long as the block lasts (Ultralytics' criteria read it when built)."""
     had, old = hasattr(model, "args"), getattr(model, "args", None)
     model.args = hyp
@@ -66,7 +65,7 @@ class YoloTasks:
         parts: the loss parts to keep as tasks (default: every part the model's criterion computes).
     """
 
-    def __init__(self, model: nn.Module, hyp: Any = None, parts: tuple[str, ...] | None = None) -> None:
+    def __init__(self, model: YoloNet, hyp: Any = None, parts: tuple[str, ...] | None = None) -> None:
         hyp = hyperparameters(model) if hyp is None else hyp
         with _args(model, hyp):
             self.criterion = model.init_criterion()
@@ -113,6 +112,6 @@ class YoloTasks:
         return parts
 
 
-def yolo_tasks(model: nn.Module, hyp: Any = None, parts: tuple[str, ...] | None = None) -> YoloTasks:
+def yolo_tasks(model: Any, hyp: Any = None, parts: tuple[str, ...] | None = None) -> YoloTasks:
     """The loss parts of an Ultralytics model (a `YOLO` or its `.model`) as tasks; see `YoloTasks`."""
     return YoloTasks(network(model), hyp, parts)

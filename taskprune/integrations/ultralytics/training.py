@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...distill import Distill, FeatureDistiller
-from .outputs import HeadOutputs, network, with_feature_shapes
+from .outputs import HeadOutputs, YoloNet, network, with_feature_shapes
 
 __all__ = ["architecture", "keeping_trainer", "train"]
 
@@ -70,13 +70,15 @@ def train(yolo: Any, *, data: str, teacher: Any = None, distill: Distill | None 
     return metrics
 
 
-def keeping_trainer(base: type, student: nn.Module, teacher: nn.Module | None = None,
+def keeping_trainer(base: type, student: YoloNet, teacher: YoloNet | None = None,
                     distill: Distill | None = None, channel_map: Mapping[str, Sequence[int]] | None = None
                     ) -> type:
     """A subclass of the Ultralytics trainer `base` that trains `student` itself instead of a network built from
     the model YAML, with distillation from `teacher` when one is given."""
 
     class PrunedTrainer(base):  # type: ignore[misc, valid-type]
+        callbacks: dict[str, list[Any]]
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             # the trainer shares the YOLO's callback lists: copy them so that ours leave the YOLO as it was
@@ -101,7 +103,7 @@ class _Distillation:
     """Puts a distilling criterion on the student once the trainer has built its EMA copy (so that neither the
     EMA nor any checkpoint carries the teacher or a hook), and takes it off when training ends."""
 
-    def __init__(self, teacher: nn.Module, student: nn.Module, distill: Distill | None,
+    def __init__(self, teacher: YoloNet, student: YoloNet, distill: Distill | None,
                  channel_map: Mapping[str, Sequence[int]] | None) -> None:
         self.teacher, self.student, self.distill = teacher, student, distill
         self.channel_map = {_PREFIX + k: list(v) for k, v in (channel_map or {}).items()}

@@ -38,7 +38,7 @@ MODELS = ("yolov8n-seg.yaml", "yolo11n-seg.yaml", "yolo11n-pose.yaml", "yolo11n-
 _CHILD = """
 import json, os, resource, sys, time, warnings
 resource.setrlimit(resource.RLIMIT_AS, ({cap} << 30, {cap} << 30))
-resource.setrlimit(resource.RLIMIT_CPU, ({cpu_limit}, {cpu_limit}))  # CPU seconds: fair on a loaded machine
+resource.setrlimit(resource.RLIMIT_CPU, ({cpu_limit}, {cpu_limit} + 30))  # CPU seconds: fair under load
 import torch
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")
@@ -92,7 +92,7 @@ def run_child(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 
     if not lines and done.returncode in (-24, 152):  # SIGXCPU
         return {"error": f"still running after {args.cpu_limit:.0f} CPU seconds (stopped)"}
     if not lines and done.returncode == -9:
-        return {"error": "killed by SIGKILL (the kernel's OOM killer, when the machine runs out of memory)"}
+        return {"error": "killed by SIGKILL (the CPU limit's hard stop, or the kernel's OOM killer)"}
     if not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"the child died (exit {done.returncode}): {tail}"[:300]}
@@ -135,17 +135,19 @@ def main() -> None:
     parser.add_argument("--bisection-steps", type=int, default=10)
     parser.add_argument("--cpu-limit", type=float, default=300.0, help="CPU seconds before a child is stopped")
     parser.add_argument("--timeout", type=float, default=3600.0, help="wall seconds before a child is stopped")
-    parser.add_argument("--memory-cap-gb", type=int, default=16, help="address-space cap of every child")
+    parser.add_argument("--memory-cap-gb", type=int, default=6,
+                        help="address-space cap of every child (a MemoryError past it, not the machine's OOM killer)")
     args = parser.parse_args()
     load_before = uptime()
-    rows = []
-    for name in args.models:
+    rows: list[dict] = []
+    for name in args.models:  # the files are rewritten after every model, so a stopped run keeps what it measured
         rows.append(measure(name, args))
         print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("_runs")}), flush=True)
-    result = {"settings": vars(args), "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "load_before": load_before, "load_after": uptime(), "machine": machine(), "rows": rows}
-    write_json(RESULTS / "ultralytics_resources.json", result)
-    (RESULTS / "ultralytics_resources.md").write_text(markdown(result))
+        result = {"settings": vars(args), "command": "python " + " ".join([Path(sys.argv[0]).as_posix(),
+                                                                          *sys.argv[1:]]),
+                  "load_before": load_before, "load_after": uptime(), "machine": machine(), "rows": rows}
+        write_json(RESULTS / "ultralytics_resources.json", result)
+        (RESULTS / "ultralytics_resources.md").write_text(markdown(result))
     from rich.console import Console
     from rich.markdown import Markdown
 
@@ -163,6 +165,8 @@ def markdown(result: dict) -> str:
              "| model | cut ours / plain | CPU s ours / plain | wall s ours / plain | peak RSS MB ours / plain | "
              "ours/plain CPU, RSS |",
              "|---|---|---|---|---|---|"]
+    measured = {row["model"] for row in result["rows"]}
+    missing = [m for m in s["models"] if m not in measured]
     for row in result["rows"]:
         if "ours" not in row:
             lines.append(f"| {row['model']} | ours failed: {row.get('ours_error')} | | | | |")
@@ -176,6 +180,8 @@ def markdown(result: dict) -> str:
         lines.append(f"| {row['model']} | {row['reached']:.3f} / {row['plain_reached']:.3f} | {o['cpu_s']:.1f} / "
                      f"{p['cpu_s']:.1f} | {o['wall_s']:.1f} / {p['wall_s']:.1f} | {o['peak_rss_mb']:.0f} / "
                      f"{p['peak_rss_mb']:.0f} | {r['cpu_s']:.2f}x, {r['peak_rss_mb']:.2f}x |")
+    if missing:
+        lines += ["", f"Not measured (the run was stopped first): {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
 
 

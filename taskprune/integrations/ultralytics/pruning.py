@@ -100,7 +100,6 @@ def prune(model: Any, *, ratio: float, imgsz: int = 640, data: str | Path | Iter
 
 def with_network(yolo: Any, net: nn.Module) -> Any:
     """A copy of the `ultralytics.YOLO` `yolo` holding `net` instead of its network (nothing else shared)."""
-    copied = copy.deepcopy(yolo, {id(yolo.model): net})
-    copied.predictor = None  # a cached predictor holds the old network
-    copied.trainer = None
-    return copied
+    # a cached predictor holds the old network, and a trainer its dataloaders: neither is copied
+    memo: dict[int, Any] = {id(yolo.model): net, id(yolo.predictor): None, id(yolo.trainer): None}
+    return copy.deepcopy(yolo, memo)

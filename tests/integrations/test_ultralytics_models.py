@@ -46,7 +46,7 @@ def test_prune_train_validate_export(tpu: Any, name: str, datasets: dict[str, Pa
     with torch.no_grad():
         shapes = [t.shape for t in flatten_outputs(tpu.HeadOutputs(dense.model.eval())(images))]
         pruned_shapes = [t.shape for t in flatten_outputs(tpu.HeadOutputs(pruned.model.eval())(images))]
-    assert len(shapes) >= 3 and pruned_shapes == shapes
+    assert len(shapes) >= 2 and pruned_shapes == shapes  # boxes and scores at least
 
     path = tmp_path / "pruned.pt"
     pruned.yolo.save(path)

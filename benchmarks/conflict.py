@@ -48,16 +48,19 @@ import taskprune
 CRITERIA = ("taylor", "task_taylor", "conflict_taylor", "conflict_rank")
 BASE = "task_taylor"
 CHECKS = {"median_conflict_above": 0.3, "overlap_below": 0.95}
+QUICK = {"image": 16, "train_images": 512, "validation_images": 128, "test_images": 128, "teacher_steps": 200}
 
 
 def criterion_of(name: str) -> Any:
     return ConflictRank() if name == "conflict_rank" else taskprune.get_criterion(name)
 
 
-def shared_conflict(model: nn.Module, example: torch.Tensor, batches: list[dict]) -> torch.Tensor:
-    """k per channel of the prunable groups that serve both tasks, measured as `conflict_taylor` measures it."""
+def shared_conflict(model: nn.Module, example: torch.Tensor, batches: list[dict],
+                    task_set: taskprune.Tasks | None = None) -> torch.Tensor:
+    """k per channel of the prunable groups that serve both tasks, measured as `conflict_taylor` measures it (the
+    model is not changed: the prune that measures it works on a copy)."""
     recorder = RecordingConflict(measure="cosine")
-    taskprune.prune(model, example, ratio=0.1, importance=recorder, tasks=tasks(), data=batches,
+    taskprune.prune(model, example, ratio=0.1, importance=recorder, tasks=task_set or tasks(), data=batches,
                     num_batches=len(batches), round_to=None, progress=False)
     return recorder.shared
 
@@ -152,8 +155,7 @@ def main() -> None:
     setting = Setting()
     stem = "conflict"
     if args.quick:
-        setting = replace(setting, image=16, train_images=512, validation_images=128, test_images=128,
-                          teacher_steps=200)
+        setting = replace(setting, **QUICK)
         args.recovery_steps, args.scoring_batches, args.seeds, stem = 40, 4, "0,1", "conflict_quick"
     settings = {"setting": asdict(setting), **{k: v for k, v in vars(args).items() if k not in ("seeds", "threads")}}
     runs = []

@@ -1,6 +1,6 @@
 """Does the gradient-conflict penalty help where tasks really conflict? (issue 25, item 5)
 
-On the two-task colour/texture setting of conflict_setting.py (a shared trunk pooled to 4 numbers for 6 targets),
+On the two-task colour/texture setting of conflict_setting.py (a shared trunk pooled to 1 number for 6 targets),
 for each seed: train the teacher, and the same network on each task alone (negative transfer); check that the tasks'
 gradients oppose on the shared channels (median conflict k, the cosine measure `conflict_taylor` uses) and that the
 plans differ (share of `task_taylor`'s kept channels that each other criterion keeps too); then prune with every
@@ -9,7 +9,7 @@ validation split, the unrecovered model included) and report each task's error o
 seed fixes the teacher's initialisation and data order, the scoring batches and the recovery order: differences are
 paired by seed.
 
-    python benchmarks/conflict.py                 # 5 seeds, about 10 CPU-minutes at 1 thread
+    python benchmarks/conflict.py                 # 5 seeds, about 3 CPU-minutes at 1 thread
     python benchmarks/conflict.py --quick         # the whole pipeline on a tiny budget, for a smoke test
 
 Each seed writes benchmarks/results/conflict_runs/seed<n>.json (skipped on a re-run with the same settings); the
@@ -113,7 +113,7 @@ def run_seed(setting: Setting, args: argparse.Namespace, seed: int) -> dict:
                       "delta_m": delta_m(recovered, teacher_test)}
     widths = widths_of(teacher)
     overlap = {name: kept_share(plans[BASE], plans[name], widths) for name in CRITERIA if name != BASE}
-    transfer = negative_transfer(setting, data, test, teacher, seed) if args.transfer else {}
+    transfer = negative_transfer(setting, data, test, teacher, seed) if seed in args.transfer_seeds else {}
     return {"seed": seed, "teacher_mse": teacher_test, "teacher_params": sum(p.numel() for p in teacher.parameters()),
             "negative_transfer": transfer,
             "conflict": {"channels": k.numel(), "median": float(k.median()), "mean": float(k.mean()),
@@ -143,11 +143,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--ratio", type=float, default=0.6, help="share of the parameters removed")
     parser.add_argument("--scoring-batches", type=int, default=16)
-    parser.add_argument("--recovery-steps", type=int, default=300)
+    parser.add_argument("--recovery-steps", type=int, default=200)
     parser.add_argument("--recovery-lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--no-transfer", dest="transfer", action="store_false",
-                        help="skip the single-task networks (negative transfer)")
+    parser.add_argument("--transfer-seeds", type=lambda text: [int(s) for s in text.split(",") if s], default=[0],
+                        help="seeds whose teacher is also compared with single-task networks (negative transfer)")
     parser.add_argument("--quick", action="store_true", help="tiny budget; writes conflict_quick.*")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -2,9 +2,11 @@
 
 Every image is one colour multiplied by one sinusoidal texture, plus noise. Task "colour" regresses the colour
 (3 numbers), task "texture" the texture (orientation as cos 2a and sin 2a, times the contrast, and the frequency).
-Both read the same pixels through a shared trunk whose last layer has only `bottleneck` channels, fewer than the six
-numbers the two tasks need between them, so each task pulls that layer towards its own features: negative transfer,
-measured by `negative_transfer` against the same network trained for one task alone.
+Both read the same pixels through a shared trunk pooled to `bottleneck` numbers, fewer than the six the two tasks
+need between them, so each task pulls the shared layers towards its own features: negative transfer, measured by
+`negative_transfer` against the same network trained for one task alone. One number is the default: with 4 (and 2),
+some seeds' teachers split the numbers between the tasks, and then the tasks hardly pull against each other
+(median conflict 0.02 on one seed of 4, 0.17 and 0.27 on two of 2; 0.75 and 0.89 with 1).
 
 Splits are disjoint by seed: training (the teacher, the scoring batches, the recovery), validation (every decision)
 and test (only reported).
@@ -32,15 +34,15 @@ TASKS = ("colour", "texture")
 class Setting:
     """Everything the setting's numbers depend on besides the seed."""
 
-    image: int = 24
+    image: int = 16
     width: int = 24
-    bottleneck: int = 4
+    bottleneck: int = 1
     head: int = 24
     train_images: int = 4096
     validation_images: int = 512
     test_images: int = 1024
     batch_size: int = 32
-    teacher_steps: int = 1500
+    teacher_steps: int = 1000
     lr: float = 3e-3
 
 
@@ -86,18 +88,19 @@ def standardise(splits: list[Split]) -> None:
             split.targets[task] = (split.targets[task] - mean) / std
 
 
-def block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+def block(cin: int, cout: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
 
 
 class TwoTaskNet(nn.Module):
-    """Shared convolutional trunk pooled to `bottleneck` numbers (fewer than the six targets), then one small
-    multi-layer head per task; returns (colour, texture)."""
+    """Shared convolutional trunk pooled to `bottleneck` numbers (fewer than the six targets; no ReLU before the
+    pooling, so no bottleneck channel can die), then one small multi-layer head per task; returns (colour, texture)."""
 
     def __init__(self, setting: Setting):
         super().__init__()
         w = setting.width
-        self.trunk = nn.Sequential(block(3, w), block(w, w, 2), block(w, w, 2), block(w, setting.bottleneck),
+        self.trunk = nn.Sequential(block(3, w), block(w, w, 2), block(w, w, 2), block(w, setting.bottleneck, relu=False),
                                    nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.heads = nn.ModuleDict({t: nn.Sequential(nn.Linear(setting.bottleneck, setting.head), nn.ReLU(),
                                                      nn.Linear(setting.head, setting.head), nn.ReLU(),

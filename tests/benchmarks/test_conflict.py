@@ -67,7 +67,7 @@ def test_verdict_needs_every_seed_on_one_side(monkeypatch):
 
 def test_one_seed_on_a_tiny_budget_conflicts_and_meets_the_budget():
     args = argparse.Namespace(ratio=0.6, scoring_batches=4, recovery_steps=20, recovery_lr=1e-3, eval_every=10,
-                              transfer=False)
+                              transfer_seeds=[])
     record = conflict.run_seed(TINY, args, seed=0)
     assert record["conflict"]["median"] > conflict.CHECKS["median_conflict_above"]
     for name, row in record["criteria"].items():

@@ -17,7 +17,7 @@ def render(record: dict) -> str:
     settings, runs = record["settings"], record["runs"]
     setting = settings["setting"]
     criteria = list(runs[0]["criteria"])
-    lines = [f"Two tasks (colour, texture) through a shared trunk pooled to {setting['bottleneck']} numbers, "
+    lines = [f"Two tasks (colour, texture) through a shared trunk pooled to {setting['bottleneck']} number(s), "
              f"{settings['ratio']:.0%} of the parameters removed, {settings['recovery_steps']} recovery steps (lr "
              f"{settings['recovery_lr']}; the step kept is the best on the validation split, step 0 included), test "
              f"split only reported. {len(runs)} seeds.", "",
@@ -40,7 +40,7 @@ def render(record: dict) -> str:
     lines += ["", "## Test error after recovery", "",
               "Delta_m: mean relative change of the test MSE against the teacher's, in percent (positive is "
               "better); mean ±standard deviation over the seeds.", "",
-              "| criterion | params | Delta_m pruned | Delta_m recovered | MSE colour | MSE texture |",
+              "| criterion | params (seed 0) | Delta_m pruned | Delta_m recovered | MSE colour | MSE texture |",
               "|---|---|---|---|---|---|"]
     teacher = [run["teacher_mse"] for run in runs]
     lines.append(f"| teacher | {runs[0]['teacher_params']} | - | - | "

@@ -20,6 +20,8 @@ SECTIONS = [
      "python benchmarks/ablation.py --shard 1/2 & python benchmarks/ablation.py --shard 2/2"),
     ("plan_overlap", "How much the conflict penalty changes the plan (channels kept in common with task_taylor)",
      "python benchmarks/plan_overlap.py"),
+    ("conflict", "The conflict penalty where tasks conflict: two tasks through a one-number bottleneck, five seeds",
+     "python benchmarks/conflict.py"),
     ("within", "How far the driving teacher can be pruned with every metric within a limit (prune_within)",
      "python benchmarks/within.py"),
     ("within_seed1", "The same search on a second seed (other scoring batches and fine-tune order)",
@@ -71,7 +73,7 @@ SECTIONS = [
 ]
 
 # besides the evidence grid and the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("within", "within_seed1", "within_protect-lane_head", "within_seed1_protect-lane_head", "recovery_drift",
+README_SECTIONS = ("conflict", "within", "within_seed1", "within_protect-lane_head", "within_seed1_protect-lane_head", "recovery_drift",
                    "overhead_resnet50_three_head", "resources_large")
 
 

@@ -76,3 +76,11 @@ def test_one_seed_on_a_tiny_budget_conflicts_and_meets_the_budget():
         assert row["delta_m"] > row["pruned_delta_m"] - 50, name
     assert set(record["overlap_with_task_taylor"]) == {"taylor", "conflict_taylor", "conflict_rank"}
     assert all(0.0 < share <= 1.0 for share in record["overlap_with_task_taylor"].values())
+
+
+def test_the_defaults_follow_the_conclusion():
+    # the conflict penalty did not beat task_taylor beyond the seeds' spread here (conflict.md), so task_taylor is
+    # the default wherever conflict_taylor was
+    import inspect
+
+    assert inspect.signature(taskprune.prune_within).parameters["importance"].default == "task_taylor"

@@ -9,7 +9,7 @@ validation split, the unrecovered model included) and report each task's error o
 seed fixes the teacher's initialisation and data order, the scoring batches and the recovery order: differences are
 paired by seed.
 
-    python benchmarks/conflict.py                 # 5 seeds, about 3 CPU-minutes at 1 thread
+    python benchmarks/conflict.py                 # 5 seeds, about 2 CPU-minutes at 1 thread
     python benchmarks/conflict.py --quick         # the whole pipeline on a tiny budget, for a smoke test
 
 Each seed writes benchmarks/results/conflict_runs/seed<n>.json (skipped on a re-run with the same settings); the

@@ -6,7 +6,8 @@ Both read the same pixels through a shared trunk pooled to `bottleneck` numbers,
 need between them, so each task pulls the shared layers towards its own features: negative transfer, measured by
 `negative_transfer` against the same network trained for one task alone. One number is the default: with 4 (and 2),
 some seeds' teachers split the numbers between the tasks, and then the tasks hardly pull against each other
-(median conflict 0.02 on one seed of 4, 0.17 and 0.27 on two of 2; 0.75 and 0.89 with 1).
+(in a trial at 24 px and 1500 teacher steps, seeds 0 and 1: median conflict 0.38 and 0.02 with 4 numbers, 0.17 and
+0.27 with 2, 0.89 and 0.75 with 1; at the defaults here, 0.15 to 0.55 over five seeds, benchmarks/results/conflict.md).
 
 Splits are disjoint by seed: training (the teacher, the scoring batches, the recovery), validation (every decision)
 and test (only reported).

@@ -30,6 +30,8 @@ SECTIONS = [
      "python benchmarks/ablation.py --shard 1/2 & python benchmarks/ablation.py --shard 2/2"),
     ("plan_overlap", "How much the conflict penalty changes the plan (channels kept in common with task_taylor)",
      "python benchmarks/plan_overlap.py"),
+    ("conflict", "The conflict penalty where tasks conflict: two tasks through a one-number bottleneck, five seeds",
+     "python benchmarks/conflict.py"),
     ("within", "How far the driving teacher can be pruned with every metric within a limit (prune_within)",
      "python benchmarks/within.py"),
     ("within_seed1", "The same search on a second seed (other scoring batches and fine-tune order)",
@@ -80,9 +82,9 @@ SECTIONS = [
     ("driving_sizes", "The reference driving model's sizes", "python benchmarks/driving_sizes.py --threads 1"),
 ]
 
-# besides the evidence grid and the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("evidence", "frontier", "within_heldout", "within_evidence_seed0", "within_evidence_seed1", "within",
-                   "within_seed1", "overhead_resnet50_three_head", "resources_large")
+# besides the speed excerpt, the README shows these (docs/benchmarks.md shows all)
+README_SECTIONS = ("evidence", "frontier", "conflict", "within_heldout", "within_evidence_seed0", "within_evidence_seed1",
+                   "within", "within_seed1", "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:

@@ -89,7 +89,7 @@ def main() -> None:
     print(taskprune.inspect(model, example, tasks=tasks))
 
     # 3. prune with the task-aware criterion, then recover with distillation from the unpruned model
-    result = taskprune.prune(model, example, ratio=args.ratio, importance="conflict_taylor", tasks=tasks,
+    result = taskprune.prune(model, example, ratio=args.ratio, importance="task_taylor", tasks=tasks,
                              data=train, num_batches=len(train))
     print(result.report)
     student = taskprune.finetune(result.model, tasks, train, epochs=100, max_steps=steps, teacher=model,

@@ -67,7 +67,7 @@ def main() -> None:
     rows = {"dense": metrics_row(dense, data, args.imgsz, out, "val_dense") | {"params": _params(dense),
                                                                                 "latency": 1.0}}
     for label, target in (("params", "params"), ("latency", "latency")):
-        pruned = tpu.prune(dense, ratio=args.ratio, imgsz=args.imgsz, data=data, importance="conflict_taylor",
+        pruned = tpu.prune(dense, ratio=args.ratio, imgsz=args.imgsz, data=data, importance="task_taylor",
                            target=target, batch=16, num_batches=8)
         print(pruned.report)
         tpu.train(pruned.yolo, data=data, epochs=args.recover_epochs, name=f"recovered_{label}", teacher=dense,

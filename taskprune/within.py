@@ -79,7 +79,7 @@ class WithinResult:
 
 def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter, data: Any, evaluate: Evaluate,
                  limits: Mapping[str, float], target: str = "params", step: float = 0.1, max_ratio: float = 0.9,
-                 importance: Any = "conflict_taylor", recovery: FinetuneConfig | None = None,
+                 importance: Any = "task_taylor", recovery: FinetuneConfig | None = None,
                  distill: Distill | None = None, collate_fn: Callable[[list[Any]], Any] | None = None,
                  measure_latency: bool = True, progress: bool = True, validate: Evaluate | None = None,
                  report: Evaluate | None = None, resolution: float = 0.02, remedies: Sequence[str] = REMEDIES,
@@ -100,7 +100,7 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
         limits: metric -> the largest drop allowed against the unpruned model, in `evaluate`'s units.
         target: "params", "macs" or "channels".
         step, max_ratio: the reduction added per step, and where to stop at the latest.
-        importance: the criterion (default "conflict_taylor").
+        importance: the criterion (default "task_taylor").
         recovery: the fine-tune after every step (default `FinetuneConfig(epochs=1, max_steps=200, lr=1e-3,
             warmup_steps=20, bn_batches=100)`, no progress bar). Keep `bn_batches` on: without it the running
             BatchNorm statistics of the recovery's last few batches can break a limit the weights would not.

@@ -1,7 +1,7 @@
 """`taskprune demo`: the whole story on the reference driving model, from the shipped teacher to a pruned and
 recovered student, with one table and a folder of results.
 
-Steps: load the teacher (`pretrained`), prune it with `conflict_taylor` for its three tasks, fine-tune the pruned
+Steps: load the teacher (`pretrained`), prune it with `task_taylor` for its three tasks, fine-tune the pruned
 model with feature distillation from the teacher, evaluate all three on held-out scenes, time them on this CPU,
 print teacher / pruned / pruned + distilled side by side, and write the run folder (report JSON and markdown, the
 table as JSON and markdown, two PNG pictures, the student as a taskprune file).
@@ -119,9 +119,9 @@ def run_demo(config: DemoConfig, console: Any = None) -> dict[str, Any]:
     tasks = driving_tasks()
     train, val = _datasets(config)
     example = torch.zeros(1, 3, *config.image_size)
-    console.print(f"[bold]1/4 prune[/]: DrivingNet-{config.size}, conflict_taylor, remove {config.ratio:.0%} of "
+    console.print(f"[bold]1/4 prune[/]: DrivingNet-{config.size}, task_taylor, remove {config.ratio:.0%} of "
                   f"the {config.target}")
-    result = prune(teacher, example, ratio=config.ratio, target=config.target, importance="conflict_taylor",
+    result = prune(teacher, example, ratio=config.ratio, target=config.target, importance="task_taylor",
                    tasks=tasks, data=loader(train, batch_size=config.batch_size, shuffle=True),
                    num_batches=config.prune_batches)
     pruned = copy.deepcopy(result.model)

@@ -6,7 +6,7 @@ YOLO11, YOLO12, ...) built by Ultralytics, from a YAML or a checkpoint:
     >>> from ultralytics import YOLO
     >>> from taskprune.integrations import ultralytics as tpu
     >>> dense = YOLO("yolo11n-seg.pt")
-    >>> pruned = tpu.prune(dense, ratio=0.3, imgsz=640, data="my.yaml", importance="conflict_taylor")
+    >>> pruned = tpu.prune(dense, ratio=0.3, imgsz=640, data="my.yaml", importance="task_taylor")
     >>> tpu.train(pruned.yolo, data="my.yaml", epochs=30, teacher=dense, channel_map=pruned.channel_map)
     >>> pruned.yolo.val(data="my.yaml"); pruned.yolo.save("pruned.pt"); YOLO("pruned.pt")
     >>> pruned.yolo.export(format="onnx")

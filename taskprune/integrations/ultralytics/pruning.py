@@ -74,7 +74,7 @@ def prune(model: Any, *, ratio: float, imgsz: int = 640, data: str | Path | Iter
 
     Example:
         >>> pruned = prune(YOLO("yolo11n-seg.yaml"), ratio=0.3, imgsz=640, data="scenes.yaml",
-        ...                importance="conflict_taylor")
+        ...                importance="task_taylor")
         >>> pruned.yolo.val(data="scenes.yaml")
     """
     if "inplace" in options or "tasks" in options:

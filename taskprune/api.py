@@ -145,7 +145,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         groups=[GroupChange(g.root, g.channels, g.channels - len(removals.get(g.index, [])), tuple(sorted(g.tasks)),
                             g.kept_whole) for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), timings=timings,
-        warnings=list(graph.warnings) + planned.notes)
+        warnings=list(graph.warnings), notes=list(planned.notes))
     history = graph.history()
     if inplace:
         transplant(work, model)

@@ -44,7 +44,8 @@ def plot_channels(report: Any, path: str | os.PathLike[str], *, title: str | Non
     groups = report["groups"] if isinstance(report, Mapping) else [vars(g) for g in report.groups]
     serves = [_serves(g["tasks"]) for g in groups]
     colours = _colours(serves)
-    figure, axis = plt.subplots(figsize=(max(8.0, 0.14 * len(groups) + 2), 4.2))
+    longest = max((len(g["layer"]) for g in groups), default=0)  # the names stand under the bars
+    figure, axis = plt.subplots(figsize=(max(8.0, 0.14 * len(groups) + 2), 4.2 + 0.055 * longest))
     positions = range(len(groups))
     axis.bar(positions, [g["before"] for g in groups], color=[colours[s] for s in serves], alpha=0.25, width=0.85)
     axis.bar(positions, [g["after"] for g in groups], color=[colours[s] for s in serves], width=0.85)
@@ -55,10 +56,12 @@ def plot_channels(report: Any, path: str | os.PathLike[str], *, title: str | Non
     for name in dict.fromkeys(serves):
         axis.bar([0], [0], color=colours[name], label=name)  # one legend entry per kind
     axis.set_yscale("log", base=2)
-    axis.set_xlabel("channel group (graph order)")
+    axis.set_xticks(list(positions), [g["layer"] for g in groups], rotation=90, fontsize=6)
+    axis.set_xlim(-0.6, len(groups) - 0.4)
+    axis.set_xlabel("channel group, named by its root layer (graph order)")
     axis.set_ylabel("channels (pale: before, solid: kept)")
-    axis.set_title(title or "channels kept per group, by the tasks it serves")
-    axis.legend(fontsize=8, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+    axis.set_title(title or "channels kept per group, by the tasks it serves", pad=24)
+    axis.legend(fontsize=8, ncol=6, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return _save(figure, plt, path)
@@ -89,16 +92,25 @@ def plot_metrics(models: Mapping[str, Mapping[str, float]], path: str | os.PathL
 def plot_frontier(frontier: Sequence[Mapping[str, Any]], limits: Mapping[str, float],
                   path: str | os.PathLike[str], *, title: str = "metric drop as pruning goes further") -> Path:
     """`prune_within`'s frontier: per limited metric, its drop against the reduction, with the limit dashed in the
-    same colour; a step that broke a limit is marked with a cross."""
+    same colour (metrics with equal limits share one dashed line, and the legend names them all); a step that broke
+    a limit is marked with a cross."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7.5, 4.2))
     # a search that bisects visits reductions out of order; entries a budget refused have no metrics
     frontier = sorted((f for f in frontier if f.get("reduction") is not None), key=lambda f: f["reduction"])
+    sharing: dict[float, list[str]] = {}
+    for name, limit in limits.items():
+        sharing.setdefault(float(limit), []).append(name)
     for i, (name, limit) in enumerate(limits.items()):
         colour = _TASK_COLOURS[i % len(_TASK_COLOURS)]
         x = [100 * f["reduction"] for f in frontier]
         axis.plot(x, [f["drop"][name] for f in frontier], marker="o", color=colour, label=name)
-        axis.axhline(limit, color=colour, linestyle="--", linewidth=0.9)
+        names = sharing[float(limit)]
+        if len(names) == 1:
+            axis.axhline(limit, color=colour, linestyle="--", linewidth=0.9, label=f"{name} limit ({limit:g})")
+        elif name == names[0]:  # equal limits would draw over each other: one line, said to be shared
+            axis.axhline(limit, color="dimgray", linestyle="--", linewidth=0.9,
+                         label=f"limit of {' and '.join(names)} (equal: {limit:g})")
     broken = [f for f in frontier if not f["within"]]
     for f in broken:
         axis.scatter([100 * f["reduction"]], [max(f["drop"].values())], marker="x", color="black", s=50, zorder=3)

@@ -40,10 +40,11 @@ class PruneReport:
     groups: list[GroupChange] = field(default_factory=list)
     protected_outputs: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the request was changed, or parts of it were not possible
     call: str = ""  # how the model was called with example_inputs, e.g. "model(*example_inputs)"
     round_to: int = 1  # the channel multiple every pruned group was kept at (1: no rounding)
     removed: dict[str, dict[str, Any]] = field(default_factory=dict)  # extract: per dropped task, what went
+    notes: list[str] = field(default_factory=list)  # choices made for the user (e.g. round_to="auto"'s multiple)
 
     @property
     def task_attribution(self) -> dict[str, int]:
@@ -91,7 +92,7 @@ class PruneReport:
         ]
         if self.timings:
             rows.append(("time", ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())))
-        return rows + [("warning", w) for w in self.warnings]
+        return rows + [("note", n) for n in self.notes] + [("warning", w) for w in self.warnings]
 
     def changed_groups(self) -> list[GroupChange]:
         return [g for g in self.groups if g.after != g.before or g.note]

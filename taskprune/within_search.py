@@ -117,15 +117,31 @@ def within_limits(base: Mapping[str, float], metrics: Mapping[str, float], limit
 def record(step: int, reduction: float, model: nn.Module, dense: nn.Module, example_inputs: Any,
            metrics: Mapping[str, float], base: Mapping[str, float], limits: Mapping[str, float], rounds: int,
            measure_latency: bool) -> dict[str, Any]:
-    """One frontier entry: the model's size, latency against `dense`, metrics and drops, and whether it held."""
+    """One frontier entry: the model's size, latency against `dense` (the median ratio of _LATENCY_ROUNDS
+    interleaved rounds, with its interquartile range), metrics and drops, and whether it held."""
     from .graph import count_macs, count_params
-    from .latency import latency_ratios
 
-    latency = latency_ratios([dense, model], example_inputs, repeats=11)[1] if measure_latency else None
+    latency = _latency_ratio(dense, model, example_inputs) if measure_latency else {"latency": None}
     return {"step": step, "reduction": reduction, "params": count_params(model),
-            "macs": count_macs(model, example_inputs), "latency": latency, **{k: float(v) for k, v in metrics.items()},
+            "macs": count_macs(model, example_inputs), **latency, **{k: float(v) for k, v in metrics.items()},
             "drop": {name: base[name] - float(metrics[name]) for name in limits},
             "within": within_limits(base, metrics, limits), "recovery_rounds": rounds}
+
+
+_LATENCY_ROUNDS = 11
+
+
+def _latency_ratio(dense: nn.Module, model: nn.Module, example_inputs: Any) -> dict[str, Any]:
+    """`model`'s latency as a fraction of `dense`'s: per round the ratio of two forwards a moment apart, then the
+    median ("latency"), the quartiles ("latency_spread") and the number of rounds ("latency_repeats")."""
+    import statistics
+
+    from .latency import measure_rounds
+
+    dense_s, model_s = measure_rounds([dense, model], example_inputs, 2, _LATENCY_ROUNDS)
+    ratios = [m / d for m, d in zip(model_s, dense_s, strict=True)]
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    return {"latency": median, "latency_spread": [q1, q3], "latency_repeats": _LATENCY_ROUNDS}
 
 
 @dataclass(frozen=True)

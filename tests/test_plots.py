@@ -27,3 +27,21 @@ def test_a_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install taskprune\[plot\]"):
         plots.plot_metrics({"a": {"x": 1.0}}, tmp_path / "m.png")
+
+
+def test_channel_bars_are_named_by_their_layers(two_head, tmp_path):
+    """The x axis carried group numbers; a reader needs the layer names (SVG keeps every label as a comment)."""
+    model, x = two_head
+    report = taskprune.prune(model, x, ratio=0.3, round_to=None, progress=False).report
+    svg = plots.plot_channels(report, tmp_path / "c.svg").read_text()
+    assert all(f"<!-- {g.layer} -->" in svg for g in report.groups), [g.layer for g in report.groups]
+    assert "root layer" in svg
+
+
+def test_equal_limits_are_drawn_as_one_line_and_the_legend_says_so(tmp_path):
+    frontier = [{"reduction": 0.0, "drop": {"map50": 0.0, "lane_iou": 0.0}, "within": True},
+                {"reduction": 0.2, "drop": {"map50": 1.0, "lane_iou": 2.5}, "within": True}]
+    svg = plots.plot_frontier(frontier, {"map50": 3.0, "lane_iou": 3.0}, tmp_path / "f.svg").read_text()
+    assert "<!-- limit of map50 and lane_iou (equal: 3) -->" in svg
+    apart = plots.plot_frontier(frontier, {"map50": 1.0, "lane_iou": 3.0}, tmp_path / "g.svg").read_text()
+    assert "<!-- map50 limit (1) -->" in apart and "<!-- lane_iou limit (3) -->" in apart and "equal" not in apart

@@ -44,3 +44,29 @@ def test_an_extraction_reports_what_went_per_task():
                          removed={"b": {"modules": ["b.0", "b.2"], "params": 10, "macs": 2.0}})
     text = str(report)
     assert "removed for b" in text and "2 modules, 10 params" in text and "pruned groups" not in text
+
+
+def test_notes_are_shown_apart_from_warnings_and_kept_by_from_dict():
+    report = PruneReport(criterion="magnitude", target="params", ratio=0.3, reached=0.3, params_before=100,
+                         params_after=70, macs_before=10, macs_after=7, notes=["round_to='auto': steps of 8 were used"],
+                         warnings=["x.0: kept whole: grouped convolution"])
+    rows = report.summary_rows()
+    assert ("note", "round_to='auto': steps of 8 were used") in rows
+    assert ("warning", "x.0: kept whole: grouped convolution") in rows
+    assert "| note | round_to='auto': steps of 8 were used |" in report.to_markdown()
+    assert PruneReport.from_dict(json.loads(report.to_json())).notes == report.notes
+
+
+def test_round_to_auto_reports_its_choice_as_a_note_not_a_warning():
+    """The issue's trap: round_to="auto" put its choice among the warnings of almost every prune."""
+    import taskprune
+    from taskprune import latency
+    from taskprune.testing import get_test_model
+
+    model, x = get_test_model("plain_det_seg")()
+    with latency.override(alignment=8):
+        report = taskprune.prune(model, x, ratio=0.3, progress=False).report
+    assert any(n.startswith("round_to='auto': steps of") and "pass round_to=N" in n for n in report.notes), \
+        report.notes
+    assert not any("round_to" in w for w in report.warnings), report.warnings
+    assert "warning" not in str(report)

@@ -295,3 +295,17 @@ def test_with_validate_every_recovery_keeps_its_best_step_on_the_validation_data
         picked.append(best != last[-1])
     assert any(picked), \
         "every recovery's best was its last step: the test shows nothing"
+
+
+def test_every_measured_latency_comes_with_its_spread_and_repeats(two_head):
+    """A latency ratio of one median hid how noisy it was (a step at 127% of the teacher's); every entry now gives
+    the quartiles of its interleaved rounds beside the median, and how many rounds there were."""
+    model, x, batches = _teacher_and_data(two_head)
+    found = taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=_sized(model), limits={"a": 50.0},
+                                   step=0.2, max_ratio=0.4, importance="magnitude",
+                                   **{**QUICK, "measure_latency": True})
+    pruned = [f for f in found.frontier[1:] if f.get("reduction") is not None]
+    assert pruned
+    for entry in pruned:
+        low, high = entry["latency_spread"]
+        assert 0 < low <= entry["latency"] <= high and entry["latency_repeats"] == 11

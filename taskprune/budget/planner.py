@@ -202,11 +202,12 @@ def _plan_auto(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: Cos
         why.append(f"steps of {multiple} are predicted at {predicted:.1%} of the dense {unit}, against "
                    f"{candidates[0][0]:.1%} in steps of {candidates[0][1]}")
     elif len(candidates) == 2:
-        why.append(f"steps of {candidates[1][1]} were not {_FINER_GAIN:.0%} faster: {candidates[1][0]:.1%} of the "
-                   f"dense {unit}, against {predicted:.1%}")
+        why.append(f"steps of {candidates[1][1]} were predicted no faster ({candidates[1][0]:.1%} of the dense "
+                   f"{unit}, against {predicted:.1%}; finer steps are taken only when {_FINER_GAIN:.0%} faster)")
     elif not misses:
         why.append("no finer multiple to compare with")
     return Plan(plan, multiple, notes=[f"round_to='auto': steps of {multiple} were used; this device runs "
-                                              f"multiples of {alignment} channels fastest ({'; '.join(why)})"])
+                                              f"multiples of {alignment} channels fastest ({'; '.join(why)}); "
+                                              "pass round_to=N to choose the multiple yourself"])
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +53,16 @@ class DemoConfig:
         threads: torch threads (None: torch's default).
         per_task: also show `extract` (detection and drivable area only) and `prune_within` (as far as mAP50 and
             lane IoU stay within `within_limit` points, in steps of `within_step` up to `within_max`, with
-            `within_recovery` recovery steps after each).
+            `within_recovery` recovery steps and `within_bn_batches` batches of BatchNorm statistics after each,
+            the lane head never narrowed; it stops at the first step that breaks a limit: no remedies and no
+            bisection, to stay short).
+        latency_repeats: interleaved timing rounds of the teacher and the student (the table gives the median
+            and the interquartile range).
     """
 
     size: str = "s"
     ratio: float = 0.4
-    steps: int = 300
+    steps: int = 200
     target: str = "params"
     data: str = "synthetic"
     image_size: tuple[int, int] = (192, 320)
@@ -69,9 +74,11 @@ class DemoConfig:
     threads: int | None = None
     per_task: bool = True
     within_limit: float = 3.0
-    within_step: float = 0.2
-    within_max: float = 0.6
-    within_recovery: int = 60
+    within_step: float = 0.1
+    within_max: float = 0.3
+    within_recovery: int = 30
+    within_bn_batches: int = 16
+    latency_repeats: int = 21
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -82,15 +89,15 @@ class DemoConfig:
             raise ValueError(f"data must be 'synthetic' or 'bdd100k:PATH', got {self.data!r}")
         if any(side % 32 for side in self.image_size):
             raise ValueError(f"image_size sides must be multiples of 32, got {self.image_size}")
-        for name in ("steps", "train_images", "val_images", "prune_batches", "batch_size"):
+        for name in ("steps", "train_images", "val_images", "prune_batches", "batch_size", "latency_repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     @classmethod
     def quick(cls, **changes: Any) -> DemoConfig:
-        """A budget that runs in about a minute: fewer steps, scenes and scoring batches."""
-        return cls(**{"steps": 40, "train_images": 320, "val_images": 48, "prune_batches": 2,
-                      "within_recovery": 4, "within_max": 0.4, **changes})
+        """The `--quick` budget: fewer recovery steps, scenes and scoring batches, and two prune_within steps."""
+        return cls(**{"steps": 30, "train_images": 320, "val_images": 48, "prune_batches": 2,
+                      "within_recovery": 12, "within_bn_batches": 8, "within_max": 0.2, **changes})
 
 
 def _datasets(config: DemoConfig) -> tuple[Any, Any]:
@@ -114,7 +121,7 @@ def run_demo(config: DemoConfig, console: Any = None) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(0)
-    started = time.perf_counter()
+    clock = _Clock()
     teacher = pretrained(config.size)
     tasks = driving_tasks()
     train, val = _datasets(config)
@@ -125,24 +132,50 @@ def run_demo(config: DemoConfig, console: Any = None) -> dict[str, Any]:
                    tasks=tasks, data=loader(train, batch_size=config.batch_size, shuffle=True),
                    num_batches=config.prune_batches)
     pruned = copy.deepcopy(result.model)
+    clock.lap("prune")
     console.print(f"[bold]2/4 recover[/]: {config.steps} steps of fine-tuning with distillation from the teacher")
     student = finetune(result.model, tasks, train, epochs=1000, max_steps=config.steps, lr=1e-3,
                        warmup_steps=config.steps // 10, batch_size=config.batch_size, collate_fn=collate,
                        teacher=teacher, distill=Distill(layers="auto", loss="mse"), channel_map=result.channel_map)
+    clock.lap("recover")
     console.print(f"[bold]3/4 evaluate[/] on {len(val)} held-out scenes and time each model on this CPU")
     models = {"teacher": teacher, "pruned": pruned, "pruned + distilled": student}
     rows = _measure(models, val, example, config, console)
     table = _table(rows, result, teacher_metrics=rows["teacher"])
     console.print(table)
+    console.print(_latency_note(config.latency_repeats))
+    clock.lap("evaluate")
     console.print("[bold]4/4 keep[/]: writing the run folder")
     files = _write(config, result, student, rows)
+    clock.lap("keep")
     if config.per_task:
         from .demo_tasks import show_per_task
 
         files += show_per_task(teacher, tasks, train, val, example, config, console)
-    minutes = (time.perf_counter() - started) / 60
-    console.print(f"done in {minutes:.1f} min; results in {config.out}/: " + ", ".join(f.name for f in files))
-    return {"rows": rows, "files": [str(f) for f in files], "minutes": minutes}
+        clock.lap("per task")
+    wall, cpu = clock.total()
+    console.print(f"done in {wall / 60:.1f} min ({cpu:.0f} CPU-seconds; by part: "
+                  + ", ".join(f"{part} {seconds:.0f}" for part, seconds in clock.cpu.items())
+                  + f"); results in {config.out}/: " + ", ".join(f.name for f in files))
+    return {"rows": rows, "files": [str(f) for f in files], "minutes": wall / 60, "cpu_seconds": cpu,
+            "cpu_seconds_by_part": dict(clock.cpu)}
+
+
+class _Clock:
+    """Wall time and this process's CPU time (user + system), in total and per part of the demo."""
+
+    def __init__(self) -> None:
+        self.wall_start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.last = self.cpu_start
+        self.cpu: dict[str, float] = {}
+
+    def lap(self, part: str) -> None:
+        now = time.process_time()
+        self.cpu[part] = now - self.last
+        self.last = now
+
+    def total(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall_start, time.process_time() - self.cpu_start
 
 
 def _measure(models: dict[str, torch.nn.Module], val: Any, example: torch.Tensor, config: DemoConfig,
@@ -150,7 +183,7 @@ def _measure(models: dict[str, torch.nn.Module], val: Any, example: torch.Tensor
     from rich.progress import track
 
     from ..graph import count_macs, count_params
-    from ..latency import measure_latency
+    from ..latency import measure_rounds
 
     rows: dict[str, dict[str, float]] = {}
     for name, model in track(models.items(), description="evaluating", console=console, transient=True):
@@ -158,14 +191,33 @@ def _measure(models: dict[str, torch.nn.Module], val: Any, example: torch.Tensor
         rows[name] = {**metrics, "params": float(count_params(model)), "macs": float(count_macs(model, example))}
     with console.status("timing (batch 1, interleaved rounds)"):
         # pruned and distilled share one architecture: time the teacher against the student only
-        teacher_s, student_s = measure_latency([models["teacher"], models["pruned + distilled"]], example,
-                                               repeats=21)
+        rounds = measure_rounds([models["teacher"], models["pruned + distilled"]], example, 2,
+                                config.latency_repeats)
+    teacher_ms, student_ms = (_spread([1000 * t for t in times]) for times in rounds)
     for name in rows:
-        rows[name]["latency_ms"] = 1000 * (teacher_s if name == "teacher" else student_s)
+        rows[name].update(teacher_ms if name == "teacher" else student_ms)
+        rows[name]["latency_repeats"] = float(config.latency_repeats)
+    rows["pruned"]["latency_reused"] = 1.0  # the student's time: one architecture, timed once
     for name in rows:
         rows[name]["delta_m"] = 100 * delta_m({m: rows[name][m] for m in METRICS},
                                               {m: rows["teacher"][m] for m in METRICS})
     return rows
+
+
+def _spread(times_ms: list[float]) -> dict[str, float]:
+    """Median and interquartile range of one model's timings."""
+    q1, median, q3 = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else times_ms * 3
+    return {"latency_ms": median, "latency_q1_ms": q1, "latency_q3_ms": q3}
+
+
+def _latency_note(repeats: int) -> str:
+    return (f"CPU latency: batch 1, median of {repeats} interleaved runs, interquartile range in brackets; "
+            "'= student': the pruned model has the student's layers, so its row repeats the student's time")
+
+
+def _latency_cell(row: dict[str, float]) -> str:
+    reused = " (= student)" if row.get("latency_reused") else ""
+    return f"{row['latency_ms']:.1f} ms [{row['latency_q1_ms']:.1f}-{row['latency_q3_ms']:.1f}]{reused}"
 
 
 def _table(rows: dict[str, dict[str, float]], result: Any, teacher_metrics: dict[str, float]) -> Any:
@@ -180,7 +232,7 @@ def _table(rows: dict[str, dict[str, float]], result: Any, teacher_metrics: dict
         cells = [f"{100 * row[m]:.1f}" + (f" ({100 * (row[m] - teacher_metrics[m]):+.1f})" if change else "")
                  for m in METRICS]
         table.add_row(name, f"{row['params'] / 1e6:.2f}M", f"{row['macs'] / 1e9:.2f}G",
-                      f"{row['latency_ms']:.1f} ms", *cells, f"{row['delta_m']:+.2f}%")
+                      _latency_cell(row), *cells, f"{row['delta_m']:+.2f}%")
     return table
 
 
@@ -188,9 +240,10 @@ def _markdown(rows: dict[str, dict[str, float]]) -> str:
     header = ("model", "params", "MACs", "CPU latency", *_HEADERS, "Delta_m")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, row in rows.items():
-        lines.append(f"| {name} | {row['params'] / 1e6:.2f}M | {row['macs'] / 1e9:.2f}G | {row['latency_ms']:.1f} ms"
+        lines.append(f"| {name} | {row['params'] / 1e6:.2f}M | {row['macs'] / 1e9:.2f}G | {_latency_cell(row)}"
                      f" | " + " | ".join(f"{100 * row[m]:.1f}" for m in METRICS) + f" | {row['delta_m']:+.2f}% |")
-    return "\n".join(lines) + "\n"
+    repeats = int(next(iter(rows.values()))["latency_repeats"])
+    return "\n".join(lines) + "\n\n" + _latency_note(repeats) + "\n"
 
 
 def _write(config: DemoConfig, result: Any, student: torch.nn.Module, rows: dict[str, dict[str, float]]

@@ -54,7 +54,7 @@ def test_auto_rounding_keeps_the_device_multiple_unless_a_finer_one_cuts_2_perce
             finer_pays = count_macs(fine.model, x) < 0.98 * count_macs(coarse.model, x)
             expected = fine if finer_pays else coarse
             assert [g.after for g in auto.report.groups] == [g.after for g in expected.report.groups]
-            assert any("steps of 8 were used" in w for w in auto.report.warnings) == finer_pays
+            assert any("steps of 8 were used" in n for n in auto.report.notes) == finer_pays
             chosen.add(finer_pays)
     assert chosen == {True, False}  # both branches of the rule are exercised
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from . import latency
-from ._runtime import preserved_modes
+from ._runtime import copy_model, preserved_modes
 from .budget import BUDGET_TOLERANCE, TARGETS, CostModel, PlanRequest, Removals, UnreachableBudget, plan
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
@@ -106,7 +105,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     if isinstance(protect, str):
         protect = (protect,)
     timings: dict[str, float] = {}
-    work = copy.deepcopy(model)
+    work = copy_model(model)
     with _timed(timings, "graph"):
         with preserved_modes(work, eval=True), counting(work, example_inputs) as count:
             example_inputs, reference, call = first_call(work, example_inputs)

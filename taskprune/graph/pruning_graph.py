@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook
 from torch_pruning import ops as tp_ops
 
-from .._runtime import preserved_modes
+from .._runtime import copy_model, preserved_modes
 from ..groups import ChannelGroup, ParamSlice, param_slices
 from ..tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs, output_leaves
 from ._depgraph import DependencyGraph, replay_history
@@ -228,7 +228,7 @@ class PruningGraph:
         shared: dict[int, Any] = {id(node.grad_fn): node.grad_fn for node in self.dg.module2node.values()}
         shared.update((id(t), t) for t in (*self.model.parameters(), *self.model.buffers()))
         twin = copy.copy(self)
-        twin.model = copy.deepcopy(self.model, shared)
+        twin.model = copy_model(self.model, shared)
         twin.dg = self.dg.copy_for(shared)
         twin.names = {m: n for n, m in twin.model.named_modules()}
         twin._by_name = dict(twin.model.named_modules())
@@ -263,9 +263,8 @@ def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: Mult
 
     Without an adapter every output leaf is its own task. The model is traced on a copy and left as it was.
     """
-    import copy
 
-    work = copy.deepcopy(model)
+    work = copy_model(model)
     if adapter is None:
         with torch.no_grad():
             adapter = Tasks.from_output(call_model(work, example_inputs))

@@ -212,3 +212,30 @@ def test_frozen_batchnorm_buffers_are_pruned_with_their_convs():
     assert pruned.layer3[0].conv1.out_channels < model.layer3[0].conv1.out_channels
     for conv, norm in ((pruned.layer3[0].conv1, pruned.layer3[0].bn1), (pruned.conv1, pruned.bn1)):
         assert all(b.shape == (conv.out_channels,) for b in norm.buffers())
+
+
+def test_the_probe_copies_a_graph_whose_trace_filled_a_cache():
+    """A LeViT-style attention-bias cache filled while tracing (autograd on) holds a non-leaf tensor: every probe
+    copy failed with 'Only Tensors created explicitly by the user support the deepcopy protocol', so every group
+    was kept whole and prune refused at 0%."""
+    from taskprune.graph import find_unsafe_groups
+
+    class CachedScale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.out = nn.Conv2d(8, 4, 1)
+            self.scale = nn.Parameter(torch.ones(1))
+            self.cache: dict[str, torch.Tensor] = {}
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if "scale" not in self.cache:
+                self.cache["scale"] = self.scale * 2
+            return self.out(self.conv(x)) * self.cache["scale"]
+
+    model, x = CachedScale().eval(), torch.randn(1, 3, 8, 8)
+    graph = PruningGraph(model, x, Tasks.from_output(torch.zeros(1)))
+    assert model.cache["scale"].grad_fn is not None, "the trace should have filled the cache with autograd on"
+    trial = graph.copy()
+    assert trial.model.cache["scale"].grad_fn is None
+    assert find_unsafe_groups(graph, x, [g.root for g in graph.groups], {"output": (1, 4, 6, 6)}) == {}

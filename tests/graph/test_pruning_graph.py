@@ -239,3 +239,34 @@ def test_the_probe_copies_a_graph_whose_trace_filled_a_cache():
     trial = graph.copy()
     assert trial.model.cache["scale"].grad_fn is None
     assert find_unsafe_groups(graph, x, [g.root for g in graph.groups], {"output": (1, 4, 6, 6)}) == {}
+
+
+class GainConv(nn.Conv2d):
+    """A conv subclass with a gain of its own per output channel (weight standardisation's learnable gain)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(c_in, c_out, 3, padding=1)
+        self.gain = nn.Parameter(torch.rand(c_out, 1, 1, 1) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.weight * self.gain, self.bias, padding=1)
+
+
+def test_a_layers_own_per_channel_parameter_is_sliced_with_its_channels():
+    """torch-pruning slices a conv's weight and bias only: the gain kept 8 entries for 6 channels and the
+    forward failed, so the probe kept every group whole and prune refused at 0%."""
+    from taskprune.graph import replay_history
+
+    model = nn.Sequential(GainConv(3, 8), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    graph = PruningGraph(model, x, Tasks.from_output(torch.zeros(1)))
+    (group,) = graph.groups
+    assert {s.param for s in group.slices} >= {"0.weight", "0.bias", "0.gain", "2.weight"}
+    gain = model[0].gain.detach().clone()
+    graph.apply({group.index: [1, 5]})
+    kept = [0, 2, 3, 4, 6, 7]
+    assert model[0].gain.shape == (6, 1, 1, 1) and torch.equal(model[0].gain.detach(), gain[kept])
+    assert model(x).shape == (1, 4, 8, 8)
+    fresh = nn.Sequential(GainConv(3, 8), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    replay_history(fresh, x, graph.history())  # what taskprune.load does
+    assert fresh[0].gain.shape == (6, 1, 1, 1) and fresh(x).shape == (1, 4, 8, 8)

@@ -12,7 +12,16 @@ from torch import nn
 
 from . import latency
 from ._runtime import copy_model, preserved_modes
-from .budget import BUDGET_TOLERANCE, TARGETS, CostModel, PlanRequest, Removals, UnreachableBudget, plan
+from .budget import (
+    BUDGET_TOLERANCE,
+    TARGETS,
+    CostModel,
+    PlanRequest,
+    Removals,
+    UnreachableBudget,
+    plan,
+    with_kept_whole,
+)
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import ModelProfile, PruningGraph, count_macs, count_params, counting, protect_unsafe_groups
@@ -127,7 +136,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         request = _plan_request(work, example_inputs, graph, profile, scores, target, ratio, max_layer_ratio,
                                 round_to, latency_table, progress, bool(getattr(criterion, "comparable", False)),
                                 bool(getattr(criterion, "normalised", False)))
-        planned = plan(request)
+        try:
+            planned = plan(request)
+        except UnreachableBudget as refusal:  # say which groups block the budget, whatever the target
+            raise with_kept_whole(refusal, graph.kept_whole()) from refusal
         removals = planned.removals
     with _timed(timings, "applying"):
         channel_map = graph.apply(removals)

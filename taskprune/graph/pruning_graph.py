@@ -187,6 +187,18 @@ class PruningGraph:
                             out_layers=tuple(dict.fromkeys(out_layers)), in_layers=tuple(dict.fromkeys(in_layers)),
                             slices=tuple(slices), tasks=frozenset(tasks), kept_whole=kept_whole)
 
+    def kept_whole(self) -> dict[str, str]:
+        """Root layer -> why its channels are kept whole, the root with the most parameters first: groups the
+        planner may not touch, and roots whose dependency search torch-pruning could not finish (no group)."""
+        reasons = {g.root: g.kept_whole for g in self.groups if g.kept_whole}
+        reasons.update((root, f"kept whole: {why}") for root, why in self.dg.failed_roots.items())
+
+        def size(root: str) -> int:
+            module = self._by_name.get(root)
+            return sum(p.numel() for p in module.parameters(recurse=False)) if module is not None else 0
+
+        return {root: reasons[root] for root in sorted(reasons, key=size, reverse=True)}
+
     # -- changes ----------------------------------------------------------------------------------------------
     def apply(self, plan: Mapping[int, Sequence[int]]) -> dict[str, list[int]]:
         """Remove, for every group index in `plan`, the listed channels (root indices). Returns the channel map:

@@ -44,6 +44,7 @@ from .zoo_classic import ResNetBasicLike as ResNetBasicLike
 from .zoo_espnet import ESPNetLike as ESPNetLike
 from .zoo_fcos import FCOSResNetFPN as FCOSResNetFPN
 from .zoo_fpn import FPNSharedHeadDetector as FPNSharedHeadDetector
+from .zoo_hybrid import EfficientViTLike as EfficientViTLike
 from .zoo_modern import ConvNeXtLike as ConvNeXtLike
 from .zoo_modern import ViTLike as ViTLike
 from .zoo_outside import DETRLike as DETRLike
@@ -66,7 +67,7 @@ __all__ = [
     "AttributionNet", "ConcatDictNet", "DetSegOutput", "DrivingOutput", "GroupedSplitNet", "PlainDetSegNet",
     "SpatialAttentionNet", "TinyDrivingNet", "TransposedDecoderNet", "YoloSegNet",
     # zoo and large models
-    "ConvNeXtLike", "DETRLike", "DeepLabLike", "DenseNetLike", "ESPNetLike", "FCNLike", "FCOSResNetFPN",
+    "ConvNeXtLike", "DETRLike", "DeepLabLike", "DenseNetLike", "EfficientViTLike", "ESPNetLike", "FCNLike", "FCOSResNetFPN",
     "FPNSharedHeadDetector", "LeViTLike", "MobileNetV3SmallLike", "RAFTLike", "ResNet50ThreeHead", "ResNetBasicLike",
     "TwoTaskViT", "ViTLike", "WSConvNet", "YOLO11SegLike", "YOLOPLike", "YOLOv8SegLike",
 ]

@@ -123,6 +123,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         macs_before, params_before = profile.macs, profile.params
         graph = PruningGraph(work, example_inputs, adapter, protect=protect)
         protect_unsafe_groups(graph, example_inputs, output_shapes(reference), strict)
+        graph.warnings += [f"{layer}: its MACs are not counted (torch-pruning's formula cannot read its call: "
+                           f"{why})" for layer, why in count.uncounted.items()]
     gradients = None
     if criterion.needs:
         with _timed(timings, "gradients"):

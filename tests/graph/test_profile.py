@@ -125,3 +125,16 @@ def test_a_failing_formula_leaves_the_forward_as_a_plain_call(monkeypatch):
     assert torch.equal(plain, counted)
     assert count.uncounted == {"2": "ValueError: cannot read this call"}
     assert count.macs == 4 * 16 * 3 + 4 * 16  # the conv alone (weights and bias per position)
+
+
+def test_prune_reports_a_layer_whose_macs_it_could_not_count(monkeypatch):
+    import taskprune
+
+    def unreadable(module, inputs, output):
+        raise ValueError("cannot read this call")
+
+    monkeypatch.setitem(tp.utils.op_counter.MODULES_MAPPING, nn.Linear, unreadable)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16, 3)).eval()
+    report = taskprune.prune(model, torch.randn(1, 3, 4, 4), ratio=0.124, round_to=None, progress=False).report
+    assert "3: its MACs are not counted (torch-pruning's formula cannot read its call: ValueError: cannot read " \
+           "this call)" in report.warnings

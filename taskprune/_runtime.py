@@ -1,18 +1,22 @@
-"""Small ideas every stage needs, each written once: restoring train/eval modes, the torch.distributed world,
-writing a file atomically, and rebuilding a config dataclass from a dict."""
+"""Small ideas every stage needs, each written once: restoring train/eval modes, copying a model, the
+torch.distributed world, writing a file atomically, and rebuilding a config dataclass from a dict."""
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
-__all__ = ["atomic_write", "known_fields", "preserved_modes", "world"]
+__all__ = ["atomic_write", "copy_model", "known_fields", "preserved_modes", "world"]
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @contextmanager
@@ -36,6 +40,33 @@ def preserved_modes(*models: nn.Module, eval: bool = False) -> Iterator[None]:  
     finally:
         for module, training in modes:
             module.training = training
+
+
+def copy_model(model: ModuleT, memo: dict[int, Any] | None = None) -> ModuleT:
+    """`copy.deepcopy(model, memo)` that also copies a model holding tensors computed in its forward.
+
+    torch refuses to deep-copy a tensor that autograd produced, and some models keep one after a forward: an
+    attention-bias table cached in eval mode (LeViT, EfficientFormer), the weight of `weight_norm`. The copy
+    holds a detached clone of each such tensor; the model's own parameters and buffers are copied as usual.
+    """
+    memo = {} if memo is None else memo
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if name not in ("_parameters", "_modules"):
+                _detach_computed(value, memo, depth=3)
+    return copy.deepcopy(model, memo)
+
+
+def _detach_computed(value: Any, memo: dict[int, Any], depth: int) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.grad_fn is not None and id(value) not in memo:
+            memo[id(value)] = value.detach().clone()
+    elif depth and isinstance(value, Mapping):
+        for item in value.values():
+            _detach_computed(item, memo, depth - 1)
+    elif depth and isinstance(value, (list, tuple)):
+        for item in value:
+            _detach_computed(item, memo, depth - 1)
 
 
 def world() -> tuple[int, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -12,8 +11,17 @@ from typing import Any
 from torch import nn
 
 from . import latency
-from ._runtime import preserved_modes
-from .budget import BUDGET_TOLERANCE, TARGETS, CostModel, PlanRequest, Removals, UnreachableBudget, plan
+from ._runtime import copy_model, preserved_modes
+from .budget import (
+    BUDGET_TOLERANCE,
+    TARGETS,
+    CostModel,
+    PlanRequest,
+    Removals,
+    UnreachableBudget,
+    plan,
+    with_kept_whole,
+)
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import ModelProfile, PruningGraph, count_macs, count_params, counting, protect_unsafe_groups
@@ -106,7 +114,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     if isinstance(protect, str):
         protect = (protect,)
     timings: dict[str, float] = {}
-    work = copy.deepcopy(model)
+    work = copy_model(model)
     with _timed(timings, "graph"):
         with preserved_modes(work, eval=True), counting(work, example_inputs) as count:
             example_inputs, reference, call = first_call(work, example_inputs)
@@ -115,6 +123,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         macs_before, params_before = profile.macs, profile.params
         graph = PruningGraph(work, example_inputs, adapter, protect=protect)
         protect_unsafe_groups(graph, example_inputs, output_shapes(reference), strict)
+        graph.warnings += [f"{layer}: its MACs are not counted (torch-pruning's formula cannot read its call: "
+                           f"{why})" for layer, why in count.uncounted.items()]
     gradients = None
     if criterion.needs:
         with _timed(timings, "gradients"):
@@ -128,7 +138,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         request = _plan_request(work, example_inputs, graph, profile, scores, target, ratio, max_layer_ratio,
                                 round_to, latency_table, progress, bool(getattr(criterion, "comparable", False)),
                                 bool(getattr(criterion, "normalised", False)))
-        planned = plan(request)
+        try:
+            planned = plan(request)
+        except UnreachableBudget as refusal:  # say which groups block the budget, whatever the target
+            raise with_kept_whole(refusal, graph.kept_whole()) from refusal
         removals = planned.removals
     with _timed(timings, "applying"):
         channel_map = graph.apply(removals)

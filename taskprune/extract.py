@@ -8,7 +8,6 @@ bit-identical to the original model's.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ._runtime import preserved_modes
+from ._runtime import copy_model, preserved_modes
 from .api import PruneResult
 from .report import PruneReport
 from .safety import first_call
@@ -58,7 +57,7 @@ def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    work = copy.deepcopy(model)
+    work = copy_model(model)
     with preserved_modes(work, eval=True):
         example_inputs, reference, call = first_call(work, example_inputs)
     adapter = tasks if tasks is not None else Tasks.from_output(reference)

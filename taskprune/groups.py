@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ChannelGroup", "ParamSlice", "param_slices"]
+__all__ = ["ChannelGroup", "ParamSlice", "channel_parameters", "param_slices"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,20 @@ class ChannelGroup:
         return not self.kept_whole
 
 
+def channel_parameters(module: nn.Module) -> list[str]:
+    """A convolution's or linear layer's own parameters besides weight and bias that run along its output
+    channels (leading dimension = output channels): a weight-standardised conv's gain [out, 1, 1, 1]. They are
+    sliced with the channels."""
+    if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
+        channels = module.out_channels
+    elif isinstance(module, nn.Linear):
+        channels = module.out_features
+    else:
+        return []
+    return [name for name, param in module.named_parameters(recurse=False)
+            if name not in ("weight", "bias") and param.dim() >= 1 and param.shape[0] == channels]
+
+
 def param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor, root: torch.Tensor,
                  dim: int | None = None) -> list[ParamSlice]:
     """The parameters a channel of `module` owns, and along which dimension.
@@ -64,10 +78,12 @@ def param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor, root
         transposed = bool(module.transposed)
         if is_out or depthwise:
             dims = [("weight", 1 if transposed and not depthwise else 0), ("bias", 0)]
+            dims += [(own, 0) for own in channel_parameters(module)]
         elif module.groups == 1:
             dims = [("weight", 0 if transposed else 1)]
     elif isinstance(module, nn.Linear):
-        dims = [("weight", 0), ("bias", 0)] if is_out else [("weight", 1)]
+        dims = [("weight", 0), ("bias", 0), *((own, 0) for own in channel_parameters(module))] if is_out \
+            else [("weight", 1)]
     elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)):
         dims = [("weight", 0), ("bias", 0)]
     elif isinstance(module, nn.LayerNorm):

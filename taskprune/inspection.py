@@ -6,7 +6,6 @@ why, the output layers protected automatically, and the parameters and MACs of e
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ._runtime import preserved_modes
+from ._runtime import copy_model, preserved_modes
 from .report import GroupChange, PruneReport
 from .safety import first_call, output_shapes
 from .tasks import MultiTaskAdapter, Tasks, output_leaves, outputs_by_task
@@ -125,7 +124,7 @@ def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     patterns = (protect,) if isinstance(protect, str) else tuple(protect)
-    work = copy.deepcopy(model)
+    work = copy_model(model)
     with preserved_modes(work, eval=True):
         example_inputs, reference, call = first_call(work, example_inputs)
     adapter = tasks if tasks is not None else Tasks.from_output(reference)

@@ -8,7 +8,6 @@ stayed within its limit is returned, with the frontier: what every evaluated mod
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from ._runtime import copy_model
 from .api import PruneResult
 from .criteria import TaskWeighted, get_criterion
 from .distill import Distill
@@ -239,5 +239,5 @@ def _unpruned(model: nn.Module, example_inputs: Any, first: Mapping[str, Any]) -
     report = PruneReport(criterion="-", target="params", ratio=0.0, reached=0.0, params_before=first["params"],
                          params_after=first["params"], macs_before=first["macs"], macs_after=first["macs"],
                          warnings=["prune_within: already the first step broke a limit; nothing was removed"])
-    return PruneResult(model=copy.deepcopy(model), report=report, history=[], channel_map={},
+    return PruneResult(model=copy_model(model), report=report, history=[], channel_map={},
                        example_inputs=example_inputs)

@@ -17,7 +17,7 @@ from taskprune.testing import get_test_model, list_test_models
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MODELS = {name: get_test_model(name) for name in list_test_models() if name in list_test_models(kind="tiny") + list_test_models(kind="zoo")}
-MULTI_TASK = sorted(name for name in MODELS if len(output_leaves(MODELS[name]()[0](MODELS[name]()[1]))) > 1)
+MULTI_TASK = sorted(name for name in MODELS if len(output_leaves(call_model(*MODELS[name]()))) > 1)
 
 
 def _other_inputs(x):
@@ -34,7 +34,7 @@ def _other_inputs(x):
 def test_kept_outputs_are_bit_identical_and_the_rest_is_gone(name):
     model, x = MODELS[name]()
     before = snapshot(model)
-    tasks = Tasks.from_output(model(x))
+    tasks = Tasks.from_output(call_model(model, x))
     keep = list(tasks.names[:1])
     result = extract(model, x, keep=keep)
     assert unchanged(model, before)

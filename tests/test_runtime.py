@@ -1,11 +1,14 @@
-"""The three helpers every stage shares: restoring modes, the torch.distributed world, atomic writes."""
+"""The helpers every stage shares: restoring modes, copying a model, the torch.distributed world, atomic writes."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+import torch
 from torch import nn
 
-from taskprune._runtime import atomic_write, preserved_modes, world
+from taskprune._runtime import atomic_write, copy_model, preserved_modes, world
 
 
 def test_preserved_modes_gives_back_every_submodules_mode():
@@ -17,6 +20,32 @@ def test_preserved_modes_gives_back_every_submodules_mode():
     with pytest.raises(KeyError), preserved_modes(model, eval=True):
         raise KeyError("the block fails")
     assert not model[1][0].training and model[1][1].training
+
+
+class CachesItsBias(nn.Module):
+    """Keeps a tensor computed in its forward, as LeViT's eval-mode attention-bias cache does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.randn(4))
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if "bias" not in self.cache:
+            self.cache["bias"] = 2 * self.bias
+        return x + self.cache["bias"]
+
+
+def test_copy_model_copies_a_model_holding_a_tensor_its_forward_computed():
+    model = CachesItsBias()
+    model(torch.zeros(4))  # autograd on: the cached tensor is not a leaf
+    with pytest.raises(RuntimeError, match="deepcopy protocol"):
+        copy.deepcopy(model)
+    twin = copy_model(model)
+    assert torch.equal(twin.cache["bias"], model.cache["bias"]) and twin.cache["bias"].grad_fn is None
+    assert twin.cache["bias"].data_ptr() != model.cache["bias"].data_ptr()
+    assert twin.bias is not model.bias and torch.equal(twin.bias, model.bias)
+    assert model.cache["bias"].grad_fn is not None  # the original keeps its own
 
 
 def test_world_outside_torch_distributed():

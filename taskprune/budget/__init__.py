@@ -13,8 +13,11 @@ from .plan import Plan as Plan
 from .plan import Removals as Removals
 from .plan import UnreachableBudget as UnreachableBudget
 from .plan import budget_fix as budget_fix
+from .plan import kept_whole_summary as kept_whole_summary
+from .plan import with_kept_whole as with_kept_whole
 from .planner import PlanRequest as PlanRequest
 from .planner import plan as plan
 
 __all__ = ["BUDGET_TOLERANCE", "RELATIVE_TOLERANCE", "TARGETS", "CostModel", "LatencyModel", "Plan", "PlanRequest",
-           "Removals", "UnreachableBudget", "budget_fix", "plan", "plan_latency", "plan_pruning"]
+           "Removals", "UnreachableBudget", "budget_fix", "kept_whole_summary", "plan", "plan_latency", "plan_pruning",
+           "with_kept_whole"]

@@ -165,7 +165,8 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
 
     Raises:
         UnreachableBudget: the caps (max_layer_ratio, protected outputs, round_to) leave no plan within a point of
-            `ratio`; the message says the closest plan found, which groups are kept whole and what to change.
+            `ratio`; the message says the closest plan found and what to change (`prune` adds which groups are
+            kept whole, `with_kept_whole`).
     """
     step = int(round_to or 1)
     queue: list[tuple[float, int, int]] = []
@@ -195,12 +196,12 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
     _trade(cost, units, taken, normalised, ratio)
     _refine(cost, units, taken, ratio)
     if abs(cost.reduction() - ratio) > 3 * _TOLERANCE:
-        kept_whole = "; ".join(sorted({g.kept_whole for g in groups if g.kept_whole}))
+        capped = any(taken[i] == len(units[i]) for i in units if units[i])  # a group took all max_layer_ratio allows
         raise UnreachableBudget(
             f"cannot remove {ratio:.1%} of {cost.target} with round_to={round_to}, max_layer_ratio={max_layer_ratio} "
             f"and the protected output layers: the closest plan removes {cost.reduction():.1%}; "
-            + budget_fix(ratio, cost.reduction(), max_layer_ratio, finer=step > 1)
-            + (f" ({kept_whole})" if kept_whole else ""), closest=cost.reduction(), round_to=step)
+            + budget_fix(ratio, cost.reduction(), max_layer_ratio, finer=step > 1, capped=capped),
+            closest=cost.reduction(), round_to=step)
     return {index: sorted(int(c) for unit in units[index][:count] for c in unit.channels)
             for index, count in taken.items() if count}
 

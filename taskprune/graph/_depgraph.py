@@ -30,6 +30,7 @@ from torch_pruning.dependency import shape_infer as tp_shape_infer
 from .._runtime import preserved_modes
 from ..tasks import flatten_outputs
 from ._buffer_norm import BufferNormPruner, buffer_norm_classes
+from ._layer_params import with_layer_parameters
 
 __all__ = ["DependencyGraph", "SearchFailed", "TraceFailed", "replay_history"]
 
@@ -130,6 +131,10 @@ class DependencyGraph(tp.DependencyGraph):
         return twin
 
     def _find_unwrapped(self) -> None:
+        with_layer_parameters(self.REGISTERED_PRUNERS)
+        pruners = [p for p in (*self.REGISTERED_PRUNERS.values(), *self.CUSTOMIZED_PRUNERS.values()) if p is not None]
+        self._in_channel_pruning_fn = {p.prune_in_channels for p in pruners}
+        self._out_channel_pruning_fn = {p.prune_out_channels for p in pruners}
         for norm_class in buffer_norm_classes(self.model):
             self.register_customized_layer(norm_class, BufferNormPruner())
         self._param_to_name, self.unwrapped_parameters = self._detect_unwrapped_parameters(None)
@@ -156,7 +161,7 @@ class DependencyGraph(tp.DependencyGraph):
         if module not in self.module2node:
             raise ValueError(f"module {self._module2name.get(module, module)} is not in the dependency graph")
         if isinstance(module, tp_ops.TORCH_CONV) and module.groups == module.out_channels and module.out_channels > 1:
-            pruning_fn = tp.pruner.function.prune_depthwise_conv_out_channels
+            pruning_fn = self.REGISTERED_PRUNERS[tp_ops.OPTYPE.DEPTHWISE_CONV].prune_out_channels
         idxs = [idxs] if isinstance(idxs, int) else idxs
         self.refresh_index_mapping()
         root = self.module2node[module]

@@ -8,6 +8,7 @@ channels of the layer that produced their input, so their MACs are charged to a 
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,32 +93,42 @@ class MacsCount:
         self._producers: dict[int, tuple[weakref.ref, str]] = {}
         self._charges: list[tuple[nn.Module, str]] = []  # (parameter-free leaf, the parameter it is charged to)
         self._batch = 1
+        self.uncounted: dict[str, str] = {}  # layer name -> why its MACs formula could not read its call
 
     def _enter(self, module: nn.Module, _inputs: Any) -> None:
         if module is self.model:  # a new top-level call: start again
             self._flops, self._charges, self._producers = {}, [], {}
 
-    def _leave(self, module: nn.Module, inputs: Any, output: Any) -> None:
+    def _leave(self, module: nn.Module, inputs: Any, keywords: dict[str, Any], output: Any) -> None:
         if module not in self._members:
             return
         flops: Any = 0
         formula = self._formulas.get(type(module))
         if formula is not None:
-            state = module.__dict__
-            saved = state.pop("__flops__", None)
-            state["__flops__"] = 0  # what torch-pruning's formulas add to
-            try:
-                formula(module, inputs, output)
-                flops = state["__flops__"]
-            finally:
-                del state["__flops__"]
-                if saved is not None:
-                    state["__flops__"] = saved
+            flops = self._apply_formula(formula, module, _as_positional(module, inputs, keywords), output)
             self._flops[module] = self._flops.get(module, 0) + flops
         if module in self._leaves:
             self._follow_channels(module, inputs, output, flops)
         if module is self.model:
             self._batch = len(inputs[0]) if inputs else 1  # torch-pruning's batch counter
+
+    def _apply_formula(self, formula: Any, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+        """torch-pruning's MACs of one call of `module`. A formula that cannot read the call counts nothing and
+        is named in `uncounted`: counting runs inside the caller's forward, which must go on as a plain call."""
+        state = module.__dict__
+        saved = state.pop("__flops__", None)
+        state["__flops__"] = 0  # what torch-pruning's formulas add to
+        try:
+            formula(module, inputs, output)
+            return state["__flops__"]
+        except Exception as error:  # a formula's failure is the count's, never the model's
+            self.uncounted.setdefault(self._names.get(module, type(module).__name__),
+                                      f"{type(error).__name__}: {error}")
+            return 0
+        finally:
+            del state["__flops__"]
+            if saved is not None:
+                state["__flops__"] = saved
 
     def _follow_channels(self, module: nn.Module, inputs: Any, output: Any, flops: float) -> None:
         """Which per-channel parameter each leaf's output shrinks with. Tensors are matched by identity, checked
@@ -181,12 +192,31 @@ def counting(model: nn.Module, example_inputs: Any) -> Iterator[MacsCount]:
     no copy of the model), so a forward the caller runs anyway (the first call, the verification) is counted at
     no extra cost."""
     count = MacsCount(model, example_inputs)
-    hooks = [register_module_forward_pre_hook(count._enter), register_module_forward_hook(count._leave)]
+    hooks = [register_module_forward_pre_hook(count._enter),
+             register_module_forward_hook(count._leave, with_kwargs=True)]
     try:
         yield count
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def _as_positional(module: nn.Module, inputs: tuple[Any, ...], keywords: dict[str, Any]) -> tuple[Any, ...]:
+    """The call's arguments as torch-pruning's formulas read them, positionally: `attn(q, k, value=v)` (DETR's
+    encoder layer) becomes (q, k, v), in the order of the parameters of the module's forward."""
+    if not keywords:
+        return inputs
+    try:
+        bound = inspect.signature(module.forward).bind(*inputs, **keywords)
+    except TypeError:
+        return inputs
+    positional = []
+    for parameter in bound.signature.parameters.values():
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD) \
+                or parameter.name not in bound.arguments:
+            break
+        positional.append(bound.arguments[parameter.name])
+    return tuple(positional)
 
 
 def count_params(model: nn.Module) -> int:

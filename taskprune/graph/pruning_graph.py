@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook
 from torch_pruning import ops as tp_ops
 
-from .._runtime import preserved_modes
+from .._runtime import copy_model, preserved_modes
 from ..groups import ChannelGroup, ParamSlice, param_slices
 from ..tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs, output_leaves
 from ._depgraph import DependencyGraph, replay_history
@@ -187,6 +187,18 @@ class PruningGraph:
                             out_layers=tuple(dict.fromkeys(out_layers)), in_layers=tuple(dict.fromkeys(in_layers)),
                             slices=tuple(slices), tasks=frozenset(tasks), kept_whole=kept_whole)
 
+    def kept_whole(self) -> dict[str, str]:
+        """Root layer -> why its channels are kept whole, the root with the most parameters first: groups the
+        planner may not touch, and roots whose dependency search torch-pruning could not finish (no group)."""
+        reasons = {g.root: g.kept_whole for g in self.groups if g.kept_whole}
+        reasons.update((root, f"kept whole: {why}") for root, why in self.dg.failed_roots.items())
+
+        def size(root: str) -> int:
+            module = self._by_name.get(root)
+            return sum(p.numel() for p in module.parameters(recurse=False)) if module is not None else 0
+
+        return {root: reasons[root] for root in sorted(reasons, key=size, reverse=True)}
+
     # -- changes ----------------------------------------------------------------------------------------------
     def apply(self, plan: Mapping[int, Sequence[int]]) -> dict[str, list[int]]:
         """Remove, for every group index in `plan`, the listed channels (root indices). Returns the channel map:
@@ -228,7 +240,7 @@ class PruningGraph:
         shared: dict[int, Any] = {id(node.grad_fn): node.grad_fn for node in self.dg.module2node.values()}
         shared.update((id(t), t) for t in (*self.model.parameters(), *self.model.buffers()))
         twin = copy.copy(self)
-        twin.model = copy.deepcopy(self.model, shared)
+        twin.model = copy_model(self.model, shared)
         twin.dg = self.dg.copy_for(shared)
         twin.names = {m: n for n, m in twin.model.named_modules()}
         twin._by_name = dict(twin.model.named_modules())
@@ -263,9 +275,8 @@ def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: Mult
 
     Without an adapter every output leaf is its own task. The model is traced on a copy and left as it was.
     """
-    import copy
 
-    work = copy.deepcopy(model)
+    work = copy_model(model)
     if adapter is None:
         with torch.no_grad():
             adapter = Tasks.from_output(call_model(work, example_inputs))

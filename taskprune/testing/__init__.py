@@ -44,8 +44,13 @@ from .zoo_classic import ResNetBasicLike as ResNetBasicLike
 from .zoo_espnet import ESPNetLike as ESPNetLike
 from .zoo_fcos import FCOSResNetFPN as FCOSResNetFPN
 from .zoo_fpn import FPNSharedHeadDetector as FPNSharedHeadDetector
+from .zoo_hybrid import EfficientViTLike as EfficientViTLike
 from .zoo_modern import ConvNeXtLike as ConvNeXtLike
 from .zoo_modern import ViTLike as ViTLike
+from .zoo_outside import DETRLike as DETRLike
+from .zoo_outside import LeViTLike as LeViTLike
+from .zoo_outside import RAFTLike as RAFTLike
+from .zoo_outside import WSConvNet as WSConvNet
 from .zoo_seg import DeepLabLike as DeepLabLike
 from .zoo_seg import FCNLike as FCNLike
 from .zoo_yolo11 import YOLO11SegLike as YOLO11SegLike
@@ -62,7 +67,7 @@ __all__ = [
     "AttributionNet", "ConcatDictNet", "DetSegOutput", "DrivingOutput", "GroupedSplitNet", "PlainDetSegNet",
     "SpatialAttentionNet", "TinyDrivingNet", "TransposedDecoderNet", "YoloSegNet",
     # zoo and large models
-    "ConvNeXtLike", "DeepLabLike", "DenseNetLike", "ESPNetLike", "FCNLike", "FCOSResNetFPN", "FPNSharedHeadDetector",
-    "MobileNetV3SmallLike", "ResNet50ThreeHead", "ResNetBasicLike", "TwoTaskViT", "ViTLike", "YOLO11SegLike",
-    "YOLOPLike", "YOLOv8SegLike",
+    "ConvNeXtLike", "DETRLike", "DeepLabLike", "DenseNetLike", "EfficientViTLike", "ESPNetLike", "FCNLike", "FCOSResNetFPN",
+    "FPNSharedHeadDetector", "LeViTLike", "MobileNetV3SmallLike", "RAFTLike", "ResNet50ThreeHead", "ResNetBasicLike",
+    "TwoTaskViT", "ViTLike", "WSConvNet", "YOLO11SegLike", "YOLOPLike", "YOLOv8SegLike",
 ]

@@ -48,7 +48,10 @@ def test_groups_are_torch_prunings_groups(name):
     for module, handler in graph._roots:
         root = graph.names[module]
         idxs = list(range(graph.dg.get_out_channels(module)))
-        expected = _items(theirs, theirs.get_pruning_group(modules[root], handler, idxs))
+        # taskprune's conv and linear pruners extend torch-pruning's (a layer's own per-channel parameters):
+        # start their search from their own function of the same name
+        their_handler = getattr(theirs.get_pruner_of_module(modules[root]), handler.__name__)
+        expected = _items(theirs, theirs.get_pruning_group(modules[root], their_handler, idxs))
         assert _items(graph.dg, graph.dg.get_pruning_group(module, handler, idxs)) == expected, root
     assert len(graph._roots) >= 3
 
@@ -212,3 +215,61 @@ def test_frozen_batchnorm_buffers_are_pruned_with_their_convs():
     assert pruned.layer3[0].conv1.out_channels < model.layer3[0].conv1.out_channels
     for conv, norm in ((pruned.layer3[0].conv1, pruned.layer3[0].bn1), (pruned.conv1, pruned.bn1)):
         assert all(b.shape == (conv.out_channels,) for b in norm.buffers())
+
+
+def test_the_probe_copies_a_graph_whose_trace_filled_a_cache():
+    """A LeViT-style attention-bias cache filled while tracing (autograd on) holds a non-leaf tensor: every probe
+    copy failed with 'Only Tensors created explicitly by the user support the deepcopy protocol', so every group
+    was kept whole and prune refused at 0%."""
+    from taskprune.graph import find_unsafe_groups
+
+    class CachedScale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.out = nn.Conv2d(8, 4, 1)
+            self.scale = nn.Parameter(torch.ones(1))
+            self.cache: dict[str, torch.Tensor] = {}
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if "scale" not in self.cache:
+                self.cache["scale"] = self.scale * 2
+            return self.out(self.conv(x)) * self.cache["scale"]
+
+    model, x = CachedScale().eval(), torch.randn(1, 3, 8, 8)
+    graph = PruningGraph(model, x, Tasks.from_output(torch.zeros(1)))
+    assert model.cache["scale"].grad_fn is not None, "the trace should have filled the cache with autograd on"
+    trial = graph.copy()
+    assert trial.model.cache["scale"].grad_fn is None
+    assert find_unsafe_groups(graph, x, [g.root for g in graph.groups], {"output": (1, 4, 6, 6)}) == {}
+
+
+class GainConv(nn.Conv2d):
+    """A conv subclass with a gain of its own per output channel (weight standardisation's learnable gain)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(c_in, c_out, 3, padding=1)
+        self.gain = nn.Parameter(torch.rand(c_out, 1, 1, 1) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.weight * self.gain, self.bias, padding=1)
+
+
+def test_a_layers_own_per_channel_parameter_is_sliced_with_its_channels():
+    """torch-pruning slices a conv's weight and bias only: the gain kept 8 entries for 6 channels and the
+    forward failed, so the probe kept every group whole and prune refused at 0%."""
+    from taskprune.graph import replay_history
+
+    model = nn.Sequential(GainConv(3, 8), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    graph = PruningGraph(model, x, Tasks.from_output(torch.zeros(1)))
+    (group,) = graph.groups
+    assert {s.param for s in group.slices} >= {"0.weight", "0.bias", "0.gain", "2.weight"}
+    gain = model[0].gain.detach().clone()
+    graph.apply({group.index: [1, 5]})
+    kept = [0, 2, 3, 4, 6, 7]
+    assert model[0].gain.shape == (6, 1, 1, 1) and torch.equal(model[0].gain.detach(), gain[kept])
+    assert model(x).shape == (1, 4, 8, 8)
+    fresh = nn.Sequential(GainConv(3, 8), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    replay_history(fresh, x, graph.history())  # what taskprune.load does
+    assert fresh[0].gain.shape == (6, 1, 1, 1) and fresh(x).shape == (1, 4, 8, 8)

@@ -8,7 +8,7 @@ import torch_pruning as tp
 from torch import nn
 
 from taskprune import testing
-from taskprune.tasks import flatten_outputs
+from taskprune.tasks import call_model, flatten_outputs
 from taskprune.testing import get_test_model, list_test_models, register_test_model, registered_model
 
 ALL_SMALL = [(kind, name) for kind in ("tiny", "zoo") for name in list_test_models(kind=kind)]
@@ -17,7 +17,7 @@ ATTRIBUTION_CONVS = {"trunk.0", "trunk.3", "neck", "only_a", "only_b", "head_a",
 
 def _run(model: nn.Module, example_inputs: object) -> object:
     with torch.no_grad():
-        return model(example_inputs)
+        return call_model(model, example_inputs)
 
 
 def _check_factory(factory: testing.ModelFactory) -> None:
@@ -29,7 +29,8 @@ def _check_factory(factory: testing.ModelFactory) -> None:
     for tensor in outputs:
         assert torch.isfinite(tensor).all()
     again_model, again_inputs = factory()
-    assert torch.equal(again_inputs, example_inputs)
+    for first, second in zip(flatten_outputs(again_inputs), flatten_outputs(example_inputs), strict=True):
+        assert torch.equal(first, second)
     for first, second in zip(outputs, flatten_outputs(_run(again_model, again_inputs)), strict=True):
         assert torch.equal(first, second)
 
@@ -109,7 +110,9 @@ def test_torch_pruning_builds_a_dependency_graph(kind: str, name: str) -> None:
 # It stays in the zoo as a case the pruner must refuse clearly (or handle with a time limit).
 # yolo11_seg_like: the flatten mappings torch-pruning puts around C2PSA's attention (a view to heads, split,
 # transpose, matmul) form cycles that double the indices on every lap; its search grew past 20 GB here.
-GROUPS_HANG = {"yolop_like", "yolo11_seg_like", "yolo11n_seg"}
+# raft_like: the same through its correlation lookup (a reshape of the flow to sampling points, grid_sample);
+# the search had not finished after 5 minutes and held more than 5 GB.
+GROUPS_HANG = {"yolop_like", "yolo11_seg_like", "yolo11n_seg", "raft_like"}
 
 
 @pytest.mark.parametrize(("kind", "name"), [(k, n) for k, n in ALL_SMALL if n not in GROUPS_HANG])

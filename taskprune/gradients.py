@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._runtime import preserved_modes, world
+from ._runtime import ordinary_tensors, preserved_modes, world
 from .channels import SliceReducer, cosine_conflict
 from .groups import ChannelGroup
 from .tasks import MultiTaskAdapter, call_model, task_loss
@@ -70,6 +70,7 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
                                 for t in tasks}
     with preserved_modes(model, eval=True):
         for index, batch in enumerate(_limited(data, num_batches, progress)):
+            batch = ordinary_tensors(batch)  # a batch made inside inference_mode cannot be differentiated through
             output = call_model(model, adapter.model_inputs(batch))
             losses = {t: _task_loss(adapter, t, output, batch, index) for t in tasks}
             if per_task:

@@ -124,7 +124,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     if criterion.needs:
         with _timed(timings, "gradients"):
             gradients = collect_gradients(work, graph.groups, adapter, data or [], num_batches, criterion.needs,
-                                          progress=progress)
+                                          progress=progress, example_inputs=example_inputs)
     with _timed(timings, "scoring"):
         context = ScoringContext(model=work, groups=graph.groups, gradients=gradients, seed=seed, graph=graph)
         scores = criterion.score(context)

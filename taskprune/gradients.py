@@ -44,11 +44,13 @@ class GradientStats:
 
 
 def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: MultiTaskAdapter, data: Iterable[Any],
-                      num_batches: int, needs: frozenset[str], progress: bool = False) -> GradientStats:
+                      num_batches: int, needs: frozenset[str], progress: bool = False,
+                      example_inputs: Any = None) -> GradientStats:
     """Run `num_batches` batches of `data` through `model` and accumulate the statistics in `needs`.
 
     The model runs in eval mode (BatchNorm statistics and dropout stay as they are) and is given back in the mode it
-    came in. A task whose loss does not reach a parameter contributes zero there.
+    came in. A task whose loss does not reach a parameter contributes zero there. `example_inputs`, inputs the
+    model takes, only serve the message of a batch that does not fit (what its failing layer is given on them).
 
     Raises:
         ValueError: `data` yields no batch.
@@ -73,7 +75,8 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
     with preserved_modes(model, eval=True):
         for index, batch in enumerate(_limited(data, num_batches, progress)):
             batch = ordinary_tensors(batch)  # a batch made inside inference_mode cannot be differentiated through
-            with layer_errors(f"the model on batch {index} of data (counting from 0)", model):
+            with layer_errors(f"the model on batch {index} of data (counting from 0)", model,
+                              reference=example_inputs):
                 output = call_model(model, adapter.model_inputs(batch))
             losses = {t: _task_loss(adapter, t, output, batch, index) for t in tasks}
             if per_task:

@@ -28,11 +28,12 @@ def run_model(model: nn.Module, example_inputs: Any, what: str) -> Any:
 
 
 @contextmanager
-def layer_errors(what: str, *models: nn.Module) -> Iterator[None]:
+def layer_errors(what: str, *models: nn.Module, reference: Any = None) -> Iterator[None]:
     """Run a forward of `models` (e.g. on a user's batch, with or without gradients); an exception raised inside
     their forward raises RuntimeError "{what} fails in layer 'name' (Conv2d, given input [2, 1, 128, 160]): {the
-    error}", naming the innermost layer that was running and the shapes it was given. An exception raised outside
-    their forward passes unchanged.
+    error}", naming the innermost layer that was running and the shapes it was given. With `reference`, inputs the
+    first model is known to take (prune's example_inputs), the message adds the shapes that layer is given on them
+    (one more forward, on failure only). An exception raised outside their forward passes unchanged.
 
     Example:
         >>> with layer_errors(f"batch {index} of data", model):
@@ -58,18 +59,45 @@ def layer_errors(what: str, *models: nn.Module) -> Iterator[None]:
         if not running:
             raise
         layers = [(module, inputs) for module, inputs in running if names[module]]
-        where = f" in layer {_described(names[layers[-1][0]], *layers[-1])}" if layers else ""
+        where = ""
+        if layers:
+            module, inputs = layers[-1]
+            expected = _inputs_on(models[0], module, reference) if reference is not None else None
+            where = f" in layer {_described(names[module], module, inputs, expected)}"
         raise RuntimeError(f"{what} fails{where}: {type(error).__name__}: {error}") from error
     finally:
         for hook in hooks:
             hook.remove()
 
 
-def _described(name: str, layer: nn.Module, inputs: Any) -> str:
-    """'trunk.0' (Conv2d, given input [2, 1, 16, 16]): the layer, its type and the shapes of its tensor inputs."""
-    shapes = ", ".join(str(list(t.shape)) for t in (inputs if isinstance(inputs, tuple) else (inputs,))
-                       if isinstance(t, torch.Tensor))
-    return f"{name!r} ({type(layer).__name__}" + (f", given input {shapes})" if shapes else ")")
+def _inputs_on(model: nn.Module, layer: nn.Module, reference: Any) -> Any:
+    """The inputs `layer` is given when `model` runs on `reference` (None when it does not run or that fails)."""
+    seen: list[Any] = []
+    hook = layer.register_forward_pre_hook(lambda _module, inputs: seen.append(inputs) if not seen else None)
+    try:
+        with torch.no_grad(), preserved_modes(model, eval=True):
+            call_model(model, reference)
+    except Exception:  # only a hint for the message of another error
+        pass
+    finally:
+        hook.remove()
+    return seen[0] if seen else None
+
+
+def _shapes(inputs: Any) -> str:
+    return ", ".join(str(list(t.shape)) for t in (inputs if isinstance(inputs, tuple) else (inputs,))
+                     if isinstance(t, torch.Tensor))
+
+
+def _described(name: str, layer: nn.Module, inputs: Any, expected: Any = None) -> str:
+    """'trunk.0' (Conv2d, given input [2, 1, 16, 16], on example_inputs [1, 3, 16, 16]): the layer, its type, the
+    shapes of its tensor inputs and, when known, the shapes it is given on the example inputs."""
+    details = [type(layer).__name__]
+    if _shapes(inputs):
+        details.append(f"given input {_shapes(inputs)}")
+    if expected is not None and _shapes(expected):
+        details.append(f"on example_inputs {_shapes(expected)}")
+    return f"{name!r} ({', '.join(details)})"
 
 
 def first_call(model: nn.Module, example_inputs: Any) -> tuple[Any, Any, str]:

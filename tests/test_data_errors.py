@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import taskprune
 from taskprune.train import FinetuneConfig
@@ -19,6 +20,9 @@ TASKS = taskprune.Tasks(losses={"a": lambda out, batch: (out - batch["a"]).pow(2
 # batch 1 holds one-channel images where the model's first layer (trunk.0) takes three channels
 WRONG_IMAGE = (r"batch 1 .*fails in layer 'trunk\.0' \(Conv2d, given input \[2, 1, 16, 16\]\): RuntimeError: "
                r".*expected input\[2, 1, 16, 16\] to have 3 channels")
+# prune knows what the model takes: what that layer is given on example_inputs
+WRONG_IMAGE_WITH_EXAMPLE = WRONG_IMAGE.replace(r"\[2, 1, 16, 16\]\)",
+                                               r"\[2, 1, 16, 16\], on example_inputs \[1, 3, 16, 16\]\)", 1)
 
 
 def _batches(channels_of_batch_1: int = 1, lane_of_batch_1: int = 16):
@@ -42,8 +46,35 @@ def test_the_example_inputs_message_this_reuses(two_head):
 @pytest.mark.parametrize("importance", ["taylor", "conflict_taylor"])
 def test_prune_names_the_batch_and_the_layer(two_head, importance):
     model, x = two_head
-    with pytest.raises(RuntimeError, match="the model on " + WRONG_IMAGE):
+    with pytest.raises(RuntimeError, match="the model on " + WRONG_IMAGE_WITH_EXAMPLE):
         taskprune.prune(model, x, ratio=0.3, importance=importance, tasks=TASKS, data=_batches(), progress=False)
+
+
+class _Classifier(nn.Module):
+    """A head behind a flatten: an image of another size fails deep inside, at the linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, stride=2, padding=1))
+        self.head = nn.Linear(4 * 8 * 8, 5)
+        self.box = nn.Linear(4 * 8 * 8, 4)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        flat = self.features(x).flatten(1)
+        return {"cls": self.head(flat), "box": self.box(flat)}
+
+
+def test_prune_says_what_the_failing_layer_takes_on_the_example_inputs():
+    torch.manual_seed(0)
+    model = _Classifier().eval()
+    tasks = taskprune.Tasks(losses={"cls": lambda out, batch: out.pow(2).mean(),
+                                    "box": lambda out, batch: out.pow(2).mean()})
+    batches = [torch.randn(2, 3, 16, 16), torch.randn(2, 3, 32, 32)]  # batch 1 at twice the size
+    with pytest.raises(RuntimeError, match=r"the model on batch 1 of data \(counting from 0\) fails in layer "
+                                           r"'head' \(Linear, given input \[2, 1024\], on example_inputs "
+                                           r"\[1, 256\]\): RuntimeError: mat1 and mat2 shapes cannot be multiplied"):
+        taskprune.prune(model, torch.randn(1, 3, 16, 16), ratio=0.3, importance="task_taylor", tasks=tasks,
+                        data=batches, progress=False)
 
 
 def test_prune_names_the_batch_and_task_whose_loss_fails(two_head):
@@ -71,7 +102,7 @@ def test_finetune_with_a_teacher_names_the_first_batch(two_head):
 
 def test_prune_within_names_the_batch_and_the_layer(two_head):
     model, x = two_head
-    with pytest.raises(RuntimeError, match="the model on " + WRONG_IMAGE):
+    with pytest.raises(RuntimeError, match="the model on " + WRONG_IMAGE_WITH_EXAMPLE):
         taskprune.prune_within(model, x, tasks=TASKS, data=_batches(), evaluate=lambda m: {"a": 0.0},
                                limits={"a": 1.0}, importance="taylor", round_to=None, measure_latency=False,
                                progress=False, recovery=FinetuneConfig(epochs=1, max_steps=2, progress=False))

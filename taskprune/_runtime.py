@@ -1,9 +1,11 @@
-"""Small ideas every stage needs, each written once: restoring train/eval modes, copying a model, the
-torch.distributed world, writing a file atomically, and rebuilding a config dataclass from a dict."""
+"""Small ideas every stage needs, each written once: restoring train/eval modes, copying a model, autograd whatever
+the caller's grad mode and flags, the torch.distributed world, writing a file atomically, and rebuilding a config
+dataclass from a dict."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -14,9 +16,11 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["atomic_write", "copy_model", "known_fields", "preserved_modes", "world"]
+__all__ = ["atomic_write", "copy_model", "known_fields", "ordinary_tensors", "preserved_modes",
+           "restore_requires_grad", "trainable_copy", "with_autograd", "world"]
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
+Function = TypeVar("Function", bound=Callable[..., Any])
 
 
 @contextmanager
@@ -67,6 +71,53 @@ def _detach_computed(value: Any, memo: dict[int, Any], depth: int) -> None:
     elif depth and isinstance(value, (list, tuple)):
         for item in value:
             _detach_computed(item, memo, depth - 1)
+
+
+def with_autograd(function: Function) -> Function:
+    """Run `function` with autograd on, whatever the caller's grad mode (`torch.no_grad()`,
+    `torch.inference_mode()`): the dependency trace follows autograd and the gradient criteria differentiate, so
+    inside the caller's no_grad they would see no graph and prune nothing (or rank every channel at zero)."""
+
+    @functools.wraps(function)
+    def with_grad_mode(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.enable_grad():
+            return function(*args, **kwargs)
+
+    return with_grad_mode  # type: ignore[return-value]
+
+
+def trainable_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of `model` whose every parameter requires grad, so the trace sees frozen layers too (a model
+    frozen for deployment, or a frozen backbone); `restore_requires_grad` gives the caller's flags back."""
+    work = copy_model(model)
+    for parameter in work.parameters():
+        parameter.requires_grad_(True)
+    return work
+
+
+def restore_requires_grad(work: nn.Module, model: nn.Module) -> None:
+    """Give every parameter of `work` (a pruned or extracted copy of `model`) the `requires_grad` its namesake has
+    in `model`. Pruning makes new parameters, which would otherwise all require grad."""
+    flags = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
+    for name, parameter in work.named_parameters():
+        parameter.requires_grad_(flags.get(name, True))
+
+
+def ordinary_tensors(value: Any) -> Any:
+    """`value` (a tensor, or tuples, lists and dicts of them) with every inference tensor cloned into an ordinary
+    one: a tensor made inside `torch.inference_mode()` cannot take part in a traced or differentiated forward.
+    A value without inference tensors is returned as it is (the same object)."""
+    if isinstance(value, torch.Tensor):
+        return value.clone() if value.is_inference() else value
+    if isinstance(value, Mapping):
+        items = {key: ordinary_tensors(item) for key, item in value.items()}
+        return value if all(items[key] is value[key] for key in items) else items
+    if isinstance(value, (tuple, list)):
+        parts = [ordinary_tensors(item) for item in value]
+        if all(new is old for new, old in zip(parts, value, strict=True)):
+            return value
+        return type(value)(*parts) if hasattr(value, "_fields") else type(value)(parts)
+    return value
 
 
 def world() -> tuple[int, int]:

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from . import latency
-from ._runtime import copy_model, preserved_modes
+from ._runtime import ordinary_tensors, preserved_modes, restore_requires_grad, trainable_copy, with_autograd
 from .budget import (
     BUDGET_TOLERANCE,
     TARGETS,
@@ -54,6 +54,7 @@ class PruneResult:
     example_inputs: Any = None
 
 
+@with_autograd
 def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = "params",
           importance: Any = "magnitude", tasks: MultiTaskAdapter | None = None, data: Iterable[Any] | None = None,
           num_batches: int = 16, protect: Sequence[str] = (), round_to: int | str | None = "auto",
@@ -103,6 +104,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         RuntimeError: the model's forward fails, a loss is not finite, or the pruned model would change an
         output. In every case the caller's model is untouched.
 
+    A frozen model (`requires_grad_(False)`, whole or in part) and a call inside `torch.no_grad()` or
+    `torch.inference_mode()` prune exactly as a plain one: the copy is traced and scored with gradients on, and the
+    result's parameters require grad as the caller's did.
+
     Example:
         >>> result = taskprune.prune(model, torch.randn(1, 3, 384, 640), ratio=0.3)
         >>> print(result.report)
@@ -114,7 +119,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     if isinstance(protect, str):
         protect = (protect,)
     timings: dict[str, float] = {}
-    work = copy_model(model)
+    work = trainable_copy(model)  # the trace and the gradient criteria follow autograd, even through frozen layers
+    example_inputs = ordinary_tensors(example_inputs)
     with _timed(timings, "graph"):
         with preserved_modes(work, eval=True), counting(work, example_inputs) as count:
             example_inputs, reference, call = first_call(work, example_inputs)
@@ -129,7 +135,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     if criterion.needs:
         with _timed(timings, "gradients"):
             gradients = collect_gradients(work, graph.groups, adapter, data or [], num_batches, criterion.needs,
-                                          progress=progress)
+                                          progress=progress, example_inputs=example_inputs)
     with _timed(timings, "scoring"):
         context = ScoringContext(model=work, groups=graph.groups, gradients=gradients, seed=seed, graph=graph)
         scores = criterion.score(context)
@@ -160,6 +166,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         protected_outputs=sorted(graph.output_layers), timings=timings,
         warnings=list(graph.warnings), notes=list(planned.notes))
     history = graph.history()
+    restore_requires_grad(work, model)
     if inplace:
         transplant(work, model)
         work = model

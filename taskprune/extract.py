@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ._runtime import copy_model, preserved_modes
+from ._runtime import ordinary_tensors, preserved_modes, restore_requires_grad, trainable_copy, with_autograd
 from .api import PruneResult
 from .report import PruneReport
 from .safety import first_call
@@ -29,6 +29,7 @@ EXTRACTED = "taskprune_extract"
 original architecture: what `save` records so that `load` can extract them again."""
 
 
+@with_autograd
 def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks: MultiTaskAdapter | None = None,
             ) -> PruneResult:
     """A copy of `model` that computes only the tasks in `keep` and returns `{task: output}` for them.
@@ -57,7 +58,8 @@ def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    work = copy_model(model)
+    work = trainable_copy(model)  # the task attribution traces autograd, even through frozen layers
+    example_inputs = ordinary_tensors(example_inputs)
     with preserved_modes(work, eval=True):
         example_inputs, reference, call = first_call(work, example_inputs)
     adapter = tasks if tasks is not None else Tasks.from_output(reference)
@@ -76,6 +78,7 @@ def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks
     graph_module.meta[EXTRACTED] = {"keep": list(keep), "by_key": _by_key(adapter, keep),
                                     "architecture": f"{type(model).__module__}.{type(model).__qualname__}"}
     report = _report(model, graph_module, example_inputs, adapter, keep, call)
+    restore_requires_grad(graph_module, model)
     return PruneResult(model=graph_module, report=report, history=[], channel_map={}, example_inputs=example_inputs)
 
 

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._runtime import preserved_modes, world
+from ._runtime import ordinary_tensors, preserved_modes, world
 from .channels import SliceReducer, cosine_conflict
 from .groups import ChannelGroup
+from .safety import layer_errors
 from .tasks import MultiTaskAdapter, call_model, task_loss
 
 __all__ = ["GradientStats", "collect_gradients", "NEEDS"]
@@ -43,15 +44,18 @@ class GradientStats:
 
 
 def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: MultiTaskAdapter, data: Iterable[Any],
-                      num_batches: int, needs: frozenset[str], progress: bool = False) -> GradientStats:
+                      num_batches: int, needs: frozenset[str], progress: bool = False,
+                      example_inputs: Any = None) -> GradientStats:
     """Run `num_batches` batches of `data` through `model` and accumulate the statistics in `needs`.
 
     The model runs in eval mode (BatchNorm statistics and dropout stay as they are) and is given back in the mode it
-    came in. A task whose loss does not reach a parameter contributes zero there.
+    came in. A task whose loss does not reach a parameter contributes zero there. `example_inputs`, inputs the
+    model takes, only serve the message of a batch that does not fit (what its failing layer is given on them).
 
     Raises:
         ValueError: `data` yields no batch.
-        RuntimeError: a task's loss is not finite (the error names the task and the batch).
+        RuntimeError: a batch fails in the model (the error names the batch, the layer and the shapes it was
+            given) or in a task's loss, or a loss is not finite (the error names the task and the batch).
     """
     unknown = needs - NEEDS
     if unknown:
@@ -70,7 +74,10 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
                                 for t in tasks}
     with preserved_modes(model, eval=True):
         for index, batch in enumerate(_limited(data, num_batches, progress)):
-            output = call_model(model, adapter.model_inputs(batch))
+            batch = ordinary_tensors(batch)  # a batch made inside inference_mode cannot be differentiated through
+            with layer_errors(f"the model on batch {index} of data (counting from 0)", model,
+                              reference=example_inputs):
+                output = call_model(model, adapter.model_inputs(batch))
             losses = {t: _task_loss(adapter, t, output, batch, index) for t in tasks}
             if per_task:
                 summed = [torch.zeros(g.channels) for g in groups]
@@ -117,7 +124,13 @@ def _weight(adapter: MultiTaskAdapter, task: str) -> float:
 
 
 def _task_loss(adapter: MultiTaskAdapter, task: str, output: Any, batch: Any, index: int) -> torch.Tensor:
-    loss = task_loss(adapter, task, output, batch)
+    try:
+        loss = task_loss(adapter, task, output, batch)
+    except TypeError:  # what the loss returned is not a scalar tensor: task_loss's message says so
+        raise
+    except Exception as error:
+        raise RuntimeError(f"the loss of task {task!r} fails on batch {index} of data (counting from 0): "
+                           f"{type(error).__name__}: {error}") from error
     if not math.isfinite(float(loss.detach())):
         raise RuntimeError(f"the loss of task {task!r} is not finite ({float(loss.detach())}) on batch {index}")
     return loss

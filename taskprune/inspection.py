@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ._runtime import copy_model, preserved_modes
+from ._runtime import ordinary_tensors, preserved_modes, trainable_copy, with_autograd
 from .report import GroupChange, PruneReport
 from .safety import first_call, output_shapes
 from .tasks import MultiTaskAdapter, Tasks, output_leaves, outputs_by_task
@@ -103,11 +103,13 @@ class ModelReport:
         return console.export_text()
 
 
+@with_autograd
 def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | None = None,
             protect: Sequence[str] = ()) -> ModelReport:
     """The channel groups, task attribution, protected outputs and per-layer sizes `prune` would work with.
 
-    The model is analysed on a copy and left as it is.
+    The model is analysed on a copy and left as it is; a frozen model (`requires_grad_(False)`) and a call inside
+    `torch.no_grad()` or `torch.inference_mode()` are analysed as a plain one.
 
     Args:
         model: any `nn.Module`.
@@ -124,7 +126,8 @@ def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     patterns = (protect,) if isinstance(protect, str) else tuple(protect)
-    work = copy_model(model)
+    work = trainable_copy(model)  # the dependency trace follows autograd, even through frozen layers
+    example_inputs = ordinary_tensors(example_inputs)
     with preserved_modes(work, eval=True):
         example_inputs, reference, call = first_call(work, example_inputs)
     adapter = tasks if tasks is not None else Tasks.from_output(reference)

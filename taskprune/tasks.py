@@ -111,7 +111,7 @@ class Tasks:
         try:
             return self.outputs[name](model_output)
         except (KeyError, IndexError, AttributeError, TypeError) as error:
-            raise ValueError(f"Tasks.outputs[{name!r}] cannot pick task {name!r}'s output from the model output "
+            raise ValueError(f"Tasks.outputs[{name!r}] cannot pick the output of task {name!r} from the model output "
                              f"({describe_output(model_output)}): {type(error).__name__}: {error}") from error
 
     def loss(self, name: str, task_output: Any, batch: Any) -> torch.Tensor:

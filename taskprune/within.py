@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ._runtime import copy_model
+from ._runtime import copy_model, ordinary_tensors, restore_requires_grad, trainable_copy, with_autograd
 from .api import PruneResult
 from .criteria import TaskWeighted, get_criterion
 from .distill import Distill
@@ -77,6 +77,7 @@ class WithinResult:
         return plot_frontier(self.frontier, self.limits, path)
 
 
+@with_autograd
 def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter, data: Any, evaluate: Evaluate,
                  limits: Mapping[str, float], target: str = "params", step: float = 0.1, max_ratio: float = 0.9,
                  importance: Any = "task_taylor", recovery: FinetuneConfig | None = None,
@@ -126,6 +127,10 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
             (a finished run returns at once). Created if missing.
         **prune_options: passed to every `prune` (num_batches, round_to, protect, ...).
 
+    A frozen model (`requires_grad_(False)`, whole or in part) and a call inside `torch.no_grad()` or
+    `torch.inference_mode()` are pruned and recovered exactly as a plain one (every parameter of the working copies
+    trains), and the returned model's parameters require grad as `model`'s do.
+
     Returns:
         A `WithinResult`: the most-pruned model within every limit and the frontier (one record per evaluated
         model, in order: its asked "ratio", the "remedy" it tried, and its "verdict": True when the reduction
@@ -147,6 +152,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     unknown = [r for r in remedies if r not in REMEDIES]
     if unknown:
         raise ValueError(f"Unknown remedy {unknown[0]!r}; available: {', '.join(REMEDIES)}")
+    caller, model = model, trainable_copy(model)  # trace, score and recover through frozen layers too
+    example_inputs = ordinary_tensors(example_inputs)
     recovery = recovery or FinetuneConfig(epochs=1, max_steps=200, lr=1e-3, warmup_steps=20, bn_batches=100,
                                           progress=False)
     distill = distill or Distill()
@@ -203,6 +210,7 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
             state.write(frontier, search.best, generator, finished=False)
             bar.advance(task)
     best = search.best or _unpruned(model, example_inputs, frontier[0])
+    restore_requires_grad(best.model, caller)
     return WithinResult(result=best, frontier=frontier, limits=dict(limits))
 
 

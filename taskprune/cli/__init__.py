@@ -7,7 +7,7 @@
 
 MODULE:FACTORY names a function called with no arguments that returns an `nn.Module` (or a tuple
 `(model, example_inputs)`); the current directory is on the import path, as with `python -m`. Bad input prints one
-line and exits with status 2 (a failure while pruning: 1); `--debug` shows the traceback instead.
+line and exits with status 2 (a failure while pruning: 1); `--debug` also shows the traceback, with the same status.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import argparse
 import importlib
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .. import __version__
 
 __all__ = ["main"]
 
@@ -37,21 +40,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except (UsageError, FileNotFoundError, ImportError, ValueError, TypeError) as error:
-        if args.debug:
-            raise
-        print(f"taskprune {args.command}: error: {error}", file=sys.stderr)
+        _explain(args, f"error: {error}")
         return 2
     except Exception as error:
-        if args.debug:
-            raise
-        print(f"taskprune {args.command}: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        _explain(args, f"failed: {type(error).__name__}: {error}")
         return 1
     return 0
+
+
+def _explain(args: argparse.Namespace, line: str) -> None:
+    """The one line of a failure on stderr, after its traceback with --debug (the exit status stays the same)."""
+    if args.debug:
+        traceback.print_exc()
+    print(f"taskprune {args.command}: {line}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskprune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"taskprune {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     from . import commands as commands_impl
 

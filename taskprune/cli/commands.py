@@ -63,10 +63,49 @@ def _model_and_inputs(args: argparse.Namespace) -> tuple[torch.nn.Module, Any]:
     if not isinstance(built, torch.nn.Module):
         raise UsageError(f"{args.factory}() returned {type(built).__name__}, not an nn.Module")
     if args.input_shape is not None:
-        example = torch.randn(parse_shape(args.input_shape))
+        example = _example(built.eval(), args.input_shape)
     if example is None:
         raise UsageError("--input-shape is needed (e.g. --input-shape 1,3,384,640)")
     return built.eval(), example
+
+
+_CONVOLUTION_AXES = {torch.nn.Conv1d: "N,C,L", torch.nn.Conv2d: "N,C,H,W", torch.nn.Conv3d: "N,C,D,H,W"}
+
+
+def _example(model: torch.nn.Module, text: str) -> torch.Tensor:
+    """A random input of shape --input-shape, tried on the model once: a shape that does not fit is bad input
+    (status 2), and one whose number of dimensions is not what the first convolution to run takes is refused before
+    that convolution runs (torch would read a 3-D input as one unbatched image and complain about channels)."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    from ..safety import run_model
+
+    example = torch.randn(parse_shape(text))
+    names = {module: name for name, module in model.named_modules()}
+    checked: list[torch.nn.Module] = []
+
+    def first_convolution(module: torch.nn.Module, inputs: Any) -> None:
+        axes = next((a for kind, a in _CONVOLUTION_AXES.items() if isinstance(module, kind)), None)
+        if axes is None or checked or module not in names:
+            return
+        checked.append(module)
+        rank = len(axes.split(","))
+        given = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        if given is not None and given.dim() != rank and given.dim() == example.dim():
+            raise UsageError(f"--input-shape {text} has {example.dim()} dimensions, but the model's first "
+                             f"convolution, {names[module]!r} ({type(module).__name__}, {module.in_channels} input "
+                             f"channels), takes {rank}: {axes}")
+
+    hook = register_module_forward_pre_hook(first_convolution)
+    try:
+        run_model(model, example, f"the model on --input-shape {text}")
+    except RuntimeError as error:
+        if isinstance(error.__cause__, UsageError):
+            raise error.__cause__ from None
+        raise UsageError(str(error)) from error
+    finally:
+        hook.remove()
+    return example
 
 
 def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,8 +148,13 @@ def _prune_arguments(parser: argparse.ArgumentParser) -> None:
 
 def prune(args: argparse.Namespace) -> None:
     from ..api import prune as prune_model
+    from ..criteria import get_criterion
     from ..saving import save
 
+    if get_criterion(args.importance).needs and args.tasks is None:  # an unknown name lists the valid ones
+        raise UsageError(f"--importance {args.importance} ranks channels by the tasks' gradients, so it needs "
+                         "--tasks MODULE:FUNCTION (a function returning (taskprune.Tasks, batches)); "
+                         "--importance magnitude needs no data")
     model, example = _model_and_inputs(args)
     round_to: Any = {"auto": "auto", "none": None}.get(args.round_to.lower(), args.round_to)
     if isinstance(round_to, str) and round_to != "auto":

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook
 from torch_pruning import ops as tp_ops
 
-from .._runtime import copy_model, preserved_modes
+from .._runtime import copy_model, preserved_modes, trainable_copy, with_autograd
 from ..groups import ChannelGroup, ParamSlice, param_slices
 from ..tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs, output_leaves
 from ._depgraph import DependencyGraph, replay_history
@@ -269,14 +269,14 @@ def is_tp_importance(obj: Any) -> bool:
     return isinstance(obj, tp.importance.Importance)
 
 
+@with_autograd
 def module_task_attribution(model: nn.Module, example_inputs: Any, adapter: MultiTaskAdapter | None = None,
                             ) -> dict[str, frozenset[str]]:
     """Every traced layer's qualified name -> the tasks whose outputs it reaches.
 
     Without an adapter every output leaf is its own task. The model is traced on a copy and left as it was.
     """
-
-    work = copy_model(model)
+    work = trainable_copy(model)  # the trace follows autograd, so frozen layers must require grad in the copy
     if adapter is None:
         with torch.no_grad():
             adapter = Tasks.from_output(call_model(work, example_inputs))

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 
 from .._runtime import atomic_write, preserved_modes, world
 from ..distill import Distill
+from ..safety import run_model
 from ..tasks import MultiTaskAdapter
 from .batchnorm import recompute_bn_stats
 from .config import FinetuneConfig, cosine_lr
@@ -203,6 +204,9 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         if first is None:
             raise ValueError("data gives no batch")
         example = tasks.model_inputs(to_device(first, next(student.parameters()).device))
+        # run once before the distiller traces a copy with it, so that a batch that does not fit is named
+        with preserved_modes(student, eval=True):
+            run_model(student, example, "finetune's batch 0 (the distiller's example)")
     step = TrainStep(student, tasks, optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
                      grad_clip=config.grad_clip, teacher=teacher, distill=distill, channel_map=channel_map,
                      example_inputs=example)

@@ -18,6 +18,7 @@ from torch import nn
 
 from .._runtime import world
 from ..distill import Distill, FeatureDistiller
+from ..safety import layer_errors
 from ..tasks import MultiTaskAdapter, call_model, task_loss
 
 __all__ = ["TrainStep", "make_optimizer", "to_device"]
@@ -68,6 +69,7 @@ class TrainStep:
         self.tasks, self.lr, self.grad_clip = tasks, lr, grad_clip
         self.rank, self.world = world()
         self.model: nn.Module = student
+        self.teacher = teacher
         if self.world > 1:
             cuda = self.device.type == "cuda"
             self.model = nn.parallel.DistributedDataParallel(student, device_ids=[self.device] if cuda else None)
@@ -87,17 +89,20 @@ class TrainStep:
         """Train on `batch` at `lr_factor` times the peak learning rate; returns {task: loss, ("kd": loss)}.
 
         Raises:
-            RuntimeError: the total loss is not finite (names the step and every loss).
+            RuntimeError: the batch fails in the model (names the batch, the layer and the shapes it was given),
+                or the total loss is not finite (names the step and every loss).
         """
         batch = to_device(batch, self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * lr_factor
         inputs = self.tasks.model_inputs(batch)
+        models = (self.model,) if self.teacher is None else (self.model, self.teacher)
         with torch.autocast("cuda", enabled=True) if self.amp else nullcontext():
-            if self.distiller is not None:
-                kd_loss, outputs = self.distiller(inputs)
-            else:
-                kd_loss, outputs = None, call_model(self.model, inputs)
+            with layer_errors(f"finetune's batch {self.steps} (counting from 0 over all epochs)", *models):
+                if self.distiller is not None:
+                    kd_loss, outputs = self.distiller(inputs)
+                else:
+                    kd_loss, outputs = None, call_model(self.model, inputs)
             losses = {name: task_loss(self.tasks, name, outputs, batch) for name in self.tasks.names}
         loss = sum((self.weight(name) * value.float() for name, value in losses.items()),
                    torch.zeros((), device=self.device))

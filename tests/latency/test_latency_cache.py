@@ -69,3 +69,16 @@ def test_clear_cache_removes_tables(cache):
     _measure(LoadedClock(1.0))
     assert latency.clear_cache() == 1
     assert not list(cache.glob("latency-*.json"))
+
+
+def test_prune_reports_where_its_latency_table_came_from(cache, monkeypatch):
+    """The stand-in device of conftest (MACs for the end-to-end passes), with tables timed by a LoadedClock."""
+    import taskprune
+
+    model, x = wide_model()
+    for load, said in [(2.0, "measured now"), (1.0, "failed its spot check"), (1.0, "from the cache")]:
+        clock = LoadedClock(load)
+        monkeypatch.setattr(latency, "measure_table",
+                            lambda *args, clock=clock, **kwargs: tables.measure_table(*args, timer=clock, **kwargs))
+        result = taskprune.prune(model, x, ratio=0.3, target="latency", progress=False)
+        assert any(said in note for note in result.report.warnings), result.report.warnings

@@ -1,10 +1,13 @@
 """Spot checks: before a cached latency table is trusted, a few of its layers are timed again.
 
-A table measured while other processes loaded the machine and reused on an idle one (or the other way round)
-predicts every plan wrongly, and the end-to-end passes can only correct its total, not its shape. So a table read
-from the cache is checked against fresh timings of its slowest layers, at full width and at their narrowest
-measured width, and measured again when the fresh timings disagree by more than the two measurements' own scatter
-allows.
+A table measured while other processes loaded the machine and reused on an idle one (or the other way round) can
+predict every plan wrongly: load does not slow every call alike (a short call that waits out another process's time
+slice doubles, a long one barely notices), so the staircases and the layers' shares of the time are off, and the
+end-to-end passes can correct only the total. So a table read from the cache is checked against fresh timings of its
+slowest layers, at full width and at their narrowest measured width, and measured again when their times relative
+to each other disagree with the table's by more than the fresh timings' own scatter allows. A machine uniformly
+slower or faster than when the table was measured changes no prediction (the solver only uses relative times), so
+that alone is reported, not re-measured.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from .timing import LayerTimer, relative_spread
 
 __all__ = ["MIN_TOLERANCE", "SpotCheck", "spot_check"]
 
-MIN_TOLERANCE = 0.10  # a cached table is trusted within 10% however steady both measurements were
+MIN_TOLERANCE = 0.10  # a cached table's relative times are trusted within 10% however steady the check
 _LAYERS = 3
 _REPEATS = 5
 
@@ -33,8 +36,8 @@ class SpotCheck:
     Attributes:
         layers: the layers timed again (the table's slowest).
         ratios: fresh / cached time, two per layer (full width, narrowest measured output width).
-        tolerance: how far the median ratio may stray from 1: `MIN_TOLERANCE`, or twice the sum of the table's and
-            the fresh timings' spreads when that is larger.
+        tolerance: how far any ratio may stray from their median: `MIN_TOLERANCE`, or twice the fresh timings'
+            spread when that is larger (a check too noisy to judge the table trusts it).
     """
 
     layers: tuple[str, ...]
@@ -42,17 +45,25 @@ class SpotCheck:
     tolerance: float
 
     @property
+    def scale(self) -> float:
+        """The median of fresh / cached: how much slower (> 1) or faster the machine runs now, which alone changes
+        no prediction."""
+        return statistics.median(self.ratios) if self.ratios else 1.0
+
+    @property
     def disagreement(self) -> float:
-        """|median(fresh / cached) - 1|: 0.5 when the layers now run in half the time the table says."""
-        return abs(statistics.median(self.ratios) - 1) if self.ratios else 0.0
+        """How far the layers' times relative to each other moved: the largest |ratio / scale - 1|."""
+        return max(abs(r / self.scale - 1) for r in self.ratios) if self.ratios else 0.0
 
     @property
     def agrees(self) -> bool:
         return self.disagreement <= self.tolerance
 
     def describe(self) -> str:
-        return (f"a spot check of {len(self.layers)} layers ran at {statistics.median(self.ratios):.2f}x the table's "
-                f"times (allowed: within {self.tolerance:.0%})") if self.ratios else "no layer to spot-check"
+        if not self.ratios:
+            return "no layer to spot-check"
+        return (f"a spot check of {len(self.layers)} layers ran at {self.scale:.2f}x the table's times, their times "
+                f"relative to each other within {self.disagreement:.0%} of the table's (allowed: {self.tolerance:.0%})")
 
 
 def spot_check(table: Mapping[str, LayerLatency], model: nn.Module, shapes: dict[str, tuple[int, ...]],
@@ -73,6 +84,5 @@ def spot_check(table: Mapping[str, LayerLatency], model: nn.Module, shapes: dict
             if cached > 0:
                 ratios.append(calls[name] * statistics.median(run) / cached)
                 spreads.append(relative_spread(run))
-    then = statistics.median(table[name].spread for name in slowest) if slowest else 0.0
     now = statistics.median(spreads) if spreads else 0.0
-    return SpotCheck(tuple(slowest), tuple(ratios), max(MIN_TOLERANCE, 2 * (then + now)))
+    return SpotCheck(tuple(slowest), tuple(ratios), max(MIN_TOLERANCE, 2 * now))

@@ -9,8 +9,10 @@ rounds of dense / pruned time within one round, so the load other processes put 
 
     python benchmarks/latency.py                       # driving (384x640) and resnet50 (224x224), 1 thread
     python benchmarks/latency.py --models driving --threads 2 --repeats 15
+    python benchmarks/latency.py --variants latency --latency-ratios 0.3,0.5 --name latency_target_1thread
 
-Writes benchmarks/results/latency.json, latency.md and latency_speedup.svg (copied to docs/).
+Writes benchmarks/results/<name>.json, <name>.md and <name>_speedup.svg (the default name, latency, is copied to
+docs/latency_speedup.svg). A latency request that prune() refuses is recorded with its message.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -75,10 +78,13 @@ def run_model(name: str, size: tuple[int, int], args: argparse.Namespace) -> dic
     model, x, label = build(name, size)
     params0, macs0 = count_params(model), count_macs(model, x)
     variants: list[tuple[str, float, torch.nn.Module, dict[str, Any]]] = []
-    baseline, tp_ratio = plain_torch_pruning(model, x, args.tp_params_cut)
-    variants.append((f"torch-pruning@{args.tp_params_cut}", args.tp_params_cut, baseline,
-                     {"target": "torch-pruning", "round_to": "none", "ratio": tp_ratio, "notes": []}))
-    for multiple in args.tp_round_to:  # global pruning with channel multiples, as torch-pruning advises for speed
+    refusals: list[dict[str, Any]] = []
+    load_before = os.getloadavg()[0]
+    if "tp" in args.variants:
+        baseline, tp_ratio = plain_torch_pruning(model, x, args.tp_params_cut)
+        variants.append((f"torch-pruning@{args.tp_params_cut}", args.tp_params_cut, baseline,
+                         {"target": "torch-pruning", "round_to": "none", "ratio": tp_ratio, "notes": []}))
+    for multiple in args.tp_round_to if "tp" in args.variants else []:  # global pruning with channel multiples, as torch-pruning advises for speed
         baseline, tp_ratio = plain_torch_pruning(model, x, args.tp_params_cut, global_pruning=True, round_to=multiple)
         variants.append((f"torch-pruning global/{multiple}@{args.tp_params_cut}", args.tp_params_cut, baseline,
                          {"target": "torch-pruning global", "round_to": str(multiple), "ratio": tp_ratio,
@@ -90,20 +96,21 @@ def run_model(name: str, size: tuple[int, int], args: argparse.Namespace) -> dic
             result = taskprune.prune(model, x, ratio=ratio, target=target, progress=args.progress, **kwargs)
         except ValueError as refused:  # e.g. the caps cannot reach the requested latency; keep the other runs
             print(f"{name}: {target} round_to={rounding} ratio={ratio}: {refused}", flush=True)
+            refusals.append({"target": target, "round_to": rounding, "ratio": ratio, "message": str(refused)})
             return
         info = {"target": target, "round_to": rounding, "ratio": ratio, "reached_reported": result.report.reached,
                 "prune_seconds": time.perf_counter() - start, "notes": result.report.warnings}
         variants.append((label_ or f"{target}/{rounding}@{ratio}", ratio, result.model, info))
         print(f"{name}: {target} round_to={rounding} ratio={ratio}: done in {info['prune_seconds']:.0f}s", flush=True)
 
-    for ratio in args.params_ratios:
+    for ratio in args.params_ratios if "params" in args.variants else []:
         prune("params", "none", ratio, round_to=None)
         prune("params", "auto", ratio)
         for multiple in args.round_to:
             prune("params", str(multiple), ratio, round_to=multiple)
-    for ratio in args.latency_ratios:
+    for ratio in args.latency_ratios if "latency" in args.variants else []:
         prune("latency", "auto", ratio)
-    for _, ratio, pruned, _info in [v for v in variants if v[3]["target"] == "latency"]:
+    for _, ratio, pruned, _info in [v for v in variants if v[3]["target"] == "latency" and "matched" in args.variants]:
         cut = round(1 - count_params(pruned) / params0, 4)  # the same parameter count, planned by params
         prune("params", "none", cut, f"params/none@=latency{ratio}", round_to=None)
         prune("params", "auto", cut, f"params/auto@=latency{ratio}")
@@ -118,7 +125,8 @@ def run_model(name: str, size: tuple[int, int], args: argparse.Namespace) -> dic
         rows.append({"variant": label_, **info, "params": params, "macs": macs, "params_cut": 1 - params / params0,
                      "macs_cut": 1 - macs / macs0, "seconds": statistics.median(times), "speedup": speedup,
                      "latency_fraction": 1 / speedup})
-    return {"model": label, "input": [1, 3, *size], "rows": rows}
+    return {"model": label, "input": [1, 3, *size], "rows": rows, "refusals": refusals,
+            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
 def headline(result: dict[str, Any], params_cut: float = 0.4) -> list[dict[str, Any]]:
@@ -135,9 +143,11 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Latency benchmark ({report['date']})", "",
              f"{report['machine']}, torch {report['torch']}, {report['threads']} thread(s), batch 1, eager, "
              f"median of {report['repeats']} interleaved runs (load average before: {report['load_before']}; "
-             f"steady allocator: {report.get('steady_allocator', False)}).", ""]
+             f"steady allocator: {report.get('steady_allocator', False)}; {report.get('cpus', '?')} CPUs).", "",
+             f"Command: `{report.get('command', 'python benchmarks/latency.py')}`", ""]
     for result in report["results"]:
         lines += [f"## {result['model']} at {result['input'][2]}x{result['input'][3]}", "",
+                  f"Load average {result.get('load_before', '?')} before, {result.get('load_after', '?')} after.", "",
                   "| variant | params | params cut | MACs cut | latency (ms) | speedup | latency target: asked, "
                   "prune() measured, measured here | notes |", "|---|---|---|---|---|---|---|---|"]
         for row in result["rows"]:
@@ -155,6 +165,8 @@ def to_markdown(report: dict[str, Any]) -> str:
                   for r in result["rows"] if r["target"] == "latency"]
         if checks:
             lines += ["Latency target, re-measured here: " + "; ".join(checks) + ".", ""]
+        lines += [f"Refused: target={r['target']} ratio={r['ratio']}: {r['message']}\n"
+                  for r in result.get("refusals", [])]
     return "\n".join(lines)
 
 
@@ -237,25 +249,30 @@ def main() -> None:
                         help="channel multiples of the global torch-pruning baselines")
     parser.add_argument("--round-to", type=lambda s: [int(v) for v in s.split(",") if v], default=[16],
                         help="fixed channel multiples to compare with round_to='auto' for the params target")
+    parser.add_argument("--variants", type=lambda s: set(s.split(",")), default={"tp", "params", "latency", "matched"},
+                        help="comma list of: tp (torch-pruning), params, latency, matched (params at the latency "
+                             "runs' parameter counts)")
     parser.add_argument("--progress", action="store_true", help="show the latency-table progress bar")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="latency", help="stem of the result files")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steady = latency.steady_allocator()  # timings that do not depend on what the process allocated before
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": cpu_name(),
         "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
-        "repeats": args.repeats, "load_before": round(os.getloadavg()[0], 2),
+        "repeats": args.repeats, "load_before": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+        "variants": sorted(args.variants), "command": " ".join(["python", *sys.argv]),
         "alignment": latency.device_alignment(), "steady_allocator": steady, "results": []}
     for name in args.models.split(","):
         size = args.driving_size if name == "driving" else args.resnet_size
         report["results"].append(run_model(name, size, args))
     report["load_after"] = round(os.getloadavg()[0], 2)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency.json").write_text(json.dumps(report, indent=2))
-    (args.out / "latency.md").write_text(to_markdown(report))
-    (args.out / "latency_speedup.svg").write_text(to_svg(report))
-    if args.out.resolve() == RESULTS.resolve():  # the committed run also illustrates docs/latency.md
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
+    (args.out / f"{args.name}.md").write_text(to_markdown(report))
+    (args.out / f"{args.name}_speedup.svg").write_text(to_svg(report))
+    if args.out.resolve() == RESULTS.resolve() and args.name == "latency":  # the run that illustrates the docs
         DOCS.mkdir(exist_ok=True)
         shutil.copy(args.out / "latency_speedup.svg", DOCS / "latency_speedup.svg")
     print_table(report)

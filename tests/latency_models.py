@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,3 +62,18 @@ def _predicted(table: LatencyTable, model: nn.Module, snap: int | None = None) -
         total += layer.at(c_in, c_out, table.alignment if snap is None else snap)
     return total
 
+
+
+class LoadedClock:
+    """A stand-in device's `LayerTimer`: seconds per call = parameters x input pixels x 1e-9 x `scale`, plus `wait`
+    (what another process's time slice adds to every call, long or short), scattered by +-`jitter` round it;
+    `calls` counts the modules timed."""
+
+    def __init__(self, scale: float = 1.0, wait: float = 0.0, jitter: float = 0.02):
+        self.scale, self.wait, self.jitter, self.calls = scale, wait, jitter, 0
+
+    def __call__(self, module: nn.Module, inputs: Any, repeats: int) -> list[float]:
+        self.calls += 1
+        pixels = inputs[0, 0].numel() if isinstance(inputs, torch.Tensor) else 1
+        seconds = sum(p.numel() for p in module.parameters()) * pixels * self.scale * 1e-9 + self.wait
+        return [seconds * (1 + self.jitter * ((i % 3) - 1)) for i in range(repeats)]

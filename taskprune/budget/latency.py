@@ -27,7 +27,7 @@ from ..latency import LatencyTable
 from .params import Unit, units_of
 from .plan import UnreachableBudget, budget_fix
 
-__all__ = ["RELATIVE_TOLERANCE", "LatencyModel", "plan_latency"]
+__all__ = ["RELATIVE_TOLERANCE", "LatencyModel", "latency_fix", "plan_latency"]
 
 RELATIVE_TOLERANCE = 0.05  # the latency target is met within 5% of the requested remaining latency
 
@@ -163,10 +163,24 @@ def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: 
         raise UnreachableBudget(
             f"cannot bring the latency down to {fraction:.1%} of dense with round_to={round_to}, max_layer_ratio="
             f"{max_layer_ratio} and the protected output layers: the measured layers reach {model.fraction():.1%}; "
-            + budget_fix(1 - fraction, 1 - model.fraction(), max_layer_ratio, finer=round_to > 1),
+            + latency_fix(1 - fraction, 1 - model.fraction(), max_layer_ratio, finer=round_to > 1),
             closest=1 - model.fraction(), round_to=round_to)
     return {index: sorted(int(c) for unit in units[index][:n] for c in unit.channels)
             for index, n in taken.items() if n}
+
+
+def latency_fix(ratio: float, closest: float, max_layer_ratio: float, finer: bool) -> str:
+    """What to change when a latency reduction of `ratio` cannot be met and `closest` is the reduction of the
+    nearest plan (predicted or measured). Never a ratio at or below 0: when no plan runs faster than dense, no
+    lower ratio helps, so the advice is what can."""
+    if closest >= 0.001:  # "lower ratio to 0.001" is still a ratio prune() accepts
+        return budget_fix(ratio, closest, max_layer_ratio, finer)
+    fixes = [f"raise max_layer_ratio (now {max_layer_ratio:g})", "protect fewer layers"]
+    if finer:
+        fixes.append("pass a finer round_to (round_to=None does not round)")
+    return (f"no plan under these caps runs faster than dense ({1 - closest:.1%} of it at best), so no lower ratio "
+            f"helps: {', '.join(fixes)}; if the latency table was measured under another load than now, clear it "
+            "(taskprune.latency.clear_cache()) and prune again on an otherwise idle machine")
 
 
 def _give_back(model: LatencyModel, units: dict[int, list[Unit]], lost: dict[int, list[float]],

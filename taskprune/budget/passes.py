@@ -1,5 +1,6 @@
 """The latency target's measured passes: solve on the table, time the pruned copy end to end, and re-aim while
-the measurement misses (a secant through the passes also absorbs a fixed offset of the table)."""
+the measurement misses (a secant through the passes also absorbs a fixed offset of the table). A pass that
+measures at or above the dense latency is never returned."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import torch
 
 from ..groups import ChannelGroup
 from ..latency import LatencyTable
-from .latency import RELATIVE_TOLERANCE, LatencyModel, plan_latency
-from .plan import Plan, UnreachableBudget, budget_fix
+from .latency import RELATIVE_TOLERANCE, LatencyModel, latency_fix, plan_latency
+from .plan import Plan, UnreachableBudget
 
 __all__ = ["plan_measured"]
 
@@ -40,11 +41,13 @@ def plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table:
                   comparable: bool = False) -> Plan:
     """Solve on the table, measure the pruned copy against the dense model, and re-aim while it misses by more
     than 2.5% (a plan at the edge of the 5% band falls outside it on the next measurement as often as not); keep
-    the closest pass. Every pass plans in the first of `multiples` that reaches its aim.
+    the closest pass that measured faster than dense. Every pass plans in the first of `multiples` that reaches
+    its aim.
 
     Raises:
         UnreachableBudget: the table predicts that no plan reaches the request under the caps, or the closest
-            measured pass misses it by more than 5%: the message says how far and what to change.
+            measured pass misses it by more than 5%, or no pass ran faster than dense: the message says how far
+            and what to change (never a ratio at or below 0).
     """
     wanted = 1 - ratio
     aim = wanted
@@ -59,7 +62,7 @@ def plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table:
                 f"cannot bring the latency down to {wanted:.1%} of dense with {_rounding(multiples)}, "
                 f"max_layer_ratio={max_layer_ratio} and the protected output layers: by the latency table the "
                 f"closest plan runs at {predicted:.1%}; "
-                + budget_fix(ratio, 1 - predicted, max_layer_ratio, finer=multiples[-1] > 1),
+                + latency_fix(ratio, 1 - predicted, max_layer_ratio, finer=multiples[-1] > 1),
                 closest=1 - predicted, round_to=multiple)
         measure = timer(plan)
         measured = measure()
@@ -73,15 +76,19 @@ def plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table:
             break  # met, or the caps stop the solver short of where it aimed
         points.append((predicted, measured))
         aim = _next_aim(points, wanted)
-    error, measured, outcome = min(tried, key=lambda t: t[0])
-    if error > RELATIVE_TOLERANCE:
-        if capped:
+    faster = [t for t in tried if t[1] < 1]  # a plan slower than the dense model is never returned
+    error, measured, outcome = min(faster or tried, key=lambda t: t[0])
+    if error > RELATIVE_TOLERANCE or not faster:
+        if capped or not faster:
             why = ("max_layer_ratio, the protected outputs and the channel multiple stop the solver there: "
-                   + budget_fix(ratio, 1 - measured, max_layer_ratio, finer=multiples[-1] > 1))
+                   if faster else "")
+            why += latency_fix(ratio, 1 - measured, max_layer_ratio, finer=multiples[-1] > 1)
         else:
+            nearest = (f"ask for ratio={1 - measured:.3f}, what this run measured" if 1 - measured >= 0.001 else
+                       "clear a latency table measured under another load (taskprune.latency.clear_cache())")
             why = ("the per-layer table mispredicts this model (time in untimed ops, other processes' load, or the "
                    "allocator): call taskprune.latency.steady_allocator() before pruning, prune on an otherwise "
-                   f"idle machine, or ask for ratio={1 - measured:.3f}, what this run measured")
+                   f"idle machine, or {nearest}")
         raise UnreachableBudget(
             f"cannot bring the latency to {wanted:.1%} of dense within 5% with {_rounding(multiples)}: the closest "
             f"of {len(tried)} measured passes ran at {measured:.1%} (in steps of {outcome.round_to}); {why}",

@@ -88,8 +88,8 @@ def _plan(request: PlanRequest) -> Plan:
             raise ValueError("target='latency' needs a latency table and a timer in the PlanRequest")
         table = request.table
         if request.round_to != "auto":
-            return plan_measured(groups, scores, table, request.ratio, request.max_layer_ratio,
-                                 [request.alignment], request.timer, comparable)
+            return _with_origin(plan_measured(groups, scores, table, request.ratio, request.max_layer_ratio,
+                                              [request.alignment], request.timer, comparable), table)
         outcome = plan_measured(groups, scores, table, request.ratio, request.max_layer_ratio,
                                 finer_multiples(table.resolution), request.timer, comparable)
         why = ("the latency table's finest measured step" if outcome.round_to == table.resolution else
@@ -97,7 +97,7 @@ def _plan(request: PlanRequest) -> Plan:
                "the request")
         outcome.notes.insert(0, f"round_to='auto': steps of {outcome.round_to} were used; this device runs "
                                 f"multiples of {table.alignment} channels fastest ({why})")
-        return outcome
+        return _with_origin(outcome, table)
 
     def plan_at(aim: float, cost: CostModel) -> Plan:
         if request.round_to != "auto":
@@ -109,6 +109,13 @@ def _plan(request: PlanRequest) -> Plan:
     if request.target != "macs" or request.counter is None:
         return plan_at(request.ratio, copy.deepcopy(request.cost))
     return _plan_counted(plan_at, request.cost, request.ratio, request.counter)
+
+
+def _with_origin(outcome: Plan, table: LatencyTable) -> Plan:
+    """The report says where the latency table came from: measured now, or cached and spot-checked."""
+    if table.origin:
+        outcome.notes.append(table.origin)
+    return outcome
 
 
 def _from_rank_zero(outcome: Plan) -> Plan:

@@ -13,14 +13,27 @@ import torch
 
 from .._runtime import atomic_write
 
-__all__ = ["FORMAT", "cache_dir", "cpu_name", "device_key", "digest", "read_json", "write_json"]
+__all__ = ["FORMAT", "cache_dir", "clear_cache", "cpu_name", "device_key", "digest", "read_json", "write_json"]
 
-FORMAT = 2  # bumped when the cached JSON layout changes; older files are measured again
+FORMAT = 3  # bumped when the cached JSON layout changes; older files are measured again
 
 
 def cache_dir() -> Path:
     """Where tables and probe results are kept: `$TASKPRUNE_CACHE`, else `~/.cache/taskprune`."""
     return Path(os.environ.get("TASKPRUNE_CACHE") or Path.home() / ".cache" / "taskprune")
+
+
+def clear_cache() -> int:
+    """Delete every cached latency table and device probe (in `cache_dir()`); returns how many files went.
+
+    Example:
+        >>> taskprune.latency.clear_cache()   # or: rm ~/.cache/taskprune/latency-*.json ~/.cache/taskprune/probe-*
+    """
+    removed = 0
+    for path in list(cache_dir().glob("latency-*.json")) + list(cache_dir().glob("probe-*.json")):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def device_key(device: torch.device) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -12,10 +13,10 @@ from torch import nn
 
 from .._runtime import preserved_modes
 from ..tasks import call_model
-from .timing import time_call
+from .timing import LayerTimer, relative_spread
 
 __all__ = ["LayerLatency", "channel_counts", "input_shapes", "layer_kind", "measure_layer", "relative_time", "resized",
-           "widths"]
+           "time_at", "widths"]
 
 FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)  # of a layer's channels, where a table measures it
 
@@ -25,7 +26,8 @@ class LayerLatency:
     """One layer's time per forward at full width, and relative times at other input / output channel counts.
 
     `kind` says how channel dimensions map to the weight: "conv", "conv_transpose", "depthwise" (one count for
-    both), "linear", "norm" (one count).
+    both), "linear", "norm" (one count). `spread` is how far the repeated timings at full width scattered
+    (`relative_spread`): what a later spot check must agree within.
     """
 
     kind: str
@@ -36,6 +38,7 @@ class LayerLatency:
     in_times: tuple[float, ...] = ()
     out_counts: tuple[int, ...] = ()
     out_times: tuple[float, ...] = ()
+    spread: float = 0.0
 
     def at(self, c_in: int, c_out: int, alignment: int = 1) -> float:
         """Seconds per forward with `c_in` input and `c_out` output channels (independent factors)."""
@@ -128,21 +131,26 @@ def widths(module: nn.Module, shape: tuple[int, ...]) -> tuple[str, int, int]:
 
 
 def measure_layer(module: nn.Module, shape: tuple[int, ...], calls: int, alignment: int, device: torch.device,
-                   warmup: int, repeats: int) -> LayerLatency:
+                  timer: LayerTimer, repeats: int) -> LayerLatency:
+    """Time `module` alone on a random input of `shape`, at full width and at other input and output channel counts
+    (`channel_counts`), the other side held at full width."""
     kind, c_in, c_out = widths(module, shape)
-    channel_dim = -1 if kind == "linear" else 1
-
-    def timed(cin: int, cout: int) -> float:
-        layer = resized(module, kind, cin, cout).to(device).eval()
-        size = list(shape)
-        size[channel_dim] = cin
-        x = torch.randn(size, device=device)
-        return calls * time_call(lambda: layer(x), device, warmup, repeats)
-
     tied = kind in ("depthwise", "norm")
     out_counts = channel_counts(c_out, alignment)
-    out_times = tuple(timed(c if tied else c_in, c) for c in out_counts)
+    out_runs = [time_at(module, kind, shape, c if tied else c_in, c, device, timer, repeats) for c in out_counts]
     in_counts = () if tied else channel_counts(c_in, alignment)
-    in_times = tuple(timed(c, c_out) for c in in_counts[:-1]) + (out_times[-1],) if in_counts else ()
+    in_runs = [time_at(module, kind, shape, c, c_out, device, timer, repeats) for c in in_counts[:-1]]
+    out_times = tuple(calls * statistics.median(run) for run in out_runs)
+    in_times = tuple(calls * statistics.median(run) for run in in_runs) + (out_times[-1],) if in_counts else ()
     return LayerLatency(kind=kind, base=out_times[-1], in_full=c_in, out_full=c_out, in_counts=in_counts,
-                        in_times=in_times, out_counts=out_counts, out_times=out_times)
+                        in_times=in_times, out_counts=out_counts, out_times=out_times,
+                        spread=relative_spread(out_runs[-1]))
+
+
+def time_at(module: nn.Module, kind: str, shape: tuple[int, ...], c_in: int, c_out: int, device: torch.device,
+            timer: LayerTimer, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls of a copy of `module` resized to `c_in` / `c_out` channels."""
+    layer = resized(module, kind, c_in, c_out).to(device).eval()
+    size = list(shape)
+    size[-1 if kind == "linear" else 1] = c_in
+    return timer(layer, torch.randn(size, device=device), repeats)

@@ -16,7 +16,12 @@ from torch import nn
 from .._runtime import preserved_modes
 from ..tasks import call_model
 
-__all__ = ["device_of", "latency_ratios", "measure_latency", "measure_rounds", "steady_allocator", "time_call"]
+__all__ = ["LayerTimer", "device_of", "latency_ratios", "measure_latency", "measure_rounds", "relative_spread",
+           "steady_allocator", "time_call", "wall_clock"]
+
+LayerTimer = Callable[[nn.Module, Any, int], list[float]]
+"""`timer(module, inputs, repeats)`: the seconds of each of `repeats` calls of `module(inputs)`, in eval mode under
+no_grad, after a warm-up. `wall_clock()` is the device's; a test passes its own to simulate a loaded machine."""
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
@@ -57,6 +62,27 @@ def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 2, repe
         for _ in range(repeats):
             times.append(_once(fn, device))
     return statistic(times)
+
+
+def wall_clock(warmup: int = 1) -> LayerTimer:
+    """The device's `LayerTimer`: `warmup` calls, then each call timed (CUDA: events after synchronising)."""
+
+    def timer(module: nn.Module, inputs: Any, repeats: int) -> list[float]:
+        device = device_of(module)
+        with torch.no_grad():
+            for _ in range(warmup):
+                call_model(module, inputs)
+            return [_once(lambda: call_model(module, inputs), device) for _ in range(repeats)]
+
+    return timer
+
+
+def relative_spread(times: Sequence[float]) -> float:
+    """How far repeated timings scatter: their median absolute deviation over their median (0 for one timing)."""
+    middle = statistics.median(times)
+    if len(times) < 2 or middle <= 0:
+        return 0.0
+    return statistics.median(abs(t - middle) for t in times) / middle
 
 
 def _once(fn: Callable[[], Any], device: torch.device) -> float:

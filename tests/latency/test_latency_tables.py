@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from latency_models import Wide, _misaligned_table, wide_model
+from latency_models import LoadedClock, Wide, _misaligned_table, wide_model
 from torch import nn
 
 from taskprune import latency
@@ -32,11 +32,11 @@ def test_table_json_round_trip():
     assert LatencyTable.from_dict(table.to_dict()) == table
 
 
-@pytest.mark.measures_device
 def test_measured_table_is_cached_and_keyed_by_input_shape(wide, tmp_path, monkeypatch):
     monkeypatch.setenv("TASKPRUNE_CACHE", str(tmp_path))
     model, x = wide
-    table = latency.measure_table(model, x, alignment=16, progress=False, warmup=0, repeats=1)
+    clock = LoadedClock()
+    table = tables.measure_table(model, x, alignment=16, progress=False, repeats=3, timer=clock)
     assert set(table.layers) == {"trunk.0", "trunk.1", "trunk.3", "trunk.4", "a.0", "a.2", "b.0", "b.2"}
     # multiples of 16 at 20-90% of the width, and the half-steps below them (not every layer follows the staircase)
     assert table.layers["trunk.3"].out_counts == (24, 32, 40, 48, 56, 64, 88, 96, 104, 112, 120, 128)
@@ -48,8 +48,13 @@ def test_measured_table_is_cached_and_keyed_by_input_shape(wide, tmp_path, monke
         raise AssertionError("measured again instead of reading the cache")
 
     monkeypatch.setattr(tables, "measure_layer", fail)
-    monkeypatch.setattr(tables, "measure_latency", fail)
-    assert latency.measure_table(model, x, alignment=16, progress=False) == table
+    assert tables.measure_table(model, x, alignment=16, progress=False, timer=clock) == table
     with pytest.raises(AssertionError, match="measured again"):
-        latency.measure_table(model, torch.randn(1, 3, 16, 8), alignment=16, progress=False)
+        tables.measure_table(model, torch.randn(1, 3, 16, 8), alignment=16, progress=False, timer=clock)
 
+
+@pytest.mark.measures_device
+def test_wall_clock_times_every_repeat_of_a_module(wide):
+    model, x = wide
+    times = latency.wall_clock(warmup=1)(model, x, 3)
+    assert len(times) == 3 and all(t > 0 for t in times)

@@ -58,7 +58,8 @@ def main() -> None:
             row[f"{label}_cpu_seconds"] = time.process_time() - start
             print(name, label, row[label], flush=True)
         rows.append(row)
-    command = f"OMP_NUM_THREADS=1 python benchmarks/real_recovery.py --networks {args.networks} --steps {args.steps}"
+    command = (f"OMP_NUM_THREADS=1 python benchmarks/real_recovery.py --networks {args.networks} --steps {args.steps} "
+               f"--crop {args.crop}")
     write_json(RESULTS / "real_recovery.json", {"settings": vars(args), "command": command, "machine": machine(),
                                                  "rows": rows})
     lines = ["# The default recovery on a pretrained network", "",

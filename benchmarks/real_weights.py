@@ -56,7 +56,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--crop", default="128x256", help="training crop, height x width (multiples of 32)")
     parser.add_argument("--score-batches", type=int, default=4)
-    parser.add_argument("--picture", default="twinlitenet_se", help="network whose masks are kept for the PNG")
+    parser.add_argument("--picture", default="twinlitenetplus_nano", help="network whose masks are kept for the PNG")
     return parser.parse_args(argv)
 
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     if not available():
         raise SystemExit("../shared/real is missing: the pretrained networks and frames live there")
     torch.set_num_threads(1)
-    settings = {k: v for k, v in vars(args).items() if k not in ("networks", "targets", "methods")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("networks", "targets", "methods", "picture")}
     for name in args.networks.split(","):
         bench = None
         for target, share in (t.split(":") for t in args.targets.split(",")):

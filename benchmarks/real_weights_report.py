@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import RESULTS, write_json  # noqa: E402
-from real_weights import CRITERIA, RUNS  # noqa: E402
+from real_weights import CRITERIA, NETWORKS, RUNS, TARGETS, stem  # noqa: E402
 
 COMMAND = "OMP_NUM_THREADS=1 python benchmarks/real_weights.py {args} && python benchmarks/real_weights_report.py"
 METHODS = (*CRITERIA, "torch_pruning")
@@ -37,9 +37,10 @@ def winners(records: list[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
             cells.setdefault((r["network"], r["target"], r["share"]), []).append(r)
     out = []
     for (network, target, share), rows in sorted(cells.items()):
-        best = max(rows, key=lambda r: mean(r[stage]))
-        out.append({"network": network, "target": target, "share": share, "winner": best["method"],
-                    "agreement": mean(best[stage]), "methods": len(rows)})
+        top = max(mean(r[stage]) for r in rows)
+        out.append({"network": network, "target": target, "share": share,
+                    "winners": [r["method"] for r in rows if mean(r[stage]) == top],  # ties share the cell
+                    "agreement": top, "methods": len(rows)})
     return out
 
 
@@ -70,12 +71,23 @@ def markdown(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     for stage in ("pruned", "recovered"):
         counts = summary["wins"][stage]
         lines.append(f"- {stage}: " + (", ".join(f"{m} {n}" for m, n in counts.items() if n) or "no cells") +
-                     f" (cells won, of {sum(counts.values())}; best mean agreement per network and target)")
-    lines += ["", summary["verdict"], ""]
+                     f" (cells won or tied, of {len(summary['winners'][stage])}; best mean agreement per network "
+                     "and target)")
+    lines += ["", summary["verdict"], "", f"Not measured: {len(summary['missing'])} of {summary['grid']} cells of the "
+              "full grid (every network at params 0.3/0.5 and latency 0.7/0.5, each criterion, torch-pruning at the "
+              "params targets): " + (", ".join(f"{n} {k}" for n, k in missing_by_network(summary["missing"]).items())
+                                       or "none") + ".", ""]
     worse = [r for r in records if r.get("recovery_warning")]
     lines.append(f"Recoveries that ended worse than they started (and were given back unrecovered): {len(worse)} of "
                  f"{sum(1 for r in records if r.get('recovered') is not None)}.")
     return "\n".join(lines) + "\n"
+
+
+def missing_by_network(missing: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in NETWORKS:
+        counts[name] = sum(1 for m in missing if m.startswith(f"{name}_"))
+    return {n: k for n, k in counts.items() if k}
 
 
 def verdict(records: list[dict[str, Any]]) -> str:
@@ -140,12 +152,16 @@ def main() -> None:
         raise SystemExit(f"no runs in {RUNS}")
     settings = records[0]["settings"]
     args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
-    wins = {stage: {m: sum(1 for w in winners(records, stage) if w["winner"] == m) for m in METHODS}
+    wins = {stage: {m: sum(1 for w in winners(records, stage) if m in w["winners"]) for m in METHODS}
             for stage in ("pruned", "recovered")}
     loads = [r["load"] for r in records]
+    grid = [stem(n, t, float(v), m) for n in NETWORKS for t, v in (x.split(":") for x in TARGETS) for m in METHODS
+            if m != "torch_pruning" or t == "params"]
+    have = {stem(r["network"], r["target"], r["share"], r["method"]) for r in records}
     summary = {"command": COMMAND.format(args=args), "wins": wins, "verdict": verdict(records),
                "winners": {s: winners(records, s) for s in ("pruned", "recovered")},
-               "load_min": min(loads), "load_max": max(loads)}
+               "load_min": min(loads), "load_max": max(loads), "grid": len(grid),
+               "missing": [g for g in grid if g not in have]}
     write_json(RESULTS / "real_weights.json", {"summary": summary, "records": records})
     (RESULTS / "real_weights.md").write_text(markdown(records, summary))
     picture(RESULTS / "real_weights.png")

@@ -33,7 +33,7 @@ def test_a_30_percent_prune_keeps_both_outputs_and_leaves_the_dense_network_alon
     torch.set_num_threads(1)
     model, images, parts = split(name)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = taskprune.prune(model, images[:1], ratio=0.3, progress=False)
+    result = taskprune.prune(model, images[:1], ratio=0.3, round_to=4, progress=False)  # "auto" probes the device
     assert abs(result.report.reached - 0.3) <= 0.01
     with torch.no_grad():
         dense_out, pruned_out = model(images[:1]), result.model(images[:1])
@@ -51,7 +51,7 @@ def test_the_default_recovery_never_ends_below_the_unrecovered_agreement():
     # agreement, which is what the old defaults (lr 1e-3, BatchNorm in train mode) did
     torch.set_num_threads(1)
     model, images, parts = split("twinlitenet_attn")
-    student = taskprune.prune(model, images[:1], ratio=0.3, progress=False).model
+    student = taskprune.prune(model, images[:1], ratio=0.3, round_to=4, progress=False).model
     start = real_nets.agreement(student, *parts["test"])
     train = real_nets.crops(*parts["train"], 100, 4, (64, 128), seed=0)
     image, labels = parts["val"]  # judged on the whole frame and its mirror image: crops misjudge (real_recovery.md)

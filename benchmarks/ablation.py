@@ -122,7 +122,8 @@ class Bench:
         return taskprune.finetune(student, self.tasks, self.train, epochs=100, max_steps=settings.steps,
                                   lr=settings.lr, warmup_steps=settings.steps // 10, batch_size=settings.batch_size,
                                   collate_fn=driving.collate, teacher=teacher, distill=distill,
-                                  channel_map=channel_map, progress=False, seed=seed)
+                                  channel_map=channel_map, progress=False, seed=seed,
+                                  bn_mode="train", keep_best=False)  # the defaults before issue 25
 
 
 def criterion_of(name: str) -> object:

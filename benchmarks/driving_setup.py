@@ -113,7 +113,8 @@ def finetune_and_score(teacher, result, tasks, train, val, distill: str, args) -
                                  epochs=args.epochs, max_steps=args.steps, lr=args.lr, warmup_steps=args.steps // 10,
                                  teacher=teacher if kd else None, distill=kd,
                                  channel_map=result.channel_map if kd else None,
-                                 progress=args.progress, seed=args.seed)
+                                 progress=args.progress, seed=args.seed,
+                                 bn_mode="train", keep_best=False)  # the defaults before issue 25
     finetune_seconds = time.perf_counter() - start
     metrics = driving.evaluate(student, val)
     return student, {"distill": distill, "params_after": result.report.params_after,

@@ -151,7 +151,8 @@ class Bench:
         """The fine-tune every student gets: `steps` steps, distilled from `teacher` when given, PreciseBN."""
         s = self.settings
         config = FinetuneConfig(epochs=1000, max_steps=steps, lr=s.lr, warmup_steps=steps // 10,
-                                batch_size=s.batch_size, bn_batches=s.bn_batches, seed=seed, progress=False)
+                                batch_size=s.batch_size, bn_batches=s.bn_batches, seed=seed, progress=False,
+                                bn_mode="train", keep_best=False)  # the defaults before issue 25
         distill = taskprune.Distill(layers="auto", loss=s.distill) if teacher is not None else None
         return taskprune.finetune(student, self.tasks, self.train, config=config, collate_fn=driving.collate,
                                   teacher=teacher, distill=distill, channel_map=channel_map)

@@ -84,7 +84,8 @@ def run(todo: list[tuple[float, float, int, Path]], args: argparse.Namespace) ->
             copy.deepcopy(teacher), tasks, train, collate_fn=driving.collate, teacher=teacher,
             distill=taskprune.Distill(layers=layers, alpha=alpha), channel_map={},
             config=FinetuneConfig(epochs=1000, max_steps=args.steps, lr=lr, warmup_steps=args.steps // 10,
-                                  batch_size=args.batch_size, seed=seed, bn_batches=args.bn_batches, progress=True))
+                                  batch_size=args.batch_size, seed=seed, bn_batches=args.bn_batches, progress=True,
+                                  bn_mode="train", keep_best=False))  # the defaults before issue 25
         metrics = evaluate(student)
         record = {"lr": lr, "alpha": alpha, "seed": seed, "steps": args.steps, "heads": args.heads,
                   "bn_batches": args.bn_batches,

@@ -114,7 +114,7 @@ def main() -> None:
         recovery=FinetuneConfig(epochs=1000, max_steps=args.recovery_steps, lr=args.lr,
                                 warmup_steps=args.recovery_steps // 10, batch_size=args.batch_size, seed=args.seed,
                                 bn_batches=args.bn_batches, eval_every=args.eval_every if validate else None,
-                                progress=False),
+                                progress=False, bn_mode="train", keep_best=False, judge_start=False),
         distill=taskprune.Distill(layers=layers), protect=protect, num_batches=args.prune_batches,
         round_to=args.round_to, checkpoint=checkpoint)
     record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()

@@ -94,7 +94,8 @@ def main() -> None:
         resolution=args.resolution, max_ratio=args.max_ratio, importance=args.importance,
         recovery=FinetuneConfig(epochs=1000, max_steps=args.recovery_steps, lr=1e-3,
                                 warmup_steps=args.recovery_steps // 10, batch_size=8, seed=args.seed,
-                                bn_batches=min(100, 10 * args.recovery_steps), progress=False),
+                                bn_batches=min(100, 10 * args.recovery_steps), progress=False,
+                                bn_mode="train", keep_best=False, judge_start=False),  # defaults before issue 25
         num_batches=args.prune_batches, round_to=8, measure_latency=False, checkpoint=checkpoint)
     record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "teacher": teacher_record, "machine": machine(), "minutes_this_process": (time.perf_counter() - start) / 60,

@@ -155,7 +155,9 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
     caller, model = model, trainable_copy(model)  # trace, score and recover through frozen layers too
     example_inputs = ordinary_tensors(example_inputs)
     recovery = recovery or FinetuneConfig(epochs=1, max_steps=200, lr=1e-3, warmup_steps=20, bn_batches=100,
-                                          progress=False)
+                                          progress=False, bn_mode="train", keep_best=False, judge_start=False)
+    if recovery.keep_best is None:  # prune_within decides: the best step with validate, the last without
+        recovery = replace(recovery, keep_best=False)
     distill = distill or Distill()
     base = _checked(dict(evaluate(model)), limits)
     criterion = get_criterion(importance) if isinstance(importance, str) else importance

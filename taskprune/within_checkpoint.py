@@ -17,7 +17,8 @@ from .distill import Distill
 __all__ = ["ADDED_SETTINGS", "Checkpoint", "criterion_options", "plain_option"]
 
 # settings added after checkpoints were first written, with the value an older checkpoint had without naming it
-ADDED_SETTINGS = {"validate": False, "recovery.keep_best": False, **{f"distill.{k}": v for k, v in Distill().to_dict().items()}}
+ADDED_SETTINGS = {"validate": False, "recovery.keep_best": False, "recovery.bn_mode": "train",
+                  "recovery.judge_start": False, **{f"distill.{k}": v for k, v in Distill().to_dict().items()}}
 
 
 class Checkpoint:

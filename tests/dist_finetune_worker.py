@@ -83,7 +83,8 @@ def main(out_dir: Path) -> None:
     seen_sampler = list(seen)
     normed = TwoTaskNet(4)
     normed.trunk.insert(0, nn.BatchNorm2d(3))  # re-estimated on each rank's own samples, then averaged
-    finetune(normed, tasks, samples, epochs=1, batch_size=2, lr=1e-2, bn_batches=2, progress=False)
+    finetune(normed, tasks, samples, epochs=1, batch_size=2, lr=1e-2, bn_batches=2, bn_mode="train",
+             progress=False)
     torch.save({"state": student.state_dict(), "initial": initial, "adapters": adapters,
                 "seen_strided": seen_strided, "seen_sampler": seen_sampler, "normed": normed.state_dict()},
                out_dir / f"rank{rank}.pt")

@@ -53,8 +53,9 @@ def show_per_task(teacher: torch.nn.Module, tasks: Any, train: Any, val: Any, ex
                          num_batches=config.prune_batches,
                          recovery=FinetuneConfig(epochs=1000, max_steps=config.within_recovery, lr=1e-3,
                                                  warmup_steps=config.within_recovery // 10,
-                                                 batch_size=config.batch_size, bn_batches=config.within_bn_batches,
-                                                 progress=False),
+                                                  batch_size=config.batch_size, bn_batches=config.within_bn_batches,
+                                                  progress=False, bn_mode="train", keep_best=False,
+                                                  judge_start=False),
                          measure_latency=False, progress=True)
     for row in found.frontier[1:]:
         console.print(f"  {row['reduction']:.1%} fewer parameters: mAP50 {row['map50']:.1f} "

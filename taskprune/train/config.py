@@ -11,20 +11,26 @@ import torch
 
 from .._runtime import known_fields
 
-__all__ = ["OPTIMIZERS", "FinetuneConfig", "cosine_factor", "cosine_lr", "cosine_schedule"]
+__all__ = ["BN_MODES", "OPTIMIZERS", "FinetuneConfig", "cosine_factor", "cosine_lr", "cosine_schedule"]
 
 OPTIMIZERS = ("adamw", "sgd")
+BN_MODES = ("frozen", "train")
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     """How `finetune` trains: the budget, the optimiser and its schedule, evaluation and the data order.
 
+    The defaults are safe for a pretrained model (see docs/recovery.md): a fine-tuning learning rate, BatchNorm
+    statistics frozen so that small batches cannot wreck them, and, when there is a judge (`eval_fn=` or
+    `val_data=`), the best evaluated state kept with the unrecovered model among the candidates.
+
     Args:
         epochs: passes over the data.
         max_steps: stop after this many optimizer steps (the schedule spans them); needed for data without len().
         optimizer: "adamw" or "sgd" (momentum 0.9, Nesterov); 1-D parameters get no weight decay.
-        lr, weight_decay: peak learning rate and decoupled weight decay.
+        lr, weight_decay: peak learning rate (1e-4: a fine-tuning rate; training from scratch wants about 1e-3)
+            and decoupled weight decay.
         warmup_steps: linear warmup steps before the cosine decay (see `cosine_lr`).
         grad_clip: maximum gradient norm over the trained parameters; None turns clipping off.
         batch_size: items per batch when the data is a map-style Dataset.
@@ -32,7 +38,15 @@ class FinetuneConfig:
         best_key, best_mode: the metric that decides the best checkpoint and whether higher ("max") or lower
             ("min") is better; `best_key` may be left out when the evaluation returns one metric.
         keep_best: at the end, put back the weights and BatchNorm statistics of the best evaluation (by
-            `best_key`); needs `eval_fn` and a single process.
+            `best_key`). None (the default) keeps the best whenever there is a judge with one deciding metric;
+            True insists on one (`eval_fn` or `val_data`) and a single process; False keeps the last state.
+        judge_start: with a judge, evaluate the student before the first step too: the unrecovered model is a
+            candidate for the best (so a recovery that keeps the best never returns something worse on the judge
+            than it was given), and a `RuntimeWarning` says when training ended worse than it started.
+        bn_mode: "frozen" (the default) trains with every BatchNorm in eval mode: its running statistics stay the
+            pretrained ones and normalise every batch, and its scale and shift still train. "train" normalises by
+            each batch's statistics and updates the running averages (what training from scratch wants; a
+            pretrained model fine-tuned on batches of a few images can lose most of its accuracy that way).
         bn_batches: re-estimate the running statistics of the BatchNorms that trained as plain averages over this
             many training batches (PreciseBN; see `taskprune.train.recompute_bn_stats`) after training and before
             every evaluation (training itself never reads them); 0 keeps the running averages training left.
@@ -49,7 +63,7 @@ class FinetuneConfig:
     epochs: int = 1
     max_steps: int | None = None
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    lr: float = 1e-4
     weight_decay: float = 1e-4
     warmup_steps: int = 0
     grad_clip: float | None = 10.0
@@ -57,7 +71,9 @@ class FinetuneConfig:
     eval_every: int | None = None
     best_key: str | None = None
     best_mode: str = "max"
-    keep_best: bool = False
+    keep_best: bool | None = None
+    judge_start: bool = True
+    bn_mode: str = "frozen"
     bn_batches: int = 0
     seed: int = 0
     progress: bool = True
@@ -67,8 +83,12 @@ class FinetuneConfig:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; available: {', '.join(OPTIMIZERS)}")
         if self.best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
-        if not isinstance(self.keep_best, bool):
-            raise ValueError(f"keep_best must be True or False, got {self.keep_best!r}")
+        if self.keep_best is not None and not isinstance(self.keep_best, bool):
+            raise ValueError(f"keep_best must be None, True or False, got {self.keep_best!r}")
+        if not isinstance(self.judge_start, bool):
+            raise ValueError(f"judge_start must be True or False, got {self.judge_start!r}")
+        if self.bn_mode not in BN_MODES:
+            raise ValueError(f"Unknown bn_mode {self.bn_mode!r}; available: {', '.join(BN_MODES)}")
         for name, minimum in (("epochs", 1), ("warmup_steps", 0), ("eval_every", 1), ("max_steps", 1),
                               ("batch_size", 1), ("bn_batches", 0), ("seed", 0)):
             value = getattr(self, name)

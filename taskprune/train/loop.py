@@ -17,17 +17,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
-from .._runtime import atomic_write, preserved_modes, world
+from .._runtime import preserved_modes, world
 from ..distill import Distill
 from ..safety import run_model
 from ..tasks import MultiTaskAdapter
-from .batchnorm import recompute_bn_stats
+from .batchnorm import BATCH_NORMS, recompute_bn_stats
 from .config import FinetuneConfig, cosine_lr
+from .judge import EvalFn, Judge, save_state, validation_loss
 from .step import TrainStep, to_device
 
 __all__ = ["finetune"]
 
-EvalFn = Callable[[nn.Module], Mapping[str, float]]
 _FIELDS = {f.name for f in fields(FinetuneConfig)}
 
 
@@ -44,14 +44,15 @@ def _strided(batches: Iterable[Any], rank: int, size: int) -> Iterator[Any]:
 class _Shards:
     """This rank's batches for each epoch, and how many there are (None when the data has no length)."""
 
-    def __init__(self, data: Any, batch_size: int, collate_fn: Callable[[list[Any]], Any] | None, seed: int):
+    def __init__(self, data: Any, batch_size: int, collate_fn: Callable[[list[Any]], Any] | None, seed: int,
+                 shuffle: bool = True):
         self.rank, self.world = world()
         self.sampler: DistributedSampler | None = None
         if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-            if self.world > 1:
+            if self.world > 1 and shuffle:
                 self.sampler = DistributedSampler(data, self.world, self.rank, shuffle=True, seed=seed)
             self.loader: Iterable[Any] = DataLoader(
-                data, batch_size=batch_size, shuffle=self.sampler is None, sampler=self.sampler,
+                data, batch_size=batch_size, shuffle=shuffle and self.sampler is None, sampler=self.sampler,
                 collate_fn=collate_fn, generator=torch.Generator().manual_seed(seed))
             self.steps: int | None = len(self.loader)  # type: ignore[arg-type]
         elif isinstance(data, Iterable):
@@ -85,52 +86,6 @@ def _display(enabled: bool, total: int) -> Iterator[tuple[Callable[[str], None],
         yield (lambda text: bar.update(task, advance=1, losses=text)), bar.console.print
 
 
-class _Evaluator:
-    """Calls `eval_fn` on rank 0, logs the metrics and keeps the best checkpoint (and, for `keep_best`, the best
-    state). `refresh` runs on every rank before an evaluation (the PreciseBN re-estimation, which all-reduces)."""
-
-    def __init__(self, student: nn.Module, eval_fn: EvalFn | None, config: FinetuneConfig,
-                 checkpoint: str | os.PathLike[str] | None, rank: int, refresh: Callable[[], None] | None) -> None:
-        self.student, self.eval_fn, self.config, self.checkpoint = student, eval_fn, config, checkpoint
-        self.active = rank == 0 and eval_fn is not None
-        self.refresh = refresh
-        self.best: float | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.done_at = self.refreshed_at = -1
-
-    def __call__(self, step: int, log: Callable[[str], None]) -> None:
-        if self.eval_fn is None or self.done_at == step:
-            return
-        self.done_at = step
-        self.fresh(step)
-        if not self.active:
-            return
-        with torch.no_grad(), preserved_modes(self.student, eval=True):
-            metrics = dict(self.eval_fn(self.student))
-        line = f"step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items())
-        key = self.config.best_key if self.config.best_key is not None else (
-            next(iter(metrics)) if len(metrics) == 1 else None)
-        if key is None and self.checkpoint is None and not self.config.keep_best:
-            log(line)
-            return
-        if key is None or key not in metrics:
-            raise ValueError(f"best_key {self.config.best_key!r} is not among eval_fn's metrics: {', '.join(metrics)}")
-        value = float(metrics[key])
-        if self.best is None or (value > self.best if self.config.best_mode == "max" else value < self.best):
-            self.best = value
-            if self.config.keep_best:
-                self.best_state = {k: v.detach().clone() for k, v in self.student.state_dict().items()}
-            if self.checkpoint is not None:
-                _save(self.student.state_dict(), self.checkpoint)
-        log(f"{line} (best {key} {self.best:.4g})")
-
-    def fresh(self, step: int) -> None:
-        """Re-estimate the BatchNorm statistics for this step, once."""
-        if self.refresh is not None and self.refreshed_at != step:
-            self.refresh()
-            self.refreshed_at = step
-
-
 def _refresher(student: nn.Module, shards: _Shards, tasks: MultiTaskAdapter, config: FinetuneConfig
                ) -> Callable[[], None]:
     """PreciseBN on the first `bn_batches` of the epoch after the last, without moving any random state, so
@@ -148,16 +103,16 @@ def _refresher(student: nn.Module, shards: _Shards, tasks: MultiTaskAdapter, con
     return refresh
 
 
-def _save(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
-    atomic_write(path, lambda partial: torch.save(dict(state), partial))
-
-
 def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: int | None = None,
              teacher: nn.Module | None = None, distill: Distill | None = None,
              channel_map: Mapping[str, list[int]] | None = None, config: FinetuneConfig | None = None,
-             eval_fn: EvalFn | None = None, checkpoint: str | os.PathLike[str] | None = None,
+             eval_fn: EvalFn | None = None, val_data: Any = None, checkpoint: str | os.PathLike[str] | None = None,
              collate_fn: Callable[[list[Any]], Any] | None = None, **options: Any) -> nn.Module:
     """Train `student` on the tasks' weighted losses, plus feature distillation from `teacher` when given.
+
+    Safe for a pretrained model by default: BatchNorm statistics frozen, a fine-tuning learning rate, and with a
+    judge (`val_data=` or `eval_fn=`) the best evaluated state returned, the unrecovered model among the
+    candidates, with a `RuntimeWarning` when training ended worse than it started (see `FinetuneConfig`).
 
     Args:
         student: the model to train (in place), usually `PruneResult.model`; it stays on its device. A student in
@@ -173,7 +128,11 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         config: a `FinetuneConfig`; keywords in `options` (its field names: lr, max_steps, warmup_steps, ...)
             override its fields.
         eval_fn: `eval_fn(student) -> {metric: value}`, called in eval mode on rank 0 every `eval_every` steps
-            (default: after every epoch) and at the end (again after `bn_batches` re-estimated the statistics).
+            (default: after every epoch), at the end (again after `bn_batches` re-estimated the statistics) and,
+            when the best is kept, before the first step.
+        val_data: validation batches (a re-iterable of batches, or a Dataset batched with `batch_size` and
+            `collate_fn`) kept apart from `data`; without `eval_fn` they judge the fine-tune by the tasks'
+            weighted loss ("val_loss", lower is better).
         checkpoint: where to torch.save the student's state_dict: at each new best, or at the end without eval_fn.
         collate_fn: how a Dataset's items become a batch.
 
@@ -181,8 +140,8 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
         The trained student (the same object, unwrapped).
 
     Raises:
-        ValueError: an unknown option or optimizer (the message lists the valid ones), a bad number, distill or
-            channel_map without a teacher, data that gives no step.
+        ValueError: an unknown option, optimizer or bn_mode (the message lists the valid ones), a bad number,
+            distill or channel_map without a teacher, both eval_fn and val_data, data that gives no step.
         RuntimeError: a non-finite loss (names the step and every task's loss).
 
     Example:
@@ -210,26 +169,43 @@ def finetune(student: nn.Module, tasks: MultiTaskAdapter, data: Any, *, epochs: 
     step = TrainStep(student, tasks, optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
                      grad_clip=config.grad_clip, teacher=teacher, distill=distill, channel_map=channel_map,
                      example_inputs=example)
+    mode = config.best_mode
+    if val_data is not None:
+        if eval_fn is not None:
+            raise ValueError("give eval_fn= or val_data=, not both (an eval_fn can read the validation data itself)")
+        eval_fn, mode = validation_loss(tasks, _Shards(val_data, config.batch_size, collate_fn, config.seed,
+                                                       shuffle=False).loader), "min"
     if config.keep_best and (eval_fn is None or shards.world > 1):
-        raise ValueError("keep_best needs eval_fn= and a single process (evaluation runs on rank 0 only)")
+        raise ValueError("keep_best needs eval_fn= or val_data= and a single process (evaluation runs on rank 0 "
+                         "only)")
     refresh = _refresher(student, shards, tasks, config) if config.bn_batches else None
-    evaluate = _Evaluator(student, eval_fn, config, checkpoint, shards.rank, refresh)
+    judge = Judge(student, eval_fn, config, mode, checkpoint, shards.rank, shards.world, refresh)
     with preserved_modes(student):
-        if not student.training:
-            student.train()
         try:
             with _display(config.progress and shards.rank == 0, total) as (advance, log):
-                _loop(step, shards, config, total, advance, lambda: evaluate(step.steps, log))
+                judge.judge_start(log)
+                _train_modes(student, config.bn_mode)
+                _loop(step, shards, config, total, advance, lambda: judge(step.steps, log))
                 step.remove()  # the distiller's hooks are off before the student runs again
-                evaluate.fresh(step.steps)
-                evaluate(step.steps, log)
+                judge.fresh(step.steps)
+                judge(step.steps, log)
         finally:
             step.remove()
-    if evaluate.best_state is not None:
-        student.load_state_dict(evaluate.best_state)
+    judge.finish()
     if checkpoint is not None and eval_fn is None and shards.rank == 0:
-        _save(student.state_dict(), checkpoint)
+        save_state(student.state_dict(), checkpoint)
     return student
+
+
+def _train_modes(student: nn.Module, bn_mode: str) -> None:
+    """A student in eval mode trains as a whole; one in train mode keeps its owner's modes. With bn_mode "frozen"
+    every BatchNorm is then put in eval mode (the `preserved_modes` around training gives the modes back)."""
+    if not student.training:
+        student.train()
+    if bn_mode == "frozen":
+        for module in student.modules():
+            if isinstance(module, BATCH_NORMS):
+                module.eval()
 
 
 def _loop(step: TrainStep, shards: _Shards, config: FinetuneConfig, total: int, advance: Callable[[str], None],

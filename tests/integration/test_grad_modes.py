@@ -4,17 +4,26 @@ parameter comes back with the `requires_grad` the caller gave it."""
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import nullcontext
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import TwoHead
 from state_checks import snapshot, unchanged
 
 import taskprune
 from taskprune.train import FinetuneConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# the shared two-task model of tests/conftest.py, loaded by path: `from conftest import` would find whichever
+# conftest module pytest imported first (tests/driving has one too) when the whole suite runs
+_spec = importlib.util.spec_from_file_location("tests_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+assert _spec is not None and _spec.loader is not None
+_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_conftest)
+TwoHead = _conftest.TwoHead
 
 TASKS = taskprune.Tasks(outputs={"a": lambda out: out["a"], "b": lambda out: out["b"]},
                         losses={"a": lambda out, batch: out.pow(2).mean(),

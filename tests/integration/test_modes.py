@@ -73,7 +73,7 @@ def test_finetune_keeps_a_frozen_batchnorm_frozen():
     before = modes(model)
     stem_stats = model.stem[1].running_mean.clone()
     trunk_stats = model.trunk[1].running_mean.clone()
-    taskprune.finetune(model, TASKS, batches(), epochs=1, progress=False)
+    taskprune.finetune(model, TASKS, batches(), epochs=1, progress=False, bn_mode="train")
     assert modes(model) == before
     assert torch.equal(model.stem[1].running_mean, stem_stats), "the frozen stem's statistics moved"
     assert not torch.equal(model.trunk[1].running_mean, trunk_stats), "the trunk did not train in train mode"
@@ -82,7 +82,7 @@ def test_finetune_keeps_a_frozen_batchnorm_frozen():
 def test_finetune_trains_an_eval_model_as_a_whole_and_gives_it_back_in_eval():
     model = frozen_stem_model().eval()
     stem_stats = model.stem[1].running_mean.clone()
-    taskprune.finetune(model, TASKS, batches(), epochs=1, progress=False)
+    taskprune.finetune(model, TASKS, batches(), epochs=1, progress=False, bn_mode="train")
     assert not any(modes(model).values())
     assert not torch.equal(model.stem[1].running_mean, stem_stats)
 

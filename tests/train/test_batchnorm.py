@@ -81,7 +81,8 @@ def test_bad_counts_and_no_batches_are_refused_and_lose_nothing():
 def test_finetune_re_estimates_before_every_evaluation(bn_batches):
     torch.manual_seed(0)
     model, data, seen = NormFirst(), batches(5), []
-    finetune(model, TASKS, data, epochs=2, lr=1e-2, bn_batches=bn_batches, progress=False,
+    finetune(model, TASKS, data, epochs=2, lr=1e-2, bn_batches=bn_batches, progress=False, bn_mode="train",
+             keep_best=False, judge_start=False,
              eval_fn=lambda m: seen.append(m.norm.running_mean.clone()) or {"score": 0.0})
     # a list of batches is read in its order every epoch: the re-estimate averages its first three
     expected = plain_average(data[:3])[0]
@@ -120,6 +121,7 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 def trained(**options) -> tuple[Seg, list[float]]:
     torch.manual_seed(0)
     model, scores = Seg(), []
+    options = {"bn_mode": "train", "keep_best": False, "judge_start": False, **options}  # the settings before issue 25
 
     def score(m: nn.Module) -> dict[str, float]:
         scores.append(float(m.head.weight.sum()))
@@ -146,5 +148,5 @@ def test_keep_best_puts_back_the_best_evaluation():
     assert float(last.head.weight.detach().sum()) == pytest.approx(scores[-1])
     with pytest.raises(ValueError, match="keep_best needs eval_fn"):
         trained(evaluated=False, keep_best=True)
-    with pytest.raises(ValueError, match="keep_best must be True or False, got 1"):
+    with pytest.raises(ValueError, match="keep_best must be None, True or False, got 1"):
         FinetuneConfig(keep_best=1)

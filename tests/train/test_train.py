@@ -127,7 +127,7 @@ def test_best_checkpoint_is_written_and_loads_with_weights_only(tmp_path):
 
     path = tmp_path / "runs" / "best.pt"
     finetune(model, tasks, batches, epochs=1, eval_fn=eval_fn, eval_every=2, best_key="score", checkpoint=path,
-             progress=False)
+             progress=False, keep_best=False, judge_start=False)
     assert len(states) == 3  # after steps 2, 4 and 6; the end of training is step 6
     saved = torch.load(path, weights_only=True)
     assert saved.keys() == states[1].keys()
@@ -146,7 +146,7 @@ def test_min_mode_keeps_the_lowest_and_extra_metrics_need_no_key(tmp_path):
         return {"loss": next(losses)}
 
     finetune(model, tasks, batches, epochs=1, eval_fn=eval_fn, eval_every=1, best_mode="min",
-             checkpoint=tmp_path / "best.pt", progress=False)
+             checkpoint=tmp_path / "best.pt", progress=False, keep_best=False, judge_start=False)
     saved = torch.load(tmp_path / "best.pt", weights_only=True)
     assert len(states) == 4 and all(torch.equal(saved[k], states[1][k]) for k in saved)
     # Several metrics, no best_key and no checkpoint: evaluation only reports.

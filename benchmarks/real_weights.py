@@ -1,0 +1,154 @@
+"""Published pretrained driving networks on real BDD100K frames: prune, score, recover, and measure agreement.
+
+Each network (../shared/real) is pruned at a share of its parameters or of its measured latency with each
+criterion, and with torch-pruning's Taylor pruning as its README advises for accuracy (global, isomorphic, a
+0.8 per-layer cap, bisected to the same parameter count; see tp_baseline.SETUPS). Channels are scored and the
+student recovered on random crops (with flips) of four frames, with the dense network's masks as labels; the
+recovery is `taskprune.finetune` with its defaults, judged on crops of a fifth frame (`val_data=`). Agreement
+(IoU of the foreground with the dense network's masks, per output) is reported on the two held-back frames only,
+before and after recovery. Every cell is one JSON file in benchmarks/results/real_weights_runs/, skipped when
+done with the same settings; `real_weights_report.py` writes the tables and the picture.
+
+    OMP_NUM_THREADS=1 python benchmarks/real_weights.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import RESULTS, claim, done, machine, write_json  # noqa: E402
+from real_nets import (  # noqa: E402
+    NETWORKS,
+    SPLIT,
+    TASK_NAMES,
+    agreement,
+    available,
+    crops,
+    frames,
+    load_network,
+    masks,
+    real_tasks,
+)
+
+import taskprune  # noqa: E402
+
+CRITERIA = ("magnitude", "taylor", "task_taylor", "conflict_taylor")
+TP_SETUP = "tp_global_iso"  # what its README advises for accuracy: isomorphic global ranking, a per-layer cap
+TARGETS = ("params:0.3", "params:0.5", "latency:0.7", "latency:0.5")  # latency: the share of the time kept
+RUNS = RESULTS / "real_weights_runs"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", default=",".join(NETWORKS))
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--methods", default=",".join((*CRITERIA, "torch_pruning")))
+    parser.add_argument("--steps", type=int, default=100, help="recovery steps (0: no recovery)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--crop", default="128x256", help="training crop, height x width (multiples of 32)")
+    parser.add_argument("--score-batches", type=int, default=4)
+    parser.add_argument("--picture", default="twinlitenetplus_nano", help="network whose masks are kept for the PNG")
+    return parser.parse_args(argv)
+
+
+class Bench:
+    """One network, its frames, dense masks and the data splits."""
+
+    def __init__(self, name: str, args: argparse.Namespace) -> None:
+        self.name, self.args = name, args
+        self.model = load_network(name)
+        self.images = frames(NETWORKS[name].size)
+        self.dense = masks(self.model, self.images)
+        crop = tuple(int(v) for v in args.crop.split("x"))
+        part = {k: (self.images[list(v)], {t: m[list(v)] for t, m in self.dense.items()}) for k, v in SPLIT.items()}
+        self.train = crops(*part["train"], max(args.steps, args.score_batches), args.batch_size, crop, seed=0)
+        self.val = crops(*part["val"], 2, args.batch_size, crop, seed=1)
+        self.test_images, self.test_masks = part["test"]
+        self.example = self.images[:1].clone()
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.tasks = real_tasks()
+
+    def prune(self, target: str, ratio: float, method: str) -> tuple[torch.nn.Module, dict]:
+        if method == "torch_pruning":
+            from tp_baseline import SETUPS, prune_like_torch_pruning
+
+            model, _ = prune_like_torch_pruning(self.model, self.example, self.tasks,
+                                                self.train[:self.args.score_batches], (1 - ratio) * self.params,
+                                                iterations=10, setup=SETUPS[TP_SETUP])
+            return model, {"setup": TP_SETUP}
+        options = {"tasks": self.tasks, "data": self.train, "num_batches": self.args.score_batches}
+        result = taskprune.prune(self.model, self.example, ratio=ratio, target=target, importance=method,
+                                 progress=False, **(options if method != "magnitude" else {}))
+        return result.model, {"reached": result.report.reached, "macs_after": result.report.macs_after,
+                              "macs_before": result.report.macs_before}
+
+
+def cell(bench: Bench, target: str, share: float, method: str, picture: bool) -> dict:
+    ratio = share if target == "params" else 1 - share
+    start = time.process_time()
+    model, extra = bench.prune(target, ratio, method)
+    prune_seconds = time.process_time() - start
+    params = sum(p.numel() for p in model.parameters())
+    record = {"network": bench.name, "target": target, "share": share, "ratio": ratio, "method": method,
+              "params": params, "params_reduction": 1 - params / bench.params, **extra,
+              "prune_cpu_seconds": prune_seconds,
+              "pruned": agreement(model, bench.test_images, bench.test_masks)}
+    shown = {"pruned": masks(model, bench.test_images[:1])}
+    if bench.args.steps:
+        start = time.process_time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            taskprune.finetune(model, bench.tasks, bench.train[:bench.args.steps], epochs=1, val_data=bench.val,
+                               progress=False)
+        record["recovered"] = agreement(model, bench.test_images, bench.test_masks)
+        record["recovery_warning"] = next((str(w.message) for w in caught if w.category is RuntimeWarning), None)
+        record["recovery_cpu_seconds"] = time.process_time() - start
+        shown["recovered"] = masks(model, bench.test_images[:1])
+    if picture:
+        np.savez_compressed(RUNS / f"{stem(bench.name, target, share, method)}_masks.npz",
+                            **{f"{k}_{t}": v[t][0].numpy().astype(bool) for k, v in shown.items() for t in TASK_NAMES})
+    return record
+
+
+def stem(network: str, target: str, share: float, method: str) -> str:
+    return f"{network}_{target}{share:g}_{method}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if not available():
+        raise SystemExit("../shared/real is missing: the pretrained networks and frames live there")
+    torch.set_num_threads(1)
+    settings = {k: v for k, v in vars(args).items() if k not in ("networks", "targets", "methods", "picture")}
+    for name in args.networks.split(","):
+        bench = None
+        for target, share in (t.split(":") for t in args.targets.split(",")):
+            for method in args.methods.split(","):
+                if method == "torch_pruning" and target != "params":
+                    continue  # torch-pruning has no latency target
+                path = RUNS / f"{stem(name, target, float(share), method)}.json"
+                if done(path, settings) or not claim(path.with_suffix(".claim")):
+                    continue
+                bench = bench or Bench(name, args)
+                if name == args.picture:
+                    np.savez_compressed(RUNS / f"{name}_dense_masks.npz", image=bench.test_images[0].numpy(),
+                                        **{f"dense_{t}": bench.test_masks[t][0].numpy().astype(bool)
+                                           for t in TASK_NAMES})
+                record = cell(bench, target, float(share), method, picture=name == args.picture)
+                write_json(path, {"settings": settings, "machine": machine(), "record": record})
+                path.with_suffix(".claim").unlink(missing_ok=True)
+                print(f"{path.stem}: {record['pruned']} -> {record.get('recovered')}", flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()

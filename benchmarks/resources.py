@@ -37,6 +37,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 _CHILD = """
 import json, resource, sys, time, warnings
 resource.setrlimit(resource.RLIMIT_AS, ({cap} << 30, {cap} << 30))
+def peak_mb():  # this process's own high-water mark: ru_maxrss keeps the parent's RSS across fork and exec
+    try:
+        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 import torch
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")
@@ -70,7 +75,7 @@ try:
 except Exception as error:
     row.update(error=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:300],
                cpu_s=time.process_time() - start_cpu, wall_s=time.perf_counter() - start_wall)
-row.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+row.update(peak_rss_mb=peak_mb())
 print(json.dumps(row))
 """
 

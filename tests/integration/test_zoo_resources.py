@@ -2,7 +2,7 @@
 
 The models are pruned one after another in one child process (one torch import, so the file stays fast), with
 `round_to=None` (no device probe: this is about the graph, the probe and the plan) and one torch thread. The
-child's peak RSS (`ru_maxrss`) is that of the prunes; CPU time (user + sys) is measured per model, being less
+child's peak RSS (its own VmHWM: `ru_maxrss` would include the parent's RSS at the fork) is that of the prunes; CPU time (user + sys) is measured per model, being less
 sensitive than wall time to the other jobs on a shared machine. The child's address space is capped at 6 GiB so a
 runaway ends in a MemoryError instead of taking the machine.
 
@@ -32,6 +32,11 @@ CPU_BOUND_S = 60.0
 _CHILD = """
 import json, resource, sys, time, warnings
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+def peak_mb():  # this process's own high-water mark: ru_maxrss keeps the parent's RSS across fork and exec
+    try:
+        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 import torch
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")
@@ -46,7 +51,7 @@ for name in sys.argv[1:]:
         reached = f"{type(error).__name__}: {error}"[:300]
     print(json.dumps({"model": name, "cpu_s": time.process_time() - start_cpu,
                       "wall_s": time.perf_counter() - start_wall, "reached": reached,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+                      "peak_rss_mb": peak_mb()}), flush=True)
 """
 
 

@@ -93,6 +93,14 @@ def _versus(cells: dict[tuple[float, str], list[dict]]) -> list[str]:
             reached = {r["run"]["seed"]: _final(r) for r in runs if r["reached"]}
             if s == speedup and reached and len(reached) == len(runs):
                 family["torch-pruning" if method.startswith("tp_") else "taskprune"][method] = reached
+        if family["taskprune"] and not family["torch-pruning"]:
+            fastest = max((r["fastest"] or 0.0 for (s, m), runs in cells.items() if s == speedup and m.startswith("tp_")
+                           for r in runs if not r["reached"]), default=None)
+            if fastest is not None:  # torch-pruning tried and reached it in no configuration
+                best = max(family["taskprune"], key=lambda m: statistics.mean(
+                    f["sets"]["validation"]["delta_m"] for f in family["taskprune"][m].values()))
+                lines.append(f"| {speedup:.2f}x | {best} | none reached it (fastest {fastest:.2f}x) | - | - | - | - |")
+            continue
         if not all(family.values()):
             continue
         best = {name: max(methods, key=lambda m, ms=methods: statistics.mean(

@@ -35,11 +35,14 @@ def test_best_on_validation_one_seed_no_verdict_unreached_named(tmp_path):
     write_run(runs, "params_task_taylor", 1.5, 0, validation=-5.0, test=-1.0)  # better on the tests only
     write_run(runs, "tp_local_r8", 1.5, 0, validation=-6.0, test=-7.0)
     write_run(runs, "latency_task_taylor", 2.0, 0, validation=None)
+    write_run(runs, "params_task_taylor", 2.0, 0, validation=-14.0, test=-14.0)
+    write_run(runs, "tp_local_r8", 2.0, 0, validation=None)
     frontier_report.collect(runs, out, META)
     text = (out / "frontier.md").read_text()
     assert "| 1.50x | latency_task_taylor | tp_local_r8 | 1 | +3.00 [+3.00, +3.00] | +3.00 [+3.00, +3.00] | 1 seed |" \
         in text
     assert "| 2.00x | latency_task_taylor | 0/1 | fastest probe 1.79x |" in text
+    assert "| 2.00x | params_task_taylor | none reached it (fastest 1.79x) | - | - | - | - |" in text
     assert (out / "frontier.png").stat().st_size > 0
     write_run(runs, "latency_task_taylor", 1.5, 1, validation=-3.0, test=-3.5)
     write_run(runs, "params_task_taylor", 1.5, 1, validation=-5.0, test=-1.0)

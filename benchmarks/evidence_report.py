@@ -84,6 +84,19 @@ def _chosen(rows: list[dict], reduction: float, steps: int) -> str | None:
     return max(complete, key=lambda name: statistics.mean(complete[name]))
 
 
+def _chosen_how(cell: list[dict], steps: int) -> str:
+    """How the torch-pruning row was chosen: on validation, among every configuration or only those run on as
+    many seeds as the most (the others wait for their runs)."""
+    counts = defaultdict(int)
+    for row in cell:
+        if row["method"].startswith("tp_") and row["steps"] == steps:
+            counts[row["method"]] += 1
+    if len(set(counts.values())) <= 1:
+        return "chosen on validation"
+    most = max(counts.values())
+    return f"chosen on validation among the configurations run on all {most} seeds"
+
+
 def markdown(results: dict) -> str:
     rows, settings = _final_rows(results["rows"]), results["meta"]["settings"]
     lines = [f"# Evidence out of sample ({results['meta']['written']})", "",
@@ -111,7 +124,7 @@ def markdown(results: dict) -> str:
                   "lane IoU A | lane IoU B | mAP50 A | mAP50 B |", "|---|---|---|---|---|---|---|---|---|---|"]
         for method in sorted({r["method"] for r in cell}, key=_order):
             mine = [r for r in cell if r["method"] == method]
-            label = f"{method} (chosen on validation)" if method == chosen else method
+            label = f"{method} ({_chosen_how(cell, steps)})" if method == chosen else method
             lines.append(f"| {label} | {len(mine)} | {statistics.mean(r['params_reduction'] for r in mine):.1%} | "
                          + " | ".join(spread([r["sets"][s]["delta_m"] for r in mine]) for s in SETS) + " | "
                          + " | ".join(spread([r["sets"][s][m] for r in mine], 1, signed=False)

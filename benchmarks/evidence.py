@@ -15,6 +15,7 @@ over the scenes of each set beside it (the sampling noise a difference has to be
     python benchmarks/evidence.py     # ... a second process on the second core
     python benchmarks/evidence.py --collect       # only rebuild evidence.json / .md from the run files
     python benchmarks/evidence.py --quick         # the whole pipeline on a tiny budget (runs/evidence_quick)
+    python benchmarks/evidence.py --seeds 0 --only '0.60_t*_steps1600_seed0'   # a chosen part of the grid
 
 Every finished run writes benchmarks/results/evidence_runs/<run>.json (commit each as it lands); a re-run skips
 runs whose file holds the same settings, and a run another living process has claimed (<run>.claim). The report is
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fnmatch
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -201,6 +203,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny budget, results under runs/evidence_quick")
     parser.add_argument("--collect", action="store_true", help="only gather the run files")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", default="*", help="comma-separated shell patterns of run keys to run, e.g. "
+                        "'0.60_*_steps1600_seed0' (the plan's order is kept)")
     args = parser.parse_args()
     settings = Settings()
     reductions, seeds = [float(r) for r in args.reductions.split(",")], [int(s) for s in args.seeds.split(",")]
@@ -219,7 +223,8 @@ def main() -> None:
         bar = progress.add_task("evidence runs", total=None)
         while True:  # the long torch-pruning runs join the plan once the short ones have decided their setup
             runs = plan_runs(reductions, seeds, args.short, args.long, folder, settings)
-            todo = [run for run in runs if not done(folder / f"{run.key}.json", asdict(settings))]
+            todo = [run for run in runs if not done(folder / f"{run.key}.json", asdict(settings))
+                    and any(fnmatch.fnmatch(run.key, pattern) for pattern in args.only.split(","))]
             progress.update(bar, total=len(runs), completed=len(runs) - len(todo))
             run = next((run for run in todo if claim(folder / f"{run.key}.claim")), None)
             if run is None:

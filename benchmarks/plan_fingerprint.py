@@ -56,12 +56,12 @@ CASES = [  # (label, prune keyword arguments); gradient criteria get tasks with 
 def run_case(model: torch.nn.Module, x: object, options: dict) -> object:
     options = dict(options)
     if options.get("importance", "magnitude") not in ("magnitude", "random"):
+        if not isinstance(x, torch.Tensor):  # the random data below is one tensor per batch
+            return "skipped: non-tensor inputs"
         with torch.no_grad():
             base = Tasks.from_output(model(x))
         generator = torch.Generator().manual_seed(0)
-        shape = x.shape if isinstance(x, torch.Tensor) else None
-        if shape is None:
-            return "skipped: non-tensor inputs"
+        shape = x.shape
         options["tasks"] = Tasks(outputs=dict(base.outputs), losses=dict.fromkeys(base.outputs, energy))
         options["data"] = [torch.randn(shape, generator=generator) for _ in range(3)]
     try:

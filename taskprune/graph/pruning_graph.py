@@ -194,14 +194,14 @@ class PruningGraph:
             slices.extend(param_slices(name, module, is_out, local, root, dim=item.dep.target.pruning_dim))
         if not slices:
             return None
-        return ChannelGroup(index=index, root=self._node_name(root_module), channels=channels,
+        return ChannelGroup(index=index, layer=self._node_name(root_module), channels=channels,
                             out_layers=tuple(dict.fromkeys(out_layers)), in_layers=tuple(dict.fromkeys(in_layers)),
-                            slices=tuple(slices), tasks=frozenset(tasks), kept_whole=kept_whole)
+                            slices=tuple(slices), tasks=tuple(sorted(tasks)), kept_whole=kept_whole)
 
     def kept_whole(self) -> dict[str, str]:
         """Root layer -> why its channels are kept whole, the root with the most parameters first: groups the
         planner may not touch, and roots whose dependency search torch-pruning could not finish (no group)."""
-        reasons = {g.root: g.kept_whole for g in self.groups if g.kept_whole}
+        reasons = {g.layer: g.kept_whole for g in self.groups if g.kept_whole}
         reasons.update((root, f"kept whole: {why}") for root, why in self.dg.failed_roots.items())
 
         def size(root: str) -> int:

@@ -25,6 +25,9 @@ from .extract import extract as extract
 from .inspection import ModelReport as ModelReport
 from .inspection import inspect as inspect
 from .iterative import prune_iteratively as prune_iteratively
+from .layers import LayerKind as LayerKind
+from .layers import list_layer_kinds as list_layer_kinds
+from .layers import register_layer as register_layer
 from .report import PruneReport as PruneReport
 from .saving import load as load
 from .saving import save as save
@@ -45,6 +48,8 @@ __all__ = [
     "Tasks", "MultiTaskAdapter",
     # criteria
     "Criterion", "ScoringContext", "register_criterion", "get_criterion", "list_criteria",
+    # a layer of your own
+    "register_layer", "LayerKind", "list_layer_kinds",
     # recovery
     "Distill", "FeatureDistiller", "finetune", "FinetuneConfig",
     # keeping the result

@@ -25,7 +25,7 @@ from .budget import (
 from .criteria import ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import ModelProfile, PruningGraph, count_macs, count_params, counting, protect_unsafe_groups
-from .report import GroupChange, PruneReport
+from .report import PruneReport
 from .safety import first_call, output_shapes, transplant, verify_outputs
 from .tasks import MultiTaskAdapter, Tasks
 
@@ -161,8 +161,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     report = PruneReport(
         criterion=criterion.name, target=target, ratio=ratio, reached=reached, call=call, round_to=planned.round_to,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
-        groups=[GroupChange(g.root, g.channels, g.channels - len(removals.get(g.index, [])), tuple(sorted(g.tasks)),
-                            g.kept_whole) for g in graph.groups],
+        groups=[g.without_slices(after=g.channels - len(removals.get(g.index, []))) for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), timings=timings,
         warnings=list(graph.warnings), notes=list(planned.notes))
     history = graph.history()

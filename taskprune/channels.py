@@ -68,7 +68,7 @@ def cosine_conflict(gradients: Mapping[str, Mapping[str, torch.Tensor]], groups:
              for t, per_param in grads.items()}
     conflicts = []
     for group in groups:
-        tasks = sorted(group.tasks & set(grads))
+        tasks = sorted(set(group.tasks) & set(grads))
         pairs = list(itertools.combinations(tasks, 2))
         total = torch.zeros(group.channels, dtype=torch.float64)
         params = {piece.param for piece in group.slices}
@@ -89,7 +89,7 @@ def sign_conflict(gradients: Mapping[str, Mapping[str, torch.Tensor]], groups: l
     P = (1 + sum g / sum |g|) / 2, read as 1 - |2P - 1|). Zero for a group that reaches fewer than two tasks."""
     result = []
     for group in groups:
-        tasks = sorted(group.tasks & set(gradients))
+        tasks = sorted(set(group.tasks) & set(gradients))
         if len(tasks) < 2:
             result.append(torch.zeros(group.channels))
             continue

@@ -1,17 +1,17 @@
 """Plain data about channel groups: which parameter slices each channel owns, and which tasks it serves.
 
-No torch-pruning here: `graph.py` reads its groups into these, and everything else works on them.
+No torch-pruning here: `taskprune.graph` reads its groups into these (the slices from `taskprune.layers`), and
+everything else works on them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
-from torch import nn
 
-__all__ = ["ChannelGroup", "ParamSlice", "channel_parameters", "param_slices"]
+__all__ = ["ChannelGroup", "ParamSlice"]
 
 
 @dataclass(frozen=True)
@@ -27,76 +27,67 @@ class ParamSlice:
 
 @dataclass
 class ChannelGroup:
-    """Channels that must be removed together (one root layer's outputs and everything coupled to them)."""
+    """One channel group: channels that must be removed together (one root layer's output channels and everything
+    coupled to them). The one record of a group, from the graph (`index`, `slices`) to `inspect` and the report
+    (`after`; no slices there).
+
+    Attributes:
+        index: the group's position in its graph's groups.
+        layer: the root layer's qualified name (also readable as `root`).
+        channels: its channel count before pruning (also readable as `before`).
+        out_layers: layers whose output channels the group's channels are.
+        in_layers: layers that read them as input channels.
+        slices: the parameter slices every channel owns (empty outside a graph).
+        tasks: the tasks whose outputs the group reaches, sorted.
+        kept_whole: why the group may not be pruned, "" when it may (also readable as `note`).
+        after: its channel count after pruning; `channels` until a plan is applied.
+    """
 
     index: int
-    root: str
+    layer: str
     channels: int
-    out_layers: tuple[str, ...]
-    in_layers: tuple[str, ...]
-    slices: tuple[ParamSlice, ...]
-    tasks: frozenset[str] = field(default_factory=frozenset)
-    kept_whole: str = ""  # why the group may not be pruned; empty when it may
+    out_layers: tuple[str, ...] = ()
+    in_layers: tuple[str, ...] = ()
+    slices: tuple[ParamSlice, ...] = ()
+    tasks: tuple[str, ...] = ()
+    kept_whole: str = ""
+    after: int = -1
+
+    def __post_init__(self) -> None:
+        self.tasks = tuple(sorted(self.tasks))
+        if self.after < 0:
+            self.after = self.channels
+
+    @property
+    def root(self) -> str:
+        """The root layer's qualified name (the same as `layer`)."""
+        return self.layer
+
+    @property
+    def before(self) -> int:
+        """The channel count before pruning (the same as `channels`)."""
+        return self.channels
+
+    @property
+    def note(self) -> str:
+        """Why the group was kept whole, "" when it was not (the same as `kept_whole`)."""
+        return self.kept_whole
 
     @property
     def prunable(self) -> bool:
         """Whether the planner may remove channels of this group (nothing keeps it whole)."""
         return not self.kept_whole
 
+    @property
+    def serves(self) -> str:
+        """"shared" when the group reaches several tasks, else the one task it serves ("none" for no task)."""
+        return "shared" if len(self.tasks) > 1 else (self.tasks[0] if self.tasks else "none")
 
-def channel_parameters(module: nn.Module) -> list[str]:
-    """A convolution's or linear layer's own parameters besides weight and bias that run along its output
-    channels (leading dimension = output channels): a weight-standardised conv's gain [out, 1, 1, 1]. They are
-    sliced with the channels."""
-    if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
-        channels = module.out_channels
-    elif isinstance(module, nn.Linear):
-        channels = module.out_features
-    else:
-        return []
-    return [name for name, param in module.named_parameters(recurse=False)
-            if name not in ("weight", "bias") and param.dim() >= 1 and param.shape[0] == channels]
+    def without_slices(self, after: int | None = None) -> ChannelGroup:
+        """This group as plain data for a report: no parameter slices, and `after` channels when given."""
+        return replace(self, slices=(), after=self.channels if after is None else after)
 
-
-def param_slices(name: str, module: Any, is_out: bool, local: torch.Tensor, root: torch.Tensor,
-                 dim: int | None = None) -> list[ParamSlice]:
-    """The parameters a channel of `module` owns, and along which dimension.
-
-    `module` may be a bare `nn.Parameter` outside any layer (a class token, a position embedding, a layer scale):
-    then `name` is the parameter's own name and `dim` the dimension its channels run along; without a `dim` it
-    owns nothing (torch-pruning leaves parameters with no dimension longer than one alone).
-    """
-    if isinstance(module, nn.Parameter):
-        if dim is None:
-            return []
-        dim = dim % module.dim()
-        keep = local < module.shape[dim]
-        return [ParamSlice(name, dim, local[keep], root[keep])]
-    dims: list[tuple[str, int]] = []
-    if isinstance(module, nn.modules.conv._ConvNd):
-        depthwise = module.groups == module.out_channels and module.groups > 1
-        transposed = bool(module.transposed)
-        if is_out or depthwise:
-            dims = [("weight", 1 if transposed and not depthwise else 0), ("bias", 0)]
-            dims += [(own, 0) for own in channel_parameters(module)]
-        elif module.groups == 1:
-            dims = [("weight", 0 if transposed else 1)]
-    elif isinstance(module, nn.Linear):
-        dims = [("weight", 0), ("bias", 0), *((own, 0) for own in channel_parameters(module))] if is_out \
-            else [("weight", 1)]
-    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)):
-        dims = [("weight", 0), ("bias", 0)]
-    elif isinstance(module, nn.LayerNorm):
-        dims = [("weight", -1), ("bias", -1)]
-    elif isinstance(module, nn.PReLU) and module.num_parameters > 1:
-        dims = [("weight", 0)]
-    elif isinstance(module, nn.Embedding):
-        dims = [("weight", 1)]
-    slices = []
-    for attr, dim in dims:
-        param = getattr(module, attr, None)
-        if isinstance(param, nn.Parameter):
-            dim = dim % param.dim()
-            keep = local < param.shape[dim]
-            slices.append(ParamSlice(f"{name}.{attr}", dim, local[keep], root[keep]))
-    return slices
+    def to_dict(self) -> dict[str, Any]:
+        """Every field but the slices (tensors), JSON-ready."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in fields(self) if f.name != "slices"}

@@ -14,24 +14,15 @@ from typing import Any
 from torch import nn
 
 from ._runtime import ordinary_tensors, preserved_modes, trainable_copy, with_autograd
-from .report import GroupChange, PruneReport
+from .groups import ChannelGroup
+from .report import PruneReport
 from .safety import first_call, output_shapes
 from .tasks import MultiTaskAdapter, Tasks, output_leaves, outputs_by_task
 
 __all__ = ["GroupInfo", "LayerInfo", "ModelReport", "inspect"]
 
 
-@dataclass(frozen=True)
-class GroupInfo:
-    """One channel group: its root layer, channel count, the tasks it serves, its layers, and why it is kept
-    whole (empty when it may be pruned)."""
-
-    layer: str
-    channels: int
-    tasks: tuple[str, ...]
-    out_layers: tuple[str, ...]
-    in_layers: tuple[str, ...]
-    kept_whole: str = ""
+GroupInfo = ChannelGroup  # inspect's group: `layer`, `channels`, `tasks`, `out_layers`, `in_layers`, `kept_whole`
 
 
 @dataclass(frozen=True)
@@ -53,13 +44,15 @@ class ModelReport:
     call: str
     outputs: dict[str, list[int]]
     tasks: dict[str, list[str]]
-    groups: list[GroupInfo] = field(default_factory=list)
+    groups: list[ChannelGroup] = field(default_factory=list)
     protected_outputs: list[str] = field(default_factory=list)
     layers: list[LayerInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["groups"] = [g.to_dict() for g in self.groups]
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -68,8 +61,7 @@ class ModelReport:
         """The same facts as a `PruneReport` of a prune that removed nothing (for `plots.plot_channels`)."""
         return PruneReport(criterion="-", target="params", ratio=0.0, reached=0.0, params_before=self.params,
                            params_after=self.params, macs_before=self.macs, macs_after=self.macs,
-                           groups=[GroupChange(g.layer, g.channels, g.channels, g.tasks, g.kept_whole)
-                                   for g in self.groups], protected_outputs=list(self.protected_outputs),
+                           groups=list(self.groups), protected_outputs=list(self.protected_outputs),
                            warnings=list(self.warnings), call=self.call)
 
     def __rich__(self) -> Any:
@@ -144,6 +136,5 @@ def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | 
     return ModelReport(
         params=count_params(work), macs=count_macs(work, example_inputs), call=call,
         outputs={key: list(shape) for key, shape in output_shapes(reference).items()}, tasks=serving,
-        groups=[GroupInfo(g.root, g.channels, tuple(sorted(g.tasks)), g.out_layers, g.in_layers, g.kept_whole)
-                for g in graph.groups],
+        groups=[g.without_slices() for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), layers=layers, warnings=list(graph.warnings))

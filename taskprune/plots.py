@@ -41,7 +41,7 @@ def plot_channels(report: Any, path: str | os.PathLike[str], *, title: str | Non
     """Bars per channel group, in graph order: the channels before (pale) and kept (solid), coloured by what the
     group serves ("shared" by several tasks, or the one task). Takes a `PruneReport` (or its `to_dict()`)."""
     plt = _pyplot()
-    groups = report["groups"] if isinstance(report, Mapping) else [vars(g) for g in report.groups]
+    groups = (report if isinstance(report, Mapping) else report.to_dict())["groups"]
     serves = [_serves(g["tasks"]) for g in groups]
     colours = _colours(serves)
     longest = max((len(g["layer"]) for g in groups), default=0)  # the names stand under the bars

@@ -7,22 +7,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .groups import ChannelGroup
+
 __all__ = ["GroupChange", "PruneReport"]
 
 
-@dataclass(frozen=True)
-class GroupChange:
-    """One channel group: its root layer, channels before and after, and the tasks it serves."""
-
-    layer: str
-    before: int
-    after: int
-    tasks: tuple[str, ...]
-    note: str = ""
-
-    @property
-    def serves(self) -> str:
-        return "shared" if len(self.tasks) > 1 else (self.tasks[0] if self.tasks else "none")
+GroupChange = ChannelGroup  # a report's group: `layer`, `before`, `after`, `tasks`, `note`, `serves`
 
 
 @dataclass
@@ -37,7 +27,7 @@ class PruneReport:
     params_after: int
     macs_before: int
     macs_after: int
-    groups: list[GroupChange] = field(default_factory=list)
+    groups: list[ChannelGroup] = field(default_factory=list)
     protected_outputs: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # the request was changed, or parts of it were not possible
@@ -56,6 +46,8 @@ class PruneReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["groups"] = [{"layer": g.layer, "before": g.channels, "after": g.after, "tasks": list(g.tasks),
+                           "note": g.kept_whole} for g in self.groups]
         data["task_attribution"] = self.task_attribution
         return data
 
@@ -67,8 +59,9 @@ class PruneReport:
         """Rebuild from `to_dict()` output (what `taskprune.save` stores); derived keys are ignored."""
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
-        values["groups"] = [GroupChange(g["layer"], int(g["before"]), int(g["after"]), tuple(g["tasks"]),
-                                        g.get("note", "")) for g in data.get("groups", [])]
+        values["groups"] = [ChannelGroup(index=i, layer=g["layer"], channels=int(g["before"]), after=int(g["after"]),
+                                         tasks=tuple(g["tasks"]), kept_whole=g.get("note", ""))
+                            for i, g in enumerate(data.get("groups", []))]
         return cls(**values)
 
     def summary_rows(self) -> list[tuple[str, str]]:
@@ -94,7 +87,7 @@ class PruneReport:
             rows.append(("time", ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())))
         return rows + [("note", n) for n in self.notes] + [("warning", w) for w in self.warnings]
 
-    def changed_groups(self) -> list[GroupChange]:
+    def changed_groups(self) -> list[ChannelGroup]:
         return [g for g in self.groups if g.after != g.before or g.note]
 
     def to_markdown(self) -> str:

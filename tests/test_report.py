@@ -10,8 +10,9 @@ from taskprune.report import GroupChange, PruneReport
 def _report() -> PruneReport:
     return PruneReport(criterion="conflict_taylor", target="params", ratio=0.4, reached=0.398, params_before=1000,
                        params_after=602, macs_before=5000, macs_after=2500, round_to=8,
-                       groups=[GroupChange("trunk.0", 32, 16, ("a", "b")), GroupChange("a.0", 16, 16, ("a",)),
-                               GroupChange("b.0", 8, 8, ("b",), "kept whole: grouped convolution")],
+                       groups=[GroupChange(0, "trunk.0", 32, tasks=("a", "b"), after=16),
+                               GroupChange(1, "a.0", 16, tasks=("a",)),
+                               GroupChange(2, "b.0", 8, tasks=("b",), kept_whole="kept whole: grouped convolution")],
                        protected_outputs=["a.2", "b.2"], timings={"graph": 0.5}, call="model(example_inputs)")
 
 
@@ -27,6 +28,8 @@ def test_text_json_and_markdown_say_the_same():
     assert "asked 40.0%, reached 39.8%" in text and "1,000 -> 602 (-39.8%)" in text and "32 -> 16" in text
     data = json.loads(report.to_json())
     assert data["params_after"] == 602 and data["task_attribution"]["shared"] == 1
+    assert data["groups"][2] == {"layer": "b.0", "before": 8, "after": 8, "tasks": ["b"],
+                                 "note": "kept whole: grouped convolution"}  # the file format taskprune.save keeps
     markdown = report.to_markdown()
     assert "| trunk.0 | 32 -> 16 | shared |  |" in markdown
     assert "| b.0 | 8 -> 8 | b | kept whole: grouped convolution |" in markdown

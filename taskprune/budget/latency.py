@@ -24,6 +24,7 @@ import torch
 
 from ..groups import ChannelGroup
 from ..latency import LatencyTable
+from ..layers import get_layer_kind
 from .params import Unit, units_of
 from .plan import UnreachableBudget, budget_fix
 
@@ -43,6 +44,7 @@ class LatencyModel:
     def __init__(self, groups: list[ChannelGroup], table: LatencyTable):
         self.table = table
         self.width = {name: [layer.in_full, layer.out_full] for name, layer in table.layers.items()}
+        self._tied = {name: get_layer_kind(layer.kind).tied for name, layer in table.layers.items()}
         # per group: (layer, side 0=in / 1=out, layer channels per root channel)
         self._touches: list[list[tuple[str, int, torch.Tensor]]] = []
         for group in groups:
@@ -52,7 +54,7 @@ class LatencyModel:
                 layer = table.layers.get(layer_name)
                 if layer is None or attr != "weight":
                     continue
-                side = _side(layer.kind, piece.dim)
+                side = get_layer_kind(layer.kind).side(piece.dim)
                 touches.append((layer_name, side, torch.bincount(piece.root, minlength=group.channels)))
             self._touches.append(touches)
         self.dense = self._sum(self.width)
@@ -61,7 +63,7 @@ class LatencyModel:
     def _layer(self, name: str, width: list[int]) -> float:
         layer = self.table.layers[name]
         c_in, c_out = width
-        if layer.kind in ("depthwise", "norm"):
+        if self._tied[name]:
             c_in = c_out
         return layer.at(c_in, c_out, self.table.resolution)
 
@@ -98,14 +100,6 @@ class LatencyModel:
         for index, channels in plan.items():
             trial.removal(index, torch.as_tensor(channels, dtype=torch.long), commit=True)
         return trial.fraction()
-
-
-def _side(kind: str, dim: int) -> int:
-    if kind == "conv_transpose":
-        return min(dim, 1)  # weight [in, out, ...]
-    if kind in ("depthwise", "norm"):
-        return 1
-    return 0 if dim == 1 else 1  # conv [out, in, ...], linear [out, in]
 
 
 def plan_latency(groups: list[ChannelGroup], scores: list[torch.Tensor], model: LatencyModel, fraction: float,

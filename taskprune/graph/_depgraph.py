@@ -30,7 +30,7 @@ from torch_pruning.dependency import shape_infer as tp_shape_infer
 from .._runtime import preserved_modes
 from ..tasks import flatten_outputs
 from ._buffer_norm import BufferNormPruner, buffer_norm_classes
-from ._layer_params import with_layer_parameters
+from ._layer_params import with_custom_layers, with_layer_parameters
 
 __all__ = ["DependencyGraph", "SearchFailed", "TraceFailed", "replay_history"]
 
@@ -137,6 +137,7 @@ class DependencyGraph(tp.DependencyGraph):
         self._out_channel_pruning_fn = {p.prune_out_channels for p in pruners}
         for norm_class in buffer_norm_classes(self.model):
             self.register_customized_layer(norm_class, BufferNormPruner())
+        with_custom_layers(self)
         self._param_to_name, self.unwrapped_parameters = self._detect_unwrapped_parameters(None)
 
     def _trace_graph(self, example_inputs: Any, forward_fn: Any, output_transform: Any) -> None:

@@ -21,6 +21,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch_pruning.utils import op_counter
 
 from .._runtime import preserved_modes
+from ..layers import kind_of
 from ..tasks import call_model, flatten_outputs
 
 __all__ = ["MacsCount", "ModelProfile", "activation_macs", "count_macs", "count_params", "counting", "layer_macs",
@@ -60,6 +61,23 @@ class ModelProfile:
         return rates
 
 
+def _registered_formulas(model: nn.Module) -> dict[type, Any]:
+    """torch-pruning-style MACs formulas for the classes in `model` whose registered kind counts its own MACs."""
+    formulas = {}
+    for module in model.modules():
+        kind = kind_of(module)
+        if kind is not None and kind.macs is not None:
+            formulas[type(module)] = _formula(kind.macs)
+    return formulas
+
+
+def _formula(macs: Any) -> Any:
+    def add(module: nn.Module, inputs: Any, output: Any) -> None:
+        module.__dict__["__flops__"] += int(macs(module, inputs, output))
+
+    return add
+
+
 def _numel(shape: tuple[int, ...]) -> int:
     total = 1
     for side in shape:
@@ -85,7 +103,8 @@ class MacsCount:
         self.model = model
         leaves = flatten_outputs(example_inputs)
         self._layer_batch = max(1, int(leaves[0].shape[0])) if leaves and leaves[0].dim() else 1
-        self._formulas = {**op_counter.MODULES_MAPPING, **op_counter.CUSTOM_MODULES_MAPPING}
+        self._formulas = {**op_counter.MODULES_MAPPING, **op_counter.CUSTOM_MODULES_MAPPING,
+                          **_registered_formulas(model)}
         self._leaves = {m for m in model.modules() if not any(True for _ in m.children())}
         self._members = set(model.modules())
         self._flops: dict[nn.Module, float] = {}
@@ -263,9 +282,8 @@ def activation_macs(model: nn.Module, example_inputs: Any) -> dict[str, float]:
 
 
 def _per_channel_parameter(module: nn.Module) -> str | None:
-    """The name of a parameter of `module` with one element per output channel, if it has one."""
-    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)) and module.weight is not None:
-        return "weight"
-    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and module.bias is not None:
-        return "bias"
-    return None
+    """The name of a parameter of `module` with one element per output channel, if its kind names one."""
+    kind = kind_of(module)
+    if kind is None or kind.per_channel is None or getattr(module, kind.per_channel, None) is None:
+        return None
+    return kind.per_channel

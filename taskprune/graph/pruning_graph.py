@@ -20,7 +20,8 @@ from torch.nn.modules.module import register_module_forward_hook
 from torch_pruning import ops as tp_ops
 
 from .._runtime import copy_model, preserved_modes, trainable_copy, with_autograd
-from ..groups import ChannelGroup, ParamSlice, param_slices
+from ..groups import ChannelGroup, ParamSlice
+from ..layers import custom_kinds, kind_of, param_slices
 from ..tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs, output_leaves
 from ._depgraph import DependencyGraph, replay_history
 from .attribution import NodeInfo, attribute_tasks
@@ -31,6 +32,18 @@ __all__ = ["PruningGraph", "is_tp_importance", "module_task_attribution", "repla
 # an output stops, and what is protected there.
 _CHANNEL_DEFINING = {tp_ops.OPTYPE.CONV, tp_ops.OPTYPE.LINEAR, tp_ops.OPTYPE.EMBED, tp_ops.OPTYPE.MHA,
                      tp_ops.OPTYPE.LSTM, tp_ops.OPTYPE.PARAMETER}
+
+_ROOT_TYPES = (tp_ops.TORCH_CONV, tp_ops.TORCH_LINEAR)  # torch's layers whose output channels start a group
+
+
+def _custom_roots() -> tuple[type, ...]:
+    """A user's registered layers with output channels of their own (not tied to the input's) start groups too."""
+    return tuple(t for kind in custom_kinds() if not kind.tied for t in kind.types)
+
+
+def _defines_channels(module: Any) -> bool:
+    kind = kind_of(module)
+    return kind is not None and kind.custom and not kind.tied
 
 
 class PruningGraph:
@@ -123,7 +136,7 @@ class PruningGraph:
                 is_depthwise = current.type == tp_ops.OPTYPE.DEPTHWISE_CONV
                 if current.module in self.names or is_depthwise:
                     layers.append(self._node_name(current.module))
-                if current.type in _CHANNEL_DEFINING and not is_depthwise:
+                if (current.type in _CHANNEL_DEFINING or _defines_channels(current.module)) and not is_depthwise:
                     continue  # this layer chose the channel count: nothing before it decides the output shape
                 stack.extend(current.inputs)
             found[key] = sorted(set(layers))
@@ -144,7 +157,7 @@ class PruningGraph:
         groups: list[ChannelGroup] = []
         self._roots: list[tuple[nn.Module, Any]] = []
         for tp_group in self.dg.get_all_groups(ignored_layers=ignored,
-                                               root_module_types=(tp_ops.TORCH_CONV, tp_ops.TORCH_LINEAR)):
+                                               root_module_types=_ROOT_TYPES + _custom_roots()):
             group = self._read_group(len(groups), tp_group)
             if group is None:
                 continue
@@ -171,11 +184,9 @@ class PruningGraph:
             (out_layers if is_out else in_layers).append(name)
             if any(r is None for r in item.root_idxs):
                 continue
-            if isinstance(module, tp_ops.TORCH_CONV) and 1 < module.groups < module.out_channels:
-                kept_whole = f"grouped convolution {name} (groups={module.groups}) is kept whole"
-            if isinstance(module, nn.GroupNorm) and 1 < module.num_groups < module.num_channels:
-                kept_whole = (f"GroupNorm {name} normalises {module.num_groups} groups of channels; removing one "
-                           "channel breaks them")
+            kind = kind_of(module)
+            if kind is not None and isinstance(module, nn.Module) and kind.reason_kept_whole(module, name):
+                kept_whole = kind.reason_kept_whole(module, name)
             local = torch.as_tensor(list(item.idxs), dtype=torch.long)
             root = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
             if isinstance(module, nn.Parameter):  # unwrapped: a class token, position embedding, layer scale
@@ -183,14 +194,14 @@ class PruningGraph:
             slices.extend(param_slices(name, module, is_out, local, root, dim=item.dep.target.pruning_dim))
         if not slices:
             return None
-        return ChannelGroup(index=index, root=self._node_name(root_module), channels=channels,
+        return ChannelGroup(index=index, layer=self._node_name(root_module), channels=channels,
                             out_layers=tuple(dict.fromkeys(out_layers)), in_layers=tuple(dict.fromkeys(in_layers)),
-                            slices=tuple(slices), tasks=frozenset(tasks), kept_whole=kept_whole)
+                            slices=tuple(slices), tasks=tuple(sorted(tasks)), kept_whole=kept_whole)
 
     def kept_whole(self) -> dict[str, str]:
         """Root layer -> why its channels are kept whole, the root with the most parameters first: groups the
         planner may not touch, and roots whose dependency search torch-pruning could not finish (no group)."""
-        reasons = {g.root: g.kept_whole for g in self.groups if g.kept_whole}
+        reasons = {g.layer: g.kept_whole for g in self.groups if g.kept_whole}
         reasons.update((root, f"kept whole: {why}") for root, why in self.dg.failed_roots.items())
 
         def size(root: str) -> int:

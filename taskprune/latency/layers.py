@@ -6,12 +6,13 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
 from .._runtime import preserved_modes
+from ..layers import get_layer_kind, kind_of
 from ..tasks import call_model
 from .timing import LayerTimer, relative_spread
 
@@ -25,9 +26,10 @@ FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)  # of a layer's channels, where a t
 class LayerLatency:
     """One layer's time per forward at full width, and relative times at other input / output channel counts.
 
-    `kind` says how channel dimensions map to the weight: "conv", "conv_transpose", "depthwise" (one count for
-    both), "linear", "norm" (one count). `spread` is how far the repeated timings at full width scattered
-    (`relative_spread`): what a later spot check must agree within.
+    `kind` names the layer's kind in `taskprune.layers`, which says how channel dimensions map to the weight:
+    "conv", "conv_transpose", "depthwise" (one count for both), "linear", "norm" (one count), or a registered
+    layer's. `spread` is how far the repeated timings at full width scattered (`relative_spread`): what a later
+    spot check must agree within.
     """
 
     kind: str
@@ -63,17 +65,9 @@ def relative_time(counts: Sequence[int], times: Sequence[float], channels: int, 
 
 
 def layer_kind(module: nn.Module) -> str | None:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        if module.groups == 1:
-            return "conv_transpose" if module.transposed else "conv"
-        if module.groups == module.in_channels == module.out_channels:
-            return "depthwise"
-        return None  # grouped convolutions are kept whole by the pruner
-    if isinstance(module, nn.Linear):
-        return "linear"
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return "norm"
-    return None
+    """The name of `module`'s kind when latency tables time it alone (see `taskprune.layers`), else None."""
+    kind = kind_of(module)
+    return kind.name if kind is not None and kind.timed else None
 
 
 def input_shapes(model: nn.Module, example_inputs: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
@@ -106,28 +100,22 @@ def channel_counts(full: int, alignment: int) -> tuple[int, ...]:
 
 
 def resized(module: nn.Module, kind: str, c_in: int, c_out: int) -> nn.Module:
-    if kind in ("conv", "conv_transpose", "depthwise"):
-        module = cast(nn.modules.conv._ConvNd, module)
-        groups = c_out if kind == "depthwise" else 1
-        kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation, groups=groups,
-                      bias=module.bias is not None)
-        if kind == "conv_transpose":
-            kwargs["output_padding"] = module.output_padding
-        return type(module)(c_in, c_out, module.kernel_size, **kwargs)  # type: ignore[arg-type]
-    if kind == "linear":
-        return nn.Linear(c_in, c_out, bias=module.bias is not None)  # type: ignore[arg-type]
-    return type(module)(c_out)
+    """A fresh layer like `module` with `c_in` input and `c_out` output channels (the kind's `resize`)."""
+    resize = get_layer_kind(kind).resize
+    if resize is None:
+        raise TypeError(f"layer kind {kind!r} cannot be resized for timing: it was registered without `resize`")
+    return resize(module, c_in, c_out)
 
 
 def widths(module: nn.Module, shape: tuple[int, ...]) -> tuple[str, int, int]:
     """The layer's kind, and its input and output channel counts for an input of `shape`."""
-    kind = layer_kind(module)
-    if kind is None:
+    name = layer_kind(module)
+    if name is None:
         raise TypeError(f"cannot time a {type(module).__name__} at other channel counts")
-    c_in = shape[-1 if kind == "linear" else 1]
-    c_out = {"conv": getattr(module, "out_channels", c_in), "conv_transpose": getattr(module, "out_channels", c_in),
-             "linear": getattr(module, "out_features", c_in)}.get(kind, c_in)
-    return kind, c_in, c_out
+    kind = get_layer_kind(name)
+    c_in = shape[kind.input_dim]
+    c_out = c_in if kind.tied or kind.channels is None else kind.channels(module)[1]
+    return name, c_in, c_out
 
 
 def measure_layer(module: nn.Module, shape: tuple[int, ...], calls: int, alignment: int, device: torch.device,
@@ -135,7 +123,7 @@ def measure_layer(module: nn.Module, shape: tuple[int, ...], calls: int, alignme
     """Time `module` alone on a random input of `shape`, at full width and at other input and output channel counts
     (`channel_counts`), the other side held at full width."""
     kind, c_in, c_out = widths(module, shape)
-    tied = kind in ("depthwise", "norm")
+    tied = get_layer_kind(kind).tied
     out_counts = channel_counts(c_out, alignment)
     out_runs = [time_at(module, kind, shape, c if tied else c_in, c, device, timer, repeats) for c in out_counts]
     in_counts = () if tied else channel_counts(c_in, alignment)
@@ -152,5 +140,5 @@ def time_at(module: nn.Module, kind: str, shape: tuple[int, ...], c_in: int, c_o
     """Seconds of each of `repeats` calls of a copy of `module` resized to `c_in` / `c_out` channels."""
     layer = resized(module, kind, c_in, c_out).to(device).eval()
     size = list(shape)
-    size[-1 if kind == "linear" else 1] = c_in
+    size[get_layer_kind(kind).input_dim] = c_in
     return timer(layer, torch.randn(size, device=device), repeats)

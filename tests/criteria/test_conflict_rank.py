@@ -19,7 +19,7 @@ from conflict_rank import ConflictRank, percentile_ranks  # noqa: E402
 
 def group(index: int, param: str, channels: int, tasks: str) -> ChannelGroup:
     piece = ParamSlice(param, 0, torch.arange(channels), torch.arange(channels))
-    return ChannelGroup(index=index, root=param, channels=channels, out_layers=(param,), in_layers=(),
+    return ChannelGroup(index=index, layer=param, channels=channels, out_layers=(param,), in_layers=(),
                         slices=(piece,), tasks=frozenset(tasks))
 
 

@@ -108,7 +108,7 @@ def test_task_taylor_normalises_per_task_and_takes_max(two_head, two_head_tasks,
 
 def _toy_group(tasks=frozenset({"a", "b"})) -> ChannelGroup:
     piece = ParamSlice("w", 0, torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]))
-    return ChannelGroup(index=0, root="w", channels=3, out_layers=("w",), in_layers=(), slices=(piece,), tasks=tasks)
+    return ChannelGroup(index=0, layer="w", channels=3, out_layers=("w",), in_layers=(), slices=(piece,), tasks=tasks)
 
 
 def test_conflict_near_one_when_tasks_oppose_and_zero_when_they_agree():
@@ -162,7 +162,7 @@ def test_conflict_is_scale_free_down_to_tiny_gradients():
     b = torch.tensor([[-0.0995037, 0.9950372], [-1.0, -1.0], [1.0, 0.0]])  # cos -0.0995, -1, and a zero gradient
     for scale in (1.0, 1e-12):
         stats = GradientStats(tasks=("a", "b"), batches=1, task_gradients={"a": {"w": a * scale}, "b": {"w": b * scale}})
-        group = ChannelGroup(index=0, root="w", channels=3, out_layers=("w",), in_layers=(),
+        group = ChannelGroup(index=0, layer="w", channels=3, out_layers=("w",), in_layers=(),
                              slices=(ParamSlice("w", 0, torch.arange(3), torch.arange(3)),), tasks=frozenset("ab"))
         conflict = conflict_scores(stats, [group])[0]
         torch.testing.assert_close(conflict, torch.tensor([0.0995037, 1.0, 0.0]), rtol=1e-5, atol=1e-6)
@@ -172,7 +172,7 @@ def test_sign_purity_against_a_hand_computed_reference():
     a = torch.tensor([[1.0, 1.0], [1.0, 2.0], [1.0, 0.0]])
     b = torch.tensor([[1.0, -1.0], [3.0, 4.0], [-1.0, 0.0]])
     stats = GradientStats(tasks=("a", "b"), batches=2, task_gradients={"a": {"w": 2 * a}, "b": {"w": 2 * b}})
-    group = ChannelGroup(index=0, root="w", channels=3, out_layers=("w",), in_layers=(),
+    group = ChannelGroup(index=0, layer="w", channels=3, out_layers=("w",), in_layers=(),
                          slices=(ParamSlice("w", 0, torch.arange(3), torch.arange(3)),), tasks=frozenset("ab"))
     # channel 0: purities 1 and 0; channel 1: 1 and 1; channel 2: 0, and 1 where both gradients are zero
     torch.testing.assert_close(conflict_scores(stats, [group], "sign_purity")[0], torch.tensor([0.5, 0.0, 0.5]))

@@ -13,7 +13,7 @@ from taskprune.groups import ChannelGroup, ParamSlice
 
 def _group(index: int, tasks: frozenset[str]) -> ChannelGroup:
     piece = ParamSlice(f"w{index}", 0, torch.tensor([0, 1]), torch.tensor([0, 1]))
-    return ChannelGroup(index=index, root=f"w{index}", channels=2, out_layers=(f"w{index}",), in_layers=(),
+    return ChannelGroup(index=index, layer=f"w{index}", channels=2, out_layers=(f"w{index}",), in_layers=(),
                         slices=(piece,), tasks=tasks)
 
 

@@ -38,6 +38,7 @@ from docs_fixtures import namespace
 
 import taskprune
 from taskprune.criteria import unregister_criterion
+from taskprune.layers import unregister_layer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -140,11 +141,14 @@ def run_block(block: Block, run: PageRun) -> None:
             if directive.startswith("file "):
                 (run.workdir / directive.removeprefix("file ").strip()).write_text(block.code + "\n")
             registered = set(taskprune.list_criteria())
+            layer_kinds = set(taskprune.list_layer_kinds())
             try:  # blank lines first, so a traceback gives the line in the page
                 exec(compile("\n" * (block.line - 1) + block.code, str(block.page), "exec"), run.names)
-            finally:  # the registry other tests see stays as it was
+            finally:  # the registries other tests see stay as they were
                 for name in set(taskprune.list_criteria()) - registered:
                     unregister_criterion(name)
+                for name in set(taskprune.list_layer_kinds()) - layer_kinds:
+                    unregister_layer(name)
         else:
             run_bash(block, run.workdir)
     finally:

@@ -9,7 +9,7 @@ import torch
 from ..channels import cosine_conflict, sign_conflict
 from ..gradients import GradientStats
 from ..groups import ChannelGroup
-from .base import ScoringContext
+from .base import Criterion, ScoringContext
 from .registry import register_criterion
 from .taylor import checked_task_weights, gradient_stats, task_taylor_scores, weighted_by_task
 
@@ -35,7 +35,7 @@ def conflict_scores(stats: GradientStats, groups: list[ChannelGroup], measure: s
 
 
 @register_criterion("conflict_taylor")
-class ConflictTaylor:
+class ConflictTaylor(Criterion):
     """S(c) = TCI(c) * (1 - lam * k(c)).
 
     Args:

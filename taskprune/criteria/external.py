@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from .base import ScoringContext
+from .base import Criterion, ScoringContext
 
 __all__ = ["TorchPruningImportance"]
 
 
-class TorchPruningImportance:
+class TorchPruningImportance(Criterion):
     """Wraps a `torch_pruning.importance.Importance`. It reads what it reads (for its Taylor variants, the `.grad`
     of a `loss.backward()` you ran yourself); taskprune only hands it each group."""
 

@@ -9,7 +9,7 @@ import torch
 
 from ..gradients import GradientStats
 from ..groups import ChannelGroup
-from .base import ScoringContext
+from .base import Criterion, ScoringContext
 from .registry import register_criterion
 
 __all__ = ["Taylor", "TaskTaylor", "checked_task_weights", "gradient_stats", "task_taylor_scores", "weighted_by_task"]
@@ -23,7 +23,7 @@ def gradient_stats(context: ScoringContext, criterion: str) -> GradientStats:
 
 
 @register_criterion("taylor")
-class Taylor:
+class Taylor(Criterion):
     """Molchanov et al. 2019 group Taylor on the weighted sum of task losses:
     I(c) = mean_b (sum over the channel's slices of theta * dL/dtheta)^2, BatchNorm slices included
     (torch-pruning 1.6.1 leaves them out)."""
@@ -81,7 +81,7 @@ def weighted_by_task(scores: list[torch.Tensor], groups: list[ChannelGroup], wei
 
 
 @register_criterion("task_taylor")
-class TaskTaylor:
+class TaskTaylor(Criterion):
     """Task Taylor importance (TCI): I(c) = max_t I_t(c) / mean(I_t).
 
     Args:

@@ -12,7 +12,7 @@ from torch import nn
 from ..gradients import GradientStats
 from ..groups import ChannelGroup
 
-__all__ = ["Criterion", "Scorer", "ScoringContext", "TaskWeighted", "WithDefaults", "declared"]
+__all__ = ["Criterion", "Scorer", "ScoringContext", "TaskWeighted", "WithDefaults", "attributes", "declared"]
 
 
 @dataclass
@@ -73,6 +73,16 @@ class Criterion(Protocol):
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]: ...
 
+    def settings(self) -> dict[str, Any]:
+        """The options the criterion was built with (conflict_taylor's `lam`, `measure`, ...): what a `prune_within`
+        checkpoint records and compares before resuming. By default its instance attributes but `needs`."""
+        return attributes(self)
+
+
+def attributes(obj: object) -> dict[str, Any]:
+    """An object's instance attributes but `needs`: the settings of a criterion that does not declare them."""
+    return {k: v for k, v in vars(obj).items() if k != "needs"} if hasattr(obj, "__dict__") else {}
+
 
 class WithDefaults:
     """A `Scorer` that leaves out members of `Criterion`, with the defaults for what it leaves out.
@@ -89,6 +99,10 @@ class WithDefaults:
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         return self.criterion.score(context)
+
+    def settings(self) -> dict[str, Any]:
+        """The given object's settings: its instance attributes but `needs`."""
+        return attributes(self.criterion)
 
 
 def declared(criterion: Scorer) -> Criterion:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -71,6 +72,10 @@ class ConflictTaylor(Criterion):
     def with_task_weights(self, task_weights: Mapping[str, float]) -> ConflictTaylor:
         """This criterion, with its penalty settings, and other task weights."""
         return ConflictTaylor(self.lam, self.measure, self.across_groups, task_weights)
+
+    def settings(self) -> dict[str, Any]:
+        return {"across_groups": self.across_groups, "lam": self.lam, "measure": self.measure,
+                "normalised": self.normalised, "task_weights": self.task_weights}
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = gradient_stats(context, self.name)

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .base import Criterion, ScoringContext
+from .base import Criterion, ScoringContext, attributes
 
 __all__ = ["TorchPruningImportance"]
 
@@ -30,3 +30,7 @@ class TorchPruningImportance(Criterion):
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         return [context.graph.tp_scores(self.importance, group.index) for group in context.groups]
+
+    def settings(self) -> dict[str, Any]:
+        """The wrapped importance's settings (its instance attributes: its norm, reduction, ...)."""
+        return attributes(self.importance)

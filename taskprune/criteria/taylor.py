@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -101,6 +102,9 @@ class TaskTaylor(Criterion):
     def with_task_weights(self, task_weights: Mapping[str, float]) -> TaskTaylor:
         """This criterion with other task weights."""
         return TaskTaylor(task_weights=task_weights)
+
+    def settings(self) -> dict[str, Any]:
+        return {"normalised": self.normalised, "task_weights": self.task_weights}
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = gradient_stats(context, self.name)

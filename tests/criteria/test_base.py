@@ -80,3 +80,31 @@ def test_a_criterion_that_normalised_its_scores_is_planned_as_it_scored(two_head
         result = taskprune.prune(model, x, ratio=0.3, importance=Skewed(normalised), round_to=None, progress=False)
         kept[normalised] = len(result.channel_map.get("trunk.0", range(16)))
     assert kept[True] < kept[False]
+
+
+def _recorded_before(obj: object) -> dict[str, object]:
+    """What a prune_within checkpoint recorded of a criterion object before `settings()`: its `__dict__`."""
+    from taskprune.within_checkpoint import plain_option
+
+    options = {k: plain_option(v) for k, v in sorted(vars(obj).items()) if k != "needs"}
+    return {f"importance.{k}": v for k, v in options.items() if not (isinstance(v, str) and v.startswith("<"))}
+
+
+def test_settings_record_what_checkpoints_recorded_so_far():
+    """A checkpoint written before `settings()` must still resume: the recorded keys and values do not move."""
+    import torch_pruning as tp
+
+    from taskprune.within_checkpoint import criterion_options
+
+    class WithOptions(Bare):
+        def __init__(self) -> None:
+            self.width, self.needs = 3, frozenset()
+
+    conflict = ConflictTaylor(lam=0.25, measure="sign_purity", task_weights={"a": 2.0})
+    assert conflict.settings() == {"across_groups": False, "lam": 0.25, "measure": "sign_purity",
+                                   "normalised": True, "task_weights": {"a": 2.0}}
+    for criterion in [conflict, ConflictTaylor(), TaskTaylor(task_weights={"b": 3}), TaskTaylor(), Magnitude(),
+                      WithOptions(), tp.importance.GroupMagnitudeImportance(p=1)]:
+        assert criterion_options(criterion) == _recorded_before(criterion), criterion
+    assert criterion_options("conflict_taylor") == _recorded_before(ConflictTaylor())
+    assert criterion_options(WithOptions()) == {"importance.width": 3}

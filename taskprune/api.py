@@ -72,7 +72,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
             when no plan gets there, `prune` raises `taskprune.budget.UnreachableBudget` (a ValueError) instead
             of returning a model that misses, and the message gives the closest value found and what to change.
         target: "params", "macs", "channels" or "latency" (measured on the model's device; see
-            `taskprune.latency`).
+            `taskprune.latency`), or a target registered with `taskprune.budget.register_target`.
         importance: a criterion name (see `taskprune.list_criteria()`), a criterion instance, or a
             `torch_pruning.importance.Importance`.
         tasks: the model's tasks (`taskprune.Tasks`); by default every output leaf is its own task.

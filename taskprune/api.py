@@ -13,16 +13,16 @@ from torch import nn
 from . import latency
 from ._runtime import ordinary_tensors, preserved_modes, restore_requires_grad, trainable_copy, with_autograd
 from .budget import (
-    BUDGET_TOLERANCE,
-    TARGETS,
-    CostModel,
+    Outcome,
     PlanRequest,
     Removals,
+    Target,
     UnreachableBudget,
+    get_target,
     plan,
     with_kept_whole,
 )
-from .criteria import ScoringContext, get_criterion
+from .criteria import Criterion, ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import ModelProfile, PruningGraph, count_macs, count_params, counting, protect_unsafe_groups
 from .report import PruneReport
@@ -72,7 +72,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
             when no plan gets there, `prune` raises `taskprune.budget.UnreachableBudget` (a ValueError) instead
             of returning a model that misses, and the message gives the closest value found and what to change.
         target: "params", "macs", "channels" or "latency" (measured on the model's device; see
-            `taskprune.latency`).
+            `taskprune.latency`), or a target registered with `taskprune.budget.register_target`.
         importance: a criterion name (see `taskprune.list_criteria()`), a criterion instance, or a
             `torch_pruning.importance.Importance`.
         tasks: the model's tasks (`taskprune.Tasks`); by default every output leaf is its own task.
@@ -112,7 +112,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         >>> result = taskprune.prune(model, torch.randn(1, 3, 384, 640), ratio=0.3)
         >>> print(result.report)
     """
-    _validate(model, ratio, target, num_batches, round_to, max_layer_ratio, protect)
+    budget = _Budget(_validate(model, ratio, target, num_batches, round_to, max_layer_ratio, protect), ratio,
+                     max_layer_ratio, round_to, latency_table)
     criterion = get_criterion(importance)
     if criterion.needs and (tasks is None or data is None):
         raise ValueError(f"criterion {criterion.name!r} needs gradients: pass tasks= (with losses) and data=")
@@ -141,9 +142,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         scores = criterion.score(context)
         _check_scores(scores, graph, criterion.name)
     with _timed(timings, "planning"):
-        request = _plan_request(work, example_inputs, graph, profile, scores, target, ratio, max_layer_ratio,
-                                round_to, latency_table, progress, bool(getattr(criterion, "comparable", False)),
-                                bool(getattr(criterion, "normalised", False)))
+        request = _plan_request(budget, criterion, graph, profile, scores, example_inputs, progress)
         try:
             planned = plan(request)
         except UnreachableBudget as refusal:  # say which groups block the budget, whatever the target
@@ -155,9 +154,9 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         with counting(work, example_inputs) as count:
             verify_outputs(work, example_inputs, output_shapes(reference), graph.output_layers_by_key)
         macs_after, params_after = count.macs, count_params(work)
-    reached = planned.reached if planned.reached is not None else \
-        _reduction(target, macs_before, macs_after, params_before, params_after, graph, removals)
-    _check_reached(target, ratio, reached, planned.round_to)
+    reached = planned.reached if planned.reached is not None else budget.target.reduction(
+        Outcome(params_before, params_after, macs_before, macs_after, graph.groups, removals))
+    _check_reached(budget.target, ratio, reached, planned.round_to)
     report = PruneReport(
         criterion=criterion.name, target=target, ratio=ratio, reached=reached, call=call, round_to=planned.round_to,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
@@ -173,14 +172,25 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
                        example_inputs=example_inputs)
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """The budget as `prune` was asked for it."""
+
+    target: Target
+    ratio: float
+    max_layer_ratio: float
+    round_to: int | str | None
+    latency_table: latency.LatencyTable | None
+
+
 def _validate(model: Any, ratio: Any, target: Any, num_batches: Any, round_to: Any, max_layer_ratio: Any,
-              protect: Any) -> None:
+              protect: Any) -> Target:
+    """The target, once every argument is checked (in the order of the signature)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
         raise ValueError(f"ratio must be a number with 0 < ratio < 1, got {ratio!r}")
-    if target not in TARGETS:
-        raise ValueError(f"Unknown target {target!r}; available: {', '.join(TARGETS)}")
+    kind = get_target(target)
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
         raise ValueError(f"num_batches must be a positive int, got {num_batches!r}")
     if round_to not in (None, "auto") and (isinstance(round_to, bool) or not isinstance(round_to, int)
@@ -192,6 +202,7 @@ def _validate(model: Any, ratio: Any, target: Any, num_batches: Any, round_to: A
     patterns = (protect,) if isinstance(protect, str) else protect
     if not all(isinstance(p, str) for p in patterns):
         raise TypeError("protect must be a sequence of module-name patterns (str), e.g. ('head.*',)")
+    return kind
 
 
 def _check_scores(scores: Any, graph: PruningGraph, name: str) -> None:
@@ -203,25 +214,23 @@ def _check_scores(scores: Any, graph: PruningGraph, name: str) -> None:
                                f"expected ({group.channels},)")
 
 
-def _check_reached(target: str, ratio: float, reached: float, round_to: int) -> None:
+def _check_reached(target: Target, ratio: float, reached: float, round_to: int) -> None:
     """One rule for every target and round_to: a result that misses the budget is not returned. The planners
     refuse what they cannot reach; this catches what the cost model mispredicted (latency checks its measured
     band while planning)."""
-    if target == "latency" or abs(reached - ratio) <= BUDGET_TOLERANCE:
+    if not target.misses(ratio, reached):
         return
-    why = ("the MACs of parameter-free operations after additions and concatenations are estimated"
-           if target == "macs" else "the exact cost model missed part of this model, a bug: please report it")
     nearer = min(max(2 * ratio - reached, 0.001), 0.999)
-    raise UnreachableBudget(f"measured {target} reduction {reached:.1%} misses the requested {ratio:.1%} by more "
-                            f"than a point ({why}); ask for ratio={nearer:.3f} to land nearer",
+    raise UnreachableBudget(f"measured {target.name} reduction {reached:.1%} misses the requested {ratio:.1%} by "
+                            f"more than a point ({target.miss}); ask for ratio={nearer:.3f} to land nearer",
                             closest=reached, round_to=round_to)
 
 
-def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph, profile: ModelProfile,
-                  scores: list[Any], target: str, ratio: float, max_layer_ratio: float, round_to: int | str | None,
-                  latency_table: Any, progress: bool, comparable: bool, normalised: bool) -> PlanRequest:
+def _plan_request(budget: _Budget, criterion: Criterion, graph: PruningGraph, profile: ModelProfile,
+                  scores: list[Any], example_inputs: Any, progress: bool) -> PlanRequest:
     """Everything the planner needs: the one place that reads the device (the probe, or the table given as an
     argument or through `latency.override`) and measures for it."""
+    model, target, round_to, latency_table = graph.model, budget.target, budget.round_to, budget.latency_table
     table = latency_table if latency_table is not None else latency.injected_table()
     device = next((p.device for p in model.parameters()), None)
     if round_to != "auto":
@@ -230,7 +239,7 @@ def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph, pr
         alignment = latency_table.alignment
     else:  # what latency.override says (an alignment, or its table's), else the device's probe
         alignment = latency.device_alignment(device or "cpu")
-    if target == "latency" and table is None:
+    if target.timed and table is None:
         table = latency.measure_table(model, example_inputs, alignment=alignment, progress=progress)
     macs_table = latency.macs_table(model, example_inputs, profile.layer_macs) if round_to == "auto" and \
         alignment > 1 and table is None else None
@@ -247,21 +256,11 @@ def _plan_request(model: nn.Module, example_inputs: Any, graph: PruningGraph, pr
     def counter(removals: Removals) -> float:
         return 1 - count_macs(pruned_copy(removals), example_inputs) / profile.macs if profile.macs else 0.0
 
-    return PlanRequest(groups=graph.groups, scores=scores, cost=CostModel.of(graph.groups, profile, target),
-                       target=target, ratio=ratio, max_layer_ratio=max_layer_ratio, round_to=round_to,
-                       alignment=alignment, comparable=comparable, normalised=normalised, table=table,
-                       macs_table=macs_table,
-                       timer=timer if target == "latency" else None, counter=counter if target == "macs" else None)
-
-
-def _reduction(target: str, macs_before: int, macs_after: int, params_before: int, params_after: int,
-               graph: PruningGraph, plan: dict[int, list[int]]) -> float:
-    if target == "macs":
-        return 1 - macs_after / macs_before if macs_before else 0.0
-    if target == "channels":
-        total = sum(g.channels for g in graph.groups)
-        return sum(len(v) for v in plan.values()) / total if total else 0.0
-    return 1 - params_after / params_before if params_before else 0.0
+    return PlanRequest(groups=graph.groups, scores=scores, cost=target.cost_model(graph.groups, profile),
+                       target=target.name, ratio=budget.ratio, max_layer_ratio=budget.max_layer_ratio,
+                       round_to=round_to, alignment=alignment, comparable=criterion.comparable,
+                       normalised=criterion.normalised, table=table, macs_table=macs_table,
+                       timer=timer if target.timed else None, counter=counter if target.counted else None)
 
 
 @contextmanager

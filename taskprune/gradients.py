@@ -23,7 +23,7 @@ from ._runtime import ordinary_tensors, preserved_modes, world
 from .channels import SliceReducer, cosine_conflict
 from .groups import ChannelGroup
 from .safety import layer_errors
-from .tasks import MultiTaskAdapter, call_model, task_loss
+from .tasks import MultiTaskAdapter, call_model, task_loss, with_weights
 
 __all__ = ["GradientStats", "collect_gradients", "NEEDS"]
 
@@ -60,6 +60,7 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
     unknown = needs - NEEDS
     if unknown:
         raise ValueError(f"unknown gradient statistics {sorted(unknown)}; choose from {sorted(NEEDS)}")
+    adapter = with_weights(adapter)  # an adapter without `weight` weighs every task 1.0
     names = sorted({piece.param for group in groups for piece in group.slices})
     all_params = dict(model.named_parameters())
     params = [all_params[n] for n in names]
@@ -87,7 +88,7 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
                     terms = _taylor_terms(groups, names, params, grads)
                     for acc, s, term in zip(stats.task_taylor[task], summed, terms, strict=True):
                         acc += term**2
-                        s += _weight(adapter, task) * term
+                        s += float(adapter.weight(task)) * term
                     if "task_gradients" in needs:
                         for name, grad in zip(names, grads, strict=True):
                             if grad is not None:
@@ -98,7 +99,7 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
                     for acc, k in zip(stats.batch_conflict, cosine_conflict(this_batch, groups), strict=True):
                         acc += k
             else:
-                total = torch.stack([_weight(adapter, t) * losses[t] for t in tasks]).sum()
+                total = torch.stack([float(adapter.weight(t)) * losses[t] for t in tasks]).sum()
                 summed = _taylor_terms(groups, names, params, _grads(total, params, retain=False))
             for acc, s in zip(stats.summed_taylor, summed, strict=True):
                 acc += s**2
@@ -116,11 +117,6 @@ def _limited(data: Iterable[Any], num_batches: int, progress: bool) -> Iterable[
     from rich.progress import track
 
     return track(batches, total=num_batches, description="collecting task gradients", transient=True)
-
-
-def _weight(adapter: MultiTaskAdapter, task: str) -> float:
-    weight = getattr(adapter, "weight", None)
-    return float(weight(task)) if callable(weight) else 1.0
 
 
 def _task_loss(adapter: MultiTaskAdapter, task: str, output: Any, batch: Any, index: int) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Tasks: which part of a model's output belongs to which task, and how each task's loss is computed.
 
 A multi-task model returns one structure (tuple, dict, namedtuple, dataclass, nested). `Tasks` names the tasks,
-says how to pick each task's output from that structure, how to score it against a batch, and what the model takes
-from a batch. Anything with the same four members (the `MultiTaskAdapter` protocol) works in its place.
+says how to pick each task's output from that structure, how to score it against a batch, what the model takes
+from a batch and how the task losses are weighed. Anything with the same members (the `MultiTaskAdapter` protocol;
+`weight` may be left out) works in its place.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["MultiTaskAdapter", "Tasks", "call_model", "default_inputs", "describe_output", "flatten_outputs",
-           "output_leaves", "outputs_by_task", "task_loss"]
+__all__ = ["EqualWeights", "MultiTaskAdapter", "Tasks", "call_model", "default_inputs", "describe_output",
+           "flatten_outputs", "output_leaves", "outputs_by_task", "task_loss", "with_weights"]
 
 OutputFn = Callable[[Any], Any]
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -23,7 +24,12 @@ LossFn = Callable[[Any, Any], torch.Tensor]
 
 @runtime_checkable
 class MultiTaskAdapter(Protocol):
-    """What `prune`, the gradient collection and `finetune` need to know about a multi-task model."""
+    """What `prune`, the gradient collection and `finetune` need to know about a multi-task model.
+
+    `names`, `task_output`, `loss` and `model_inputs` are required. `weight` is declared with its default (every
+    task weighs 1.0): a class that subclasses `MultiTaskAdapter` inherits it, and an object that has only the four
+    required members is weighed that way too (`with_weights`).
+    """
 
     @property
     def names(self) -> tuple[str, ...]: ...
@@ -33,6 +39,42 @@ class MultiTaskAdapter(Protocol):
     def loss(self, name: str, task_output: Any, batch: Any) -> torch.Tensor: ...
 
     def model_inputs(self, batch: Any) -> Any: ...
+
+    def weight(self, name: str) -> float:
+        """Task `name`'s weight where the task losses are summed (the `taylor` criterion, fine-tuning)."""
+        return 1.0
+
+
+class EqualWeights:
+    """An adapter with only the four required members, every task weighed 1.0 (`MultiTaskAdapter.weight`'s default).
+
+    Attributes:
+        adapter: the adapter given; its four members answer as they are.
+    """
+
+    def __init__(self, adapter: Any):
+        self.adapter = adapter
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.adapter.names)
+
+    def task_output(self, name: str, model_output: Any) -> Any:
+        return self.adapter.task_output(name, model_output)
+
+    def loss(self, name: str, task_output: Any, batch: Any) -> torch.Tensor:
+        return self.adapter.loss(name, task_output, batch)
+
+    def model_inputs(self, batch: Any) -> Any:
+        return self.adapter.model_inputs(batch)
+
+    def weight(self, name: str) -> float:
+        return 1.0
+
+
+def with_weights(adapter: Any) -> MultiTaskAdapter:
+    """`adapter` itself when it has every member of `MultiTaskAdapter`, else an `EqualWeights` view of it."""
+    return adapter if isinstance(adapter, MultiTaskAdapter) else EqualWeights(adapter)
 
 
 def default_inputs(batch: Any) -> Any:
@@ -125,6 +167,7 @@ class Tasks:
         return self.inputs(batch)
 
     def weight(self, name: str) -> float:
+        """Task `name`'s loss weight: `weights[name]`, 1.0 for a task not named."""
         return float(self.weights.get(name, 1.0))
 
     @classmethod

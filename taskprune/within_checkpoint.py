@@ -100,11 +100,10 @@ def plain_option(value: Any) -> Any:
 
 
 def criterion_options(importance: Any) -> dict[str, Any]:
-    """The criterion's plain settings (conflict_taylor's `lam`, `measure`, `task_weights`, ...) as a checkpoint
-    records them; a name stands for the criterion with its defaults. Attributes that are not plain values (a
-    torch-pruning importance's layer types, say) are left out."""
+    """The criterion's plain settings (conflict_taylor's `lam`, `measure`, `task_weights`, ...: `settings()`) as a
+    checkpoint records them; a name stands for the criterion with its defaults. Settings that are not plain values
+    (a torch-pruning importance's layer types, say) are left out."""
     from .criteria import get_criterion
 
-    criterion = get_criterion(importance) if isinstance(importance, str) else importance
-    options = {k: plain_option(v) for k, v in sorted(getattr(criterion, "__dict__", {}).items()) if k != "needs"}
+    options = {k: plain_option(v) for k, v in sorted(get_criterion(importance).settings().items())}
     return {f"importance.{k}": v for k, v in options.items() if not (isinstance(v, str) and v.startswith("<"))}

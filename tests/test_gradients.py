@@ -50,3 +50,24 @@ def test_attribution_follows_derived_task_outputs(two_head):
     assert attribution["trunk.0"] == {"a", "both"}
     default = module_task_attribution(model, x)
     assert default["b.2"] == {"b"} and default["trunk.3"] == {"a", "b"}
+
+
+def test_an_adapter_without_weight_sums_the_task_losses_with_weight_one(two_head, two_head_tasks, batches):
+    """The `taylor` criterion's summed loss: an adapter with only the four required members gives what Tasks with
+    equal weights gives, and a declared weight changes it."""
+
+    class FourMembers:
+        names = two_head_tasks.names
+        task_output = staticmethod(two_head_tasks.task_output)
+        loss = staticmethod(two_head_tasks.loss)
+        model_inputs = staticmethod(two_head_tasks.model_inputs)
+
+    model, x = two_head
+    graph = PruningGraph(model, x, two_head_tasks)
+    heavy = Tasks(outputs=dict(two_head_tasks.outputs), losses=dict(two_head_tasks.losses), weights={"a": 3.0})
+    summed = {label: collect_gradients(model, graph.groups, adapter, batches, 2, frozenset({"summed_taylor"}))
+              .summed_taylor for label, adapter in [("four", FourMembers()), ("tasks", two_head_tasks),
+                                                     ("heavy", heavy)]}
+    for four, tasks in zip(summed["four"], summed["tasks"], strict=True):
+        torch.testing.assert_close(four, tasks)
+    assert any(not torch.allclose(t, h) for t, h in zip(summed["tasks"], summed["heavy"], strict=True))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import pytest
 import torch
 
 import taskprune
-from taskprune.tasks import Tasks, describe_output, task_loss
+from taskprune.tasks import EqualWeights, MultiTaskAdapter, Tasks, describe_output, task_loss, with_weights
 
 
 def square(out, batch):
@@ -60,3 +63,50 @@ def test_describe_output():
     assert describe_output(torch.zeros(1, 2)) == "Tensor [1, 2]"
     assert describe_output({"a": 1, "b": 2}) == "dict with keys a, b"
     assert describe_output([1, 2, 3]) == "list of 3"
+
+
+class FourMembers:
+    """An adapter written with the four required members only: no `weight`."""
+
+    names = ("a", "b")
+
+    def task_output(self, name, model_output):
+        return model_output[name]
+
+    def loss(self, name, task_output, batch):
+        return task_output.pow(2).mean() if name == "a" else (task_output - 1).pow(2).mean()
+
+    def model_inputs(self, batch):
+        return batch
+
+
+def test_the_adapter_protocol_declares_weight_with_its_default():
+    class Subclassed(FourMembers, MultiTaskAdapter):
+        pass
+
+    assert Subclassed().weight("a") == 1.0 and isinstance(Subclassed(), MultiTaskAdapter)
+    tasks = Tasks(outputs={"a": lambda o: o}, weights={"a": 2.0})
+    assert with_weights(tasks) is tasks and tasks.weight("a") == 2.0
+    assert not isinstance(FourMembers(), MultiTaskAdapter)  # the protocol has five members; with_weights adds one
+    view = with_weights(FourMembers())
+    assert isinstance(view, EqualWeights) and isinstance(view, MultiTaskAdapter)
+    assert view.names == ("a", "b") and view.weight("a") == view.weight("b") == 1.0
+    out = {"a": torch.ones(2), "b": torch.zeros(2)}
+    assert torch.equal(view.task_output("a", out), out["a"]) and float(view.loss("b", out["b"], None)) == 1.0
+
+
+def test_an_adapter_without_weight_trains_like_equal_weights(two_head, batches):
+    """`finetune`'s step weighs the losses of an adapter without `weight` 1.0 each, as Tasks without weights."""
+    from taskprune.train.step import TrainStep
+
+    model, _ = two_head
+    losses = {name: functools.partial(FourMembers().loss, name) for name in FourMembers.names}
+    trained = {}
+    for label, adapter in [("four", FourMembers()), ("equal", Tasks(losses=losses)),
+                           ("heavy_a", Tasks(losses=losses, weights={"a": 3.0}))]:
+        student = copy.deepcopy(model)
+        step = TrainStep(student, adapter, optimizer="sgd", lr=0.1, grad_clip=None)
+        step(batches[0])
+        trained[label] = torch.cat([p.detach().flatten() for p in student.parameters()])
+    assert torch.equal(trained["four"], trained["equal"])
+    assert not torch.allclose(trained["four"], trained["heavy_a"])

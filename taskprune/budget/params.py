@@ -11,125 +11,19 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
 
 from ..groups import ChannelGroup
+from .cost import Cost
 from .plan import UnreachableBudget, budget_fix
 
-__all__ = ["BUDGET_TOLERANCE", "TARGETS", "CostModel", "Unit", "plan_pruning", "units_of"]
+__all__ = ["BUDGET_TOLERANCE", "Unit", "plan_pruning", "units_of"]
 
-TARGETS = ("params", "macs", "channels", "latency")
 BUDGET_TOLERANCE = 0.01  # params / MACs / channels: the reduction is within one percentage point of the request
 # The plan aims this close to the request; the rest of the 1-point promise covers what the estimate leaves out.
 _TOLERANCE = 0.003
-
-
-class CostModel:
-    """Cost of the model as channels are removed: params or MACs (sum over parameters of rate * size) or channels.
-
-    Args:
-        groups: the channel groups.
-        shapes: parameter name -> shape of every parameter of the model.
-        rates: parameter name -> cost of one element (1 for params; MACs per weight element for macs).
-        total: the cost of the whole unpruned model (what the reduction is relative to).
-        target: "params", "macs" or "channels".
-    """
-
-    def __init__(self, groups: list[ChannelGroup], shapes: Mapping[str, tuple[int, ...]],
-                 rates: Mapping[str, float], total: float, target: str):
-        self.target = target
-        self.total0 = float(total)
-        self.shapes0 = {name: tuple(shape) for name, shape in shapes.items()}
-        self.sizes = {name: list(shape) for name, shape in shapes.items()}
-        self.rates = dict(rates)
-        # per group, per (parameter, dim): the (local, root) index pairs. One local index may serve several roots
-        # (a tensor concatenated with itself) and goes as soon as any of them does; several groups may cut the same
-        # dimension (the halves of a concatenation), so removals are counted per local index across groups.
-        # numpy, not torch: the planner asks thousands of small questions, and torch's per-call cost dominated them.
-        self._pieces: list[dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]]] = []
-        for group in groups:
-            pieces: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]] = {}
-            for piece in group.slices:
-                pieces.setdefault((piece.param, piece.dim), []).append((_indices(piece.local), _indices(piece.root)))
-            self._pieces.append(pieces)
-        self._removed = [np.zeros(g.channels, dtype=bool) for g in groups]
-        self._cut = {key: np.zeros(self.shapes0[key[0]][key[1]], dtype=np.int64)
-                     for pieces in self._pieces for key in pieces}
-        self._current: list[dict[tuple[str, int], np.ndarray] | None] = [None] * len(groups)  # marks of _removed
-        self.channels0 = sum(g.channels for g in groups)
-        self.cost = self.total0
-
-    @classmethod
-    def of(cls, groups: list[ChannelGroup], profile: Any, target: str) -> CostModel:
-        """The exact cost model of a model for `target` ("params", "macs" or "channels"), from its
-        `taskprune.graph.ModelProfile` (parameter shapes and counts, MACs per parameter element)."""
-        if target == "macs":
-            return cls(groups, profile.shapes, profile.macs_rates(), profile.macs, target)
-        return cls(groups, profile.shapes, dict.fromkeys(profile.shapes, 1.0), profile.params, target)
-
-    def _element_cost(self, name: str, sizes: list[int]) -> float:
-        return self.rates.get(name, 0.0) * math.prod(sizes)
-
-    def removal(self, group: int, channels: torch.Tensor, commit: bool = False, restore: bool = False) -> float:
-        """Cost saved by removing `channels` (root indices) of `group` (negative with `restore`: putting them
-        back); `commit` applies it."""
-        sign = -1 if restore else 1
-        if self.target == "channels":
-            saved = float(sign * len(channels))
-        else:
-            removed = self._removed[group].copy()
-            removed[_indices(channels)] = not restore
-            current = self._current_marks(group)
-            new_sizes: dict[str, list[int]] = {}
-            new_cuts: dict[tuple[str, int], np.ndarray] = {}
-            new_marks: dict[tuple[str, int], np.ndarray] = {}
-            for (param, dim), pairs in self._pieces[group].items():
-                marks = self._marks(pairs, removed, self._cut[(param, dim)].size)
-                cut = self._cut[(param, dim)] - current[(param, dim)] + marks
-                new_cuts[(param, dim)], new_marks[(param, dim)] = cut, marks
-                sizes = new_sizes.setdefault(param, list(self.sizes[param]))
-                sizes[dim] = self.shapes0[param][dim] - int(np.count_nonzero(cut))
-            saved = sum(self._element_cost(p, self.sizes[p]) - self._element_cost(p, s) for p, s in new_sizes.items())
-            if commit:
-                self.sizes.update(new_sizes)
-                self._cut.update(new_cuts)
-                self._current[group] = new_marks
-        if commit:
-            self._removed[group][_indices(channels)] = not restore
-            self.cost -= saved
-        return saved
-
-    def _current_marks(self, group: int) -> dict[tuple[str, int], np.ndarray]:
-        current = self._current[group]
-        if current is None:
-            current = {key: self._marks(pairs, self._removed[group], self._cut[key].size)
-                       for key, pairs in self._pieces[group].items()}
-            self._current[group] = current
-        return current
-
-    @staticmethod
-    def _marks(pairs: list[tuple[np.ndarray, np.ndarray]], removed: np.ndarray, size: int) -> np.ndarray:
-        """1 for every local index this group's removed roots take away, else 0."""
-        marks = np.zeros(size, dtype=np.int64)
-        for local, root in pairs:
-            marks[local[removed[root]]] = 1
-        return marks
-
-    def reduction(self, extra_saving: float = 0.0) -> float:
-        base = self.channels0 if self.target == "channels" else self.total0
-        return (self.total0 - self.cost + extra_saving) / base if base else 0.0
-
-
-def _indices(index: Any) -> np.ndarray:
-    """An index tensor (or sequence) as a numpy integer array."""
-    if isinstance(index, torch.Tensor):
-        return index.detach().cpu().numpy().astype(np.int64, copy=False)
-    return np.asarray(index, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -158,7 +52,7 @@ def units_of(group: ChannelGroup, order: torch.Tensor, max_layer_ratio: float, r
     return units
 
 
-def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: CostModel, ratio: float,
+def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: Cost, ratio: float,
                  max_layer_ratio: float, round_to: int | None, per_group: bool = True) -> dict[int, list[int]]:
     """Channels to remove per group index so that `cost.reduction()` reaches `ratio` within a point. Each group's
     scores are divided by their mean unless `per_group` is False (the criterion normalised them itself).
@@ -206,7 +100,7 @@ def plan_pruning(groups: list[ChannelGroup], scores: list[torch.Tensor], cost: C
             for index, count in taken.items() if count}
 
 
-def _trade(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int],
+def _trade(cost: Cost, units: dict[int, list[Unit]], taken: dict[int, int],
            normalised: dict[int, torch.Tensor], ratio: float, candidates: int = 8, most: int = 8) -> None:
     """When single steps and swaps cannot close the gap (a transformer's embedding coupled to every block, in
     coarse steps; two coupled groups of a tiny model), trade several: move one of the `candidates` groups with the
@@ -233,7 +127,7 @@ def _trade(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int],
         _take(cost, units, taken, group, count)
 
 
-def _take(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int], index: int, steps: int) -> None:
+def _take(cost: Cost, units: dict[int, list[Unit]], taken: dict[int, int], index: int, steps: int) -> None:
     """Commit `steps` more steps of group `index` (negative: give them back)."""
     for _ in range(abs(steps)):
         if steps < 0:
@@ -243,7 +137,7 @@ def _take(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int], 
             taken[index] += 1
 
 
-def _follow(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int],
+def _follow(cost: Cost, units: dict[int, list[Unit]], taken: dict[int, int],
             normalised: dict[int, torch.Tensor], ratio: float, moved: int) -> list[tuple[int, int]]:
     """Step the groups other than `moved` towards the request while a step lands closer: above it, give back the
     most important last steps first; below it, take the least important next steps first."""
@@ -266,7 +160,7 @@ def _follow(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int]
     return moves
 
 
-def _refine(cost: CostModel, units: dict[int, list[Unit]], taken: dict[int, int], ratio: float,
+def _refine(cost: Cost, units: dict[int, list[Unit]], taken: dict[int, int], ratio: float,
             max_moves: int = 16) -> None:
     """Coarse models, where whole steps overshoot: add a step, give one back, or swap one group's step for
     another's, while that lands closer to the request."""

@@ -4,14 +4,10 @@ measures at or above the dense latency is never returned."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
-
-from ..groups import ChannelGroup
 from ..latency import LatencyTable
 from .latency import RELATIVE_TOLERANCE, LatencyModel, latency_fix, plan_latency
 from .plan import Plan, UnreachableBudget
+from .request import PlanRequest
 
 __all__ = ["plan_measured"]
 
@@ -19,43 +15,44 @@ _AIM_TOLERANCE = 0.025  # passes go on (up to _MAX_PASSES) until one lands withi
 _MAX_PASSES = 6
 
 
-def _solve(groups: list[ChannelGroup], scores: list[torch.Tensor], table: LatencyTable, aim: float,
-           max_layer_ratio: float, multiples: list[int], comparable: bool,
+def _solve(request: PlanRequest, table: LatencyTable, aim: float, multiples: list[int],
            ) -> tuple[dict[int, list[int]], int, float]:
     """The latency plan in the first of `multiples` whose predicted latency reaches `aim` (within the band), else
     the one predicted closest: (plan, multiple, predicted fraction of dense)."""
+    groups, scores = list(request.groups), list(request.scores)
     solutions = []
     for multiple in multiples:
         predictor = LatencyModel(groups, table)
-        plan = plan_latency(groups, scores, predictor, aim, max_layer_ratio, multiple, strict=False,
-                            comparable=comparable)
+        plan = plan_latency(groups, scores, predictor, aim, request.max_layer_ratio, multiple, strict=False,
+                            comparable=request.one_scale)
         solutions.append((plan, multiple, predictor.fraction()))
         if predictor.fraction() <= aim * (1 + RELATIVE_TOLERANCE):
             break
     return min(solutions, key=lambda solution: solution[2])  # the last one, if it reaches the aim
 
 
-def plan_measured(groups: list[ChannelGroup], scores: list[torch.Tensor], table: LatencyTable, ratio: float,
-                  max_layer_ratio: float, multiples: list[int], timer: Callable[[dict[int, list[int]]],
-                                                                               Callable[[], float]],
-                  comparable: bool = False) -> Plan:
-    """Solve on the table, measure the pruned copy against the dense model, and re-aim while it misses by more
-    than 2.5% (a plan at the edge of the 5% band falls outside it on the next measurement as often as not); keep
-    the closest pass that measured faster than dense. Every pass plans in the first of `multiples` that reaches
-    its aim.
+def plan_measured(request: PlanRequest, multiples: list[int]) -> Plan:
+    """Solve on `request.table`, time the pruned copy against the dense model with `request.timer`, and re-aim
+    while it misses by more than 2.5% (a plan at the edge of the 5% band falls outside it on the next measurement
+    as often as not); keep the closest pass that measured faster than dense. Every pass plans in the first of
+    `multiples` that reaches its aim.
 
     Raises:
+        ValueError: the request has no latency table or no timer.
         UnreachableBudget: the table predicts that no plan reaches the request under the caps, or the closest
             measured pass misses it by more than 5%, or no pass ran faster than dense: the message says how far
             and what to change (never a ratio at or below 0).
     """
+    if request.table is None or request.timer is None:
+        raise ValueError(f"target={request.target!r} needs a latency table and a timer in the PlanRequest")
+    table, ratio, max_layer_ratio, timer = request.table, request.ratio, request.max_layer_ratio, request.timer
     wanted = 1 - ratio
     aim = wanted
     tried: list[tuple[float, float, Plan]] = []
     points: list[tuple[float, float]] = []  # (predicted, measured) fraction of dense, per pass
     capped = False
     for _ in range(_MAX_PASSES):
-        plan, multiple, predicted = _solve(groups, scores, table, aim, max_layer_ratio, multiples, comparable)
+        plan, multiple, predicted = _solve(request, table, aim, multiples)
         capped = predicted > aim * (1 + RELATIVE_TOLERANCE)
         if capped and not tried:
             raise UnreachableBudget(

@@ -5,8 +5,10 @@ from . import magnitude as magnitude
 from . import random as random
 from . import taylor as taylor
 from .base import Criterion as Criterion
+from .base import Scorer as Scorer
 from .base import ScoringContext as ScoringContext
 from .base import TaskWeighted as TaskWeighted
+from .base import WithDefaults as WithDefaults
 from .conflict import ConflictTaylor as ConflictTaylor
 from .magnitude import Magnitude as Magnitude
 from .random import Random as Random
@@ -18,6 +20,7 @@ from .taylor import TaskTaylor as TaskTaylor
 from .taylor import Taylor as Taylor
 
 __all__ = [
-    "Criterion", "ScoringContext", "TaskWeighted", "register_criterion", "unregister_criterion", "get_criterion", "list_criteria",
+    "Criterion", "Scorer", "ScoringContext", "TaskWeighted", "WithDefaults", "register_criterion",
+    "unregister_criterion", "get_criterion", "list_criteria",
     "Magnitude", "Taylor", "TaskTaylor", "ConflictTaylor", "Random",
 ]

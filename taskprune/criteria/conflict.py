@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from ..channels import cosine_conflict, sign_conflict
 from ..gradients import GradientStats
 from ..groups import ChannelGroup
-from .base import ScoringContext
+from .base import Criterion, ScoringContext
 from .registry import register_criterion
 from .taylor import checked_task_weights, gradient_stats, task_taylor_scores, weighted_by_task
 
@@ -35,7 +36,7 @@ def conflict_scores(stats: GradientStats, groups: list[ChannelGroup], measure: s
 
 
 @register_criterion("conflict_taylor")
-class ConflictTaylor:
+class ConflictTaylor(Criterion):
     """S(c) = TCI(c) * (1 - lam * k(c)).
 
     Args:
@@ -71,6 +72,10 @@ class ConflictTaylor:
     def with_task_weights(self, task_weights: Mapping[str, float]) -> ConflictTaylor:
         """This criterion, with its penalty settings, and other task weights."""
         return ConflictTaylor(self.lam, self.measure, self.across_groups, task_weights)
+
+    def settings(self) -> dict[str, Any]:
+        return {"across_groups": self.across_groups, "lam": self.lam, "measure": self.measure,
+                "normalised": self.normalised, "task_weights": self.task_weights}
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = gradient_stats(context, self.name)

@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from .base import ScoringContext
+from .base import Criterion, ScoringContext, attributes
 
 __all__ = ["TorchPruningImportance"]
 
 
-class TorchPruningImportance:
+class TorchPruningImportance(Criterion):
     """Wraps a `torch_pruning.importance.Importance`. It reads what it reads (for its Taylor variants, the `.grad`
     of a `loss.backward()` you ran yourself); taskprune only hands it each group."""
 
@@ -30,3 +30,7 @@ class TorchPruningImportance:
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         return [context.graph.tp_scores(self.importance, group.index) for group in context.groups]
+
+    def settings(self) -> dict[str, Any]:
+        """The wrapped importance's settings (its instance attributes: its norm, reduction, ...)."""
+        return attributes(self.importance)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from ..channels import channel_sums
-from .base import ScoringContext
+from .base import Criterion, ScoringContext
 from .registry import register_criterion
 
 __all__ = ["Magnitude"]
 
 
 @register_criterion("magnitude")
-class Magnitude:
+class Magnitude(Criterion):
     """sqrt(sum over the channel's parameter slices of theta^2). Needs no data."""
 
     name = "magnitude"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from .base import ScoringContext
+from .base import Criterion, ScoringContext
 from .registry import register_criterion
 
 __all__ = ["Random"]
 
 
 @register_criterion("random")
-class Random:
+class Random(Criterion):
     """Uniform random scores from a generator seeded with `context.seed`."""
 
     name = "random"

@@ -6,14 +6,14 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any
 
-from .base import Criterion
+from .base import Criterion, Scorer, declared
 
 __all__ = ["register_criterion", "unregister_criterion", "get_criterion", "list_criteria"]
 
-_REGISTRY: dict[str, Callable[..., Criterion]] = {}
+_REGISTRY: dict[str, Callable[..., Scorer]] = {}
 
 
-def register_criterion(name: str) -> Callable[[Callable[..., Criterion]], Callable[..., Criterion]]:
+def register_criterion(name: str) -> Callable[[Callable[..., Scorer]], Callable[..., Scorer]]:
     """Decorator registering a criterion factory (usually the class) under `name`.
 
     Example:
@@ -23,7 +23,7 @@ def register_criterion(name: str) -> Callable[[Callable[..., Criterion]], Callab
         ...     def score(self, context): ...
     """
 
-    def add(factory: Callable[..., Criterion]) -> Callable[..., Criterion]:
+    def add(factory: Callable[..., Scorer]) -> Callable[..., Scorer]:
         if name in _REGISTRY and _REGISTRY[name] is not factory:
             raise ValueError(f"a criterion named {name!r} is already registered")
         _REGISTRY[name] = factory
@@ -48,14 +48,16 @@ def list_criteria(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def get_criterion(criterion: str | Criterion | Any, **options: Any) -> Criterion:
-    """A criterion from a registered name, a criterion instance, or a `torch_pruning` importance instance."""
+def get_criterion(criterion: str | Scorer | Any, **options: Any) -> Criterion:
+    """A criterion from a registered name, a criterion instance, or a `torch_pruning` importance instance. An
+    object that has only `name`, `needs` and `score` comes back as a `WithDefaults` view with the `Criterion`
+    protocol's defaults for the flags it leaves out; one that declares them all comes back as it is."""
     if isinstance(criterion, str):
         if criterion not in _REGISTRY:
             raise ValueError(f"Unknown criterion {criterion!r}; available: {', '.join(list_criteria())}")
-        return _REGISTRY[criterion](**options)
-    if isinstance(criterion, Criterion):
-        return criterion
+        return declared(_REGISTRY[criterion](**options))
+    if isinstance(criterion, Scorer):
+        return declared(criterion)
     from .external import TorchPruningImportance
 
     if TorchPruningImportance.accepts(criterion):

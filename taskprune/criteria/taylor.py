@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from ..gradients import GradientStats
 from ..groups import ChannelGroup
-from .base import ScoringContext
+from .base import Criterion, ScoringContext
 from .registry import register_criterion
 
 __all__ = ["Taylor", "TaskTaylor", "checked_task_weights", "gradient_stats", "task_taylor_scores", "weighted_by_task"]
@@ -23,7 +24,7 @@ def gradient_stats(context: ScoringContext, criterion: str) -> GradientStats:
 
 
 @register_criterion("taylor")
-class Taylor:
+class Taylor(Criterion):
     """Molchanov et al. 2019 group Taylor on the weighted sum of task losses:
     I(c) = mean_b (sum over the channel's slices of theta * dL/dtheta)^2, BatchNorm slices included
     (torch-pruning 1.6.1 leaves them out)."""
@@ -81,7 +82,7 @@ def weighted_by_task(scores: list[torch.Tensor], groups: list[ChannelGroup], wei
 
 
 @register_criterion("task_taylor")
-class TaskTaylor:
+class TaskTaylor(Criterion):
     """Task Taylor importance (TCI): I(c) = max_t I_t(c) / mean(I_t).
 
     Args:
@@ -101,6 +102,9 @@ class TaskTaylor:
     def with_task_weights(self, task_weights: Mapping[str, float]) -> TaskTaylor:
         """This criterion with other task weights."""
         return TaskTaylor(task_weights=task_weights)
+
+    def settings(self) -> dict[str, Any]:
+        return {"normalised": self.normalised, "task_weights": self.task_weights}
 
     def score(self, context: ScoringContext) -> list[torch.Tensor]:
         stats = gradient_stats(context, self.name)

@@ -19,7 +19,7 @@ from torch import nn
 from .._runtime import world
 from ..distill import Distill, FeatureDistiller
 from ..safety import layer_errors
-from ..tasks import MultiTaskAdapter, call_model, task_loss
+from ..tasks import MultiTaskAdapter, call_model, task_loss, with_weights
 
 __all__ = ["TrainStep", "make_optimizer", "to_device"]
 
@@ -82,7 +82,7 @@ class TrainStep:
         self.optimizer = make_optimizer(optimizer, self.params, lr, weight_decay)
         self.amp = self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.weight = getattr(tasks, "weight", lambda name: 1.0)  # the MultiTaskAdapter protocol has no weights
+        self.weight = with_weights(tasks).weight  # an adapter without `weight` weighs every task 1.0
         self.steps = 0
 
     def __call__(self, batch: Any, lr_factor: float = 1.0) -> dict[str, float]:

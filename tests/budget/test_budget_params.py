@@ -11,7 +11,7 @@ from torch import nn
 
 import taskprune
 from taskprune import latency
-from taskprune.budget import CostModel, UnreachableBudget, plan_pruning
+from taskprune.budget import CostModel, UnreachableBudget, get_target, plan_pruning
 from taskprune.graph import PruningGraph, count_params
 from taskprune.tasks import Tasks
 from taskprune.testing import get_test_model
@@ -176,14 +176,15 @@ def test_a_measured_miss_is_refused_not_returned(monkeypatch):
     the cost model (the old bug), vit_like at 0.6 measured 62.7%: prune raises and the model is untouched."""
     model, x = get_test_model("vit_like")()
     before = snapshot(model)
-    original = CostModel.of.__func__
+    params = get_target("params")
+    original = params.cost_model
 
-    def without_bare_parameters(cls, groups, profile, target):  # the public seam prune builds its cost model by
+    def without_bare_parameters(groups, profile):  # the seam prune builds its cost model by: the target's
         for group in groups:
             group.slices = tuple(piece for piece in group.slices if "." in piece.param)
-        return original(cls, groups, profile, target)
+        return original(groups, profile)
 
-    monkeypatch.setattr(CostModel, "of", classmethod(without_bare_parameters))
+    monkeypatch.setattr(params, "cost_model", without_bare_parameters)
     with pytest.raises(UnreachableBudget, match=r"measured params reduction 6\d\.\d% misses the requested 60\.0% .*"
                                                 r"please report it\); ask for ratio=0\.5"):
         taskprune.prune(model, x, ratio=0.6, round_to=None, progress=False)

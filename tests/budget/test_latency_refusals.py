@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from taskprune.budget import UnreachableBudget
+from taskprune.budget import ChannelCount, PlanRequest, UnreachableBudget
 from taskprune.budget.latency import latency_fix
 from taskprune.budget.passes import plan_measured
 from taskprune.groups import ChannelGroup, ParamSlice
@@ -38,10 +38,16 @@ def _scores(count: int = 3) -> list[torch.Tensor]:
     return [torch.rand(64, generator=generator) for _ in range(count)]
 
 
+def _request(groups: list[ChannelGroup], table: LatencyTable, ratio: float, timer) -> PlanRequest:
+    """A latency request in steps of 16 with max_layer_ratio=0.8, timed by `timer`."""
+    return PlanRequest(groups=groups, scores=_scores(), cost=ChannelCount(groups), target="latency", ratio=ratio,
+                       max_layer_ratio=0.8, round_to=16, alignment=16, table=table, timer=timer)
+
+
 def test_a_table_that_predicts_every_plan_slower_than_dense_gets_no_negative_advice():
     groups, table = _groups((2.0, 2.0, 2.0, 1.0))  # narrower timed twice as slow: measured under load
     with pytest.raises(UnreachableBudget) as refused:
-        plan_measured(groups, _scores(), table, 0.6, 0.8, [16], timer=lambda plan: lambda: 0.4)
+        plan_measured(_request(groups, table, 0.6, timer=lambda plan: lambda: 0.4), [16])
     message = str(refused.value)
     assert "no lower ratio helps" in message and "clear_cache" in message
     assert all(r > 0 for r in _advised_ratios(message)), message
@@ -51,7 +57,7 @@ def test_a_plan_measured_slower_than_dense_is_never_returned():
     """Asked for 97% of dense, a pass measured at 101% lies within the 5% band, but is slower than dense."""
     groups, table = _groups((1.0, 2.0, 3.0, 4.0))
     with pytest.raises(UnreachableBudget) as refused:
-        plan_measured(groups, _scores(), table, 0.03, 0.8, [16], timer=lambda plan: lambda: 1.01)
+        plan_measured(_request(groups, table, 0.03, timer=lambda plan: lambda: 1.01), [16])
     assert "faster than dense" in str(refused.value)
     assert all(r > 0 for r in _advised_ratios(str(refused.value))), str(refused.value)
 
@@ -60,7 +66,7 @@ def test_a_pass_slower_than_dense_is_passed_over_for_a_faster_one():
     """Asked for 97%: a pass at 100.5% misses by less than one at 93%, but only the faster one may be returned."""
     groups, table = _groups((1.0, 2.0, 3.0, 4.0))
     measured = iter([1.005, 1.005] + [0.93] * 12)
-    outcome = plan_measured(groups, _scores(), table, 0.03, 0.8, [16], timer=lambda plan: lambda: next(measured))
+    outcome = plan_measured(_request(groups, table, 0.03, timer=lambda plan: lambda: next(measured)), [16])
     assert outcome.reached == pytest.approx(0.07)
 
 

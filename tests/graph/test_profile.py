@@ -8,7 +8,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from taskprune.budget import CostModel
+from taskprune.budget import get_target
 from taskprune.graph import PruningGraph, count_macs, count_params, counting, profile_model
 from taskprune.graph.profile import module_macs
 from taskprune.tasks import Tasks
@@ -32,7 +32,7 @@ def test_cost_model_of_a_profile_predicts_the_pruned_model(two_head):
     model, x = two_head
     profile = profile_model(model, x)
     graph = PruningGraph(model, x, Tasks.from_output(model(x)))
-    params, macs = CostModel.of(graph.groups, profile, "params"), CostModel.of(graph.groups, profile, "macs")
+    params, macs = (get_target(name).cost_model(graph.groups, profile) for name in ("params", "macs"))
     plan = {g.index: list(range(g.channels // 4)) for g in graph.groups if g.prunable and g.channels > 3}
     for index, channels in plan.items():
         for cost in (params, macs):

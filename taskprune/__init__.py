@@ -24,16 +24,16 @@ from .export import export_onnx as export_onnx
 from .extract import extract as extract
 from .inspection import ModelReport as ModelReport
 from .inspection import inspect as inspect
-from .iterative import prune_iteratively as prune_iteratively
 from .report import PruneReport as PruneReport
 from .saving import load as load
 from .saving import save as save
+from .steps import WithinResult as WithinResult
+from .steps import prune_iteratively as prune_iteratively
+from .steps import prune_within as prune_within
 from .tasks import MultiTaskAdapter as MultiTaskAdapter
 from .tasks import Tasks as Tasks
 from .train import FinetuneConfig as FinetuneConfig
 from .train import finetune as finetune
-from .within import WithinResult as WithinResult
-from .within import prune_within as prune_within
 
 __all__ = [
     "__version__",

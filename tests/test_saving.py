@@ -73,7 +73,7 @@ def test_round_trip_is_exact(tmp_path, name):
 
 def test_round_trip_of_an_iterative_prune(tmp_path):
     """The history of several prunes in a row replays step after step."""
-    from taskprune.iterative import prune_iteratively
+    from taskprune import prune_iteratively
 
     model, x = get_test_model("tiny_driving")()
     result = prune_iteratively(model, x, schedule=[0.2, 0.4], round_to=None, progress=False)

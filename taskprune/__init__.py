@@ -20,13 +20,13 @@ from .criteria import list_criteria as list_criteria
 from .criteria import register_criterion as register_criterion
 from .distill import Distill as Distill
 from .distill import FeatureDistiller as FeatureDistiller
-from .export import export_onnx as export_onnx
 from .extract import extract as extract
-from .inspection import ModelReport as ModelReport
-from .inspection import inspect as inspect
-from .report import PruneReport as PruneReport
-from .saving import load as load
-from .saving import save as save
+from .keeping import export_onnx as export_onnx
+from .keeping import load as load
+from .keeping import save as save
+from .reporting import ModelReport as ModelReport
+from .reporting import PruneReport as PruneReport
+from .reporting import inspect as inspect
 from .steps import WithinResult as WithinResult
 from .steps import prune_iteratively as prune_iteratively
 from .steps import prune_within as prune_within
@@ -51,13 +51,15 @@ __all__ = [
     "save", "load", "export_onnx",
 ]
 
-_SUBPACKAGES = ("budget", "criteria", "distill", "driving", "graph", "latency", "plots", "saving", "testing", "train")
+_SUBPACKAGES = ("budget", "criteria", "distill", "driving", "graph", "keeping", "latency", "reporting", "saving", "steps",
+                "testing", "train")
+_MOVED = {"plots": "reporting.plots"}  # a documented path whose module lives in a folder
 
 
 def __getattr__(name: str) -> _Any:
     """`taskprune.plots`, `taskprune.driving`, ...: imported on first use."""
-    if name in _SUBPACKAGES:
+    if name in _SUBPACKAGES or name in _MOVED:
         import importlib
 
-        return importlib.import_module(f".{name}", __name__)
+        return importlib.import_module(f".{_MOVED.get(name, name)}", __name__)
     raise AttributeError(f"module 'taskprune' has no attribute {name!r}")

@@ -32,7 +32,7 @@ class Checkpoint:
               *, finished: bool) -> None:
         if self.folder is None:
             return
-        from ..saving import save
+        from ..keeping import save
 
         # the model is the one after the last step within the limits (the step before, when the last broke one,
         # whose file the previous write left); a new one always overwrites what an interrupted attempt left
@@ -53,7 +53,7 @@ class Checkpoint:
                ) -> tuple[list[dict[str, Any]], PruneResult | None, bool]:
         """The frontier so far, the model after the last step within the limits (None before the first), and
         whether the run had finished; the random-number states are put back as they were."""
-        from ..saving import load, read_report
+        from ..keeping import load, read_report
 
         assert self.folder is not None
         state = torch.load(self.folder / "state.pt", weights_only=True)

@@ -229,7 +229,7 @@ class Search:
 
     def _task_only_layers(self, task: str, protect: list[str]) -> list[str]:
         """The layers of the channel groups that serve `task` alone in the current model."""
-        from ..inspection import inspect
+        from ..reporting import inspect
 
         found = inspect(self.steps.model, self.setup.example_inputs, tasks=self.setup.tasks, protect=protect)
         return sorted({layer for group in found.groups if group.tasks == (task,) and not group.kept_whole

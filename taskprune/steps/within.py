@@ -72,7 +72,7 @@ class WithinResult:
 
     def plot(self, path: Any) -> Any:
         """Metric drop against reduction, one line per limited metric, each limit drawn (needs taskprune[plot])."""
-        from ..plots import plot_frontier
+        from ..reporting.plots import plot_frontier
 
         return plot_frontier(self.frontier, self.limits, path)
 
@@ -245,7 +245,7 @@ def _reported(report: Evaluate | None, model: nn.Module) -> dict[str, float] | N
 
 
 def _unpruned(model: nn.Module, example_inputs: Any, first: Mapping[str, Any]) -> PruneResult:
-    from ..report import PruneReport
+    from ..reporting import PruneReport
 
     report = PruneReport(criterion="-", target="params", ratio=0.0, reached=0.0, params_before=first["params"],
                          params_after=first["params"], macs_before=first["macs"], macs_after=first["macs"],

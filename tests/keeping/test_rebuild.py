@@ -62,12 +62,12 @@ def test_a_file_naming_an_unregistered_rebuild_is_refused_with_the_registered_on
     payload["rebuild"]["kind"] = "gone"
     torch.save(payload, path)
     with pytest.raises(ValueError, match=r"made by 'gone', which no imported module rebuilds; rebuilds available: "
-                                         r"extract, traced_for_test"):
+                                         r"extract, .*traced_for_test"):
         taskprune.load(path, Twice())
 
 
 def test_marking_or_registering_is_checked_by_name():
-    with pytest.raises(ValueError, match=r"Unknown rebuild 'nope'; available: extract, traced_for_test"):
+    with pytest.raises(ValueError, match=r"Unknown rebuild 'nope'; available: extract, .*traced_for_test"):
         mark_rebuild(fx.symbolic_trace(Twice()), "nope", "tests.Twice")
     with pytest.raises(ValueError, match="'extract' is already registered"):
         register_rebuild("extract", _traced_again)

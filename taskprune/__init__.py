@@ -11,8 +11,6 @@ Subpackages load on first use (`taskprune.driving`, the reference driving model;
 from typing import Any as _Any
 
 from ._version import __version__ as __version__
-from .api import PruneResult as PruneResult
-from .api import prune as prune
 from .criteria import Criterion as Criterion
 from .criteria import ScoringContext as ScoringContext
 from .criteria import get_criterion as get_criterion
@@ -24,6 +22,8 @@ from .extract import extract as extract
 from .keeping import export_onnx as export_onnx
 from .keeping import load as load
 from .keeping import save as save
+from .prune import PruneResult as PruneResult
+from .prune import prune as prune
 from .reporting import ModelReport as ModelReport
 from .reporting import PruneReport as PruneReport
 from .reporting import inspect as inspect

@@ -147,9 +147,9 @@ def _prune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prune(args: argparse.Namespace) -> None:
-    from ..api import prune as prune_model
     from ..criteria import get_criterion
     from ..keeping import save
+    from ..prune import prune as prune_model
 
     if get_criterion(args.importance).needs and args.tasks is None:  # an unknown name lists the valid ones
         raise UsageError(f"--importance {args.importance} ranks channels by the tasks' gradients, so it needs "

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from ..api import prune
 from ..distill import Distill
 from ..keeping import save
+from ..prune import prune
 from ..train import finetune
 from .metrics import delta_m, evaluate
 from .model import SIZES

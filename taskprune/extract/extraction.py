@@ -16,8 +16,8 @@ import torch
 from torch import fx, nn
 
 from .._runtime import ordinary_tensors, preserved_modes, restore_requires_grad, trainable_copy, with_autograd
-from ..api import PruneResult
 from ..keeping.rebuild import mark_rebuild, register_rebuild
+from ..prune import PruneResult
 from ..reporting import PruneReport
 from ..safety import first_call
 from ..tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._runtime import atomic_write
-from ..api import PruneResult
+from ..prune import PruneResult
 
 __all__ = ["Checkpoint", "criterion_options", "plain_option"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from ..api import PruneResult, prune
+from ..prune import PruneResult, prune
 from .loop import Steps
 
 __all__ = ["prune_iteratively"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from ..api import PruneResult
+from ..prune import PruneResult
 
 __all__ = ["Steps", "compose_channel_maps"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from ..api import PruneResult, prune
 from ..budget import UnreachableBudget
 from ..distill import Distill
+from ..prune import PruneResult, prune
 from ..tasks import MultiTaskAdapter
 from ..train import FinetuneConfig, finetune
 from .loop import Steps

@@ -19,9 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .._runtime import copy_model, ordinary_tensors, restore_requires_grad, trainable_copy, with_autograd
-from ..api import PruneResult
 from ..criteria import TaskWeighted, get_criterion
 from ..distill import Distill
+from ..prune import PruneResult
 from ..tasks import MultiTaskAdapter
 from ..train import FinetuneConfig
 from .checkpoint import Checkpoint, criterion_options, plain_option

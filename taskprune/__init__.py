@@ -11,8 +11,6 @@ Subpackages load on first use (`taskprune.driving`, the reference driving model;
 from typing import Any as _Any
 
 from ._version import __version__ as __version__
-from .api import PruneResult as PruneResult
-from .api import prune as prune
 from .criteria import Criterion as Criterion
 from .criteria import ScoringContext as ScoringContext
 from .criteria import get_criterion as get_criterion
@@ -20,23 +18,25 @@ from .criteria import list_criteria as list_criteria
 from .criteria import register_criterion as register_criterion
 from .distill import Distill as Distill
 from .distill import FeatureDistiller as FeatureDistiller
-from .export import export_onnx as export_onnx
 from .extract import extract as extract
-from .inspection import ModelReport as ModelReport
-from .inspection import inspect as inspect
-from .iterative import prune_iteratively as prune_iteratively
+from .keeping import export_onnx as export_onnx
+from .keeping import load as load
+from .keeping import save as save
 from .layers import LayerKind as LayerKind
 from .layers import list_layer_kinds as list_layer_kinds
 from .layers import register_layer as register_layer
-from .report import PruneReport as PruneReport
-from .saving import load as load
-from .saving import save as save
+from .prune import PruneResult as PruneResult
+from .prune import prune as prune
+from .reporting import ModelReport as ModelReport
+from .reporting import PruneReport as PruneReport
+from .reporting import inspect as inspect
+from .steps import WithinResult as WithinResult
+from .steps import prune_iteratively as prune_iteratively
+from .steps import prune_within as prune_within
 from .tasks import MultiTaskAdapter as MultiTaskAdapter
 from .tasks import Tasks as Tasks
 from .train import FinetuneConfig as FinetuneConfig
 from .train import finetune as finetune
-from .within import WithinResult as WithinResult
-from .within import prune_within as prune_within
 
 __all__ = [
     "__version__",
@@ -56,13 +56,15 @@ __all__ = [
     "save", "load", "export_onnx",
 ]
 
-_SUBPACKAGES = ("budget", "criteria", "distill", "driving", "graph", "latency", "plots", "saving", "testing", "train")
+_SUBPACKAGES = ("budget", "criteria", "distill", "driving", "graph", "keeping", "latency", "reporting", "saving", "steps",
+                "testing", "train")
+_MOVED = {"plots": "reporting.plots"}  # a documented path whose module lives in a folder
 
 
 def __getattr__(name: str) -> _Any:
     """`taskprune.plots`, `taskprune.driving`, ...: imported on first use."""
-    if name in _SUBPACKAGES:
+    if name in _SUBPACKAGES or name in _MOVED:
         import importlib
 
-        return importlib.import_module(f".{name}", __name__)
+        return importlib.import_module(f".{_MOVED.get(name, name)}", __name__)
     raise AttributeError(f"module 'taskprune' has no attribute {name!r}")

@@ -7,8 +7,8 @@ import json
 import torch
 
 from taskprune.groups import ChannelGroup, ParamSlice
-from taskprune.inspection import GroupInfo
-from taskprune.report import GroupChange
+from taskprune.reporting import GroupInfo
+from taskprune.reporting import GroupChange
 
 
 def _group() -> ChannelGroup:

@@ -115,7 +115,7 @@ def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def inspect(args: argparse.Namespace) -> None:
-    from ..inspection import inspect as inspect_model
+    from ..reporting import inspect as inspect_model
 
     model, example = _model_and_inputs(args)
     found = inspect_model(model, example)
@@ -126,7 +126,7 @@ def inspect(args: argparse.Namespace) -> None:
 
         Console().print(found)
     if args.plot is not None:
-        from ..plots import plot_channels
+        from ..reporting.plots import plot_channels
 
         plot_channels(found.as_report(), args.plot, title=f"{args.factory}: channel groups (nothing pruned)")
 
@@ -147,9 +147,9 @@ def _prune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prune(args: argparse.Namespace) -> None:
-    from ..api import prune as prune_model
     from ..criteria import get_criterion
-    from ..saving import save
+    from ..keeping import save
+    from ..prune import prune as prune_model
 
     if get_criterion(args.importance).needs and args.tasks is None:  # an unknown name lists the valid ones
         raise UsageError(f"--importance {args.importance} ranks channels by the tasks' gradients, so it needs "
@@ -185,7 +185,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    from ..saving import read_report
+    from ..keeping import read_report
 
     found = read_report(args.file)
     if args.json:
@@ -193,7 +193,7 @@ def report(args: argparse.Namespace) -> None:
     else:
         print(found)
     if args.plot is not None:
-        from ..plots import plot_channels
+        from ..reporting.plots import plot_channels
 
         plot_channels(found, args.plot, title=f"{args.file.name}: channels kept per group")
 

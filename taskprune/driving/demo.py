@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from ..api import prune
 from ..distill import Distill
-from ..saving import save
+from ..keeping import save
+from ..prune import prune
 from ..train import finetune
 from .metrics import delta_m, evaluate
 from .model import SIZES
@@ -258,7 +258,7 @@ def _write(config: DemoConfig, result: Any, student: torch.nn.Module, rows: dict
     files[2].write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
     files[3].write_text(_markdown(rows))
     save(dataclasses.replace(result, model=student), files[4])
-    from ..plots import plot_channels, plot_metrics
+    from ..reporting.plots import plot_channels, plot_metrics
 
     try:
         files.append(plot_channels(result.report, out / "channels.png",

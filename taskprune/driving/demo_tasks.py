@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from ..extract import extract
+from ..steps import prune_within
 from ..train import FinetuneConfig
-from ..within import prune_within
 from .metrics import evaluate
 from .tasks import collate, loader
 

@@ -84,7 +84,7 @@ def test_a_criterion_that_normalised_its_scores_is_planned_as_it_scored(two_head
 
 def _recorded_before(obj: object) -> dict[str, object]:
     """What a prune_within checkpoint recorded of a criterion object before `settings()`: its `__dict__`."""
-    from taskprune.within_checkpoint import plain_option
+    from taskprune.steps.checkpoint import plain_option
 
     options = {k: plain_option(v) for k, v in sorted(vars(obj).items()) if k != "needs"}
     return {f"importance.{k}": v for k, v in options.items() if not (isinstance(v, str) and v.startswith("<"))}
@@ -94,7 +94,7 @@ def test_settings_record_what_checkpoints_recorded_so_far():
     """A checkpoint written before `settings()` must still resume: the recorded keys and values do not move."""
     import torch_pruning as tp
 
-    from taskprune.within_checkpoint import criterion_options
+    from taskprune.steps.checkpoint import criterion_options
 
     class WithOptions(Bare):
         def __init__(self) -> None:

@@ -188,7 +188,7 @@ def test_kd_finetune_lowers_the_feature_distance(align):
 
 
 def test_kd_finetune_on_a_prune_result_with_auto_layers(two_head, two_head_tasks, batches):
-    from taskprune.api import prune
+    from taskprune.prune import prune
 
     model, example = two_head
     result = prune(model, example, ratio=0.3, progress=False)

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...api import PruneResult
-from ...api import prune as prune_model
+from ...prune import PruneResult
+from ...prune import prune as prune_model
 from .data import loader
 from .outputs import HeadOutputs, network
 from .tasks import YoloTasks, hyperparameters

@@ -90,7 +90,7 @@ class ValueBranch(nn.Module):
 
 def test_a_branch_on_tensor_values_is_refused_and_named():
     """Branches on shapes are followed (DrivingNet checks its input size); a branch on values cannot be one graph."""
-    with pytest.raises(RuntimeError, match=r"branches on tensor values \(File .*test_extract.py.*x.sum\(\) > 0"):
+    with pytest.raises(RuntimeError, match=r"branches on tensor values \(File .*test_extraction.py.*x.sum\(\) > 0"):
         extract(ValueBranch().eval(), torch.ones(1, 3, 4, 4), keep=["a"])
 
 
@@ -117,7 +117,7 @@ def test_extract_then_prune_then_save_load_and_export(tmp_path):
     pruned = taskprune.prune(extracted.model, x, ratio=0.3, round_to=None, progress=False)
     assert list(pruned.model(x)) == ["det"]
     taskprune.save(pruned, tmp_path / "det.pt")
-    assert taskprune.saving.read_metadata(tmp_path / "det.pt")["format_version"] == 2
+    assert taskprune.saving.read_metadata(tmp_path / "det.pt")["format_version"] == 3
     loaded = taskprune.load(tmp_path / "det.pt", _fresh())
     assert torch.equal(loaded(x)["det"], pruned.model(x)["det"])
     differences = taskprune.export_onnx(loaded, x, tmp_path / "det.onnx")

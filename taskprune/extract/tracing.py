@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ._runtime import preserved_modes
+from .._runtime import preserved_modes
 
 __all__ = ["TraceFailure", "trace"]
 

@@ -8,18 +8,10 @@ from typing import Any
 
 from torch import nn
 
-from .api import PruneResult, prune
+from ..prune import PruneResult, prune
+from .loop import Steps
 
-__all__ = ["prune_iteratively", "compose_channel_maps"]
-
-
-def compose_channel_maps(first: dict[str, list[int]], then: dict[str, list[int]]) -> dict[str, list[int]]:
-    """The channel map of two prunes in a row, in the original model's indices."""
-    composed = dict(first)
-    for name, kept in then.items():
-        earlier = first.get(name)
-        composed[name] = [earlier[i] for i in kept] if earlier is not None else list(kept)
-    return composed
+__all__ = ["prune_iteratively"]
 
 
 def prune_iteratively(model: nn.Module, example_inputs: Any, *, schedule: Sequence[float],
@@ -47,18 +39,10 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, *, schedule: Sequen
     ratios = [float(r) for r in schedule]
     if not ratios or any(not 0 < r < 1 for r in ratios) or any(b <= a for a, b in zip(ratios, ratios[1:], strict=False)):
         raise ValueError(f"schedule must be increasing ratios in (0, 1), e.g. [0.2, 0.35, 0.5]; got {list(schedule)}")
-    first = result = prune(model, example_inputs, ratio=ratios[0], target=target, **options)
-    history, channel_map = list(result.history), dict(result.channel_map)
-    current, done = result.model, result.report.reached
-    for step, ratio in enumerate(ratios[1:]):
-        if between is not None:
-            current = between(current, step) or current
-        step_ratio = 1 - (1 - ratio) / (1 - done)
-        result = prune(current, example_inputs, ratio=step_ratio, target=target, **options)
-        history += result.history
-        channel_map = compose_channel_maps(channel_map, result.channel_map)
-        current, done = result.model, 1 - (1 - done) * (1 - result.report.reached)
-    report = replace(result.report, ratio=ratios[-1], reached=done, params_before=first.report.params_before,
-                     macs_before=first.report.macs_before)
-    return PruneResult(model=current, report=report, history=history, channel_map=channel_map,
-                       example_inputs=example_inputs)
+    steps = Steps(model)
+    for index, ratio in enumerate(ratios):
+        if index and between is not None:
+            steps = replace(steps, model=between(steps.model, index - 1) or steps.model)
+        last = prune(steps.model, example_inputs, ratio=steps.step_ratio(ratio), target=target, **options)
+        steps = steps.then(last)
+    return steps.result(last, ratio=ratios[-1])

@@ -11,7 +11,7 @@ from torch import nn
 from two_inputs import TwoInputs, build
 
 import taskprune
-from taskprune.export import export_onnx
+from taskprune.keeping import export_onnx
 from taskprune.tasks import flatten_outputs
 from taskprune.testing import get_test_model
 

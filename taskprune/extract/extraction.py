@@ -1,6 +1,6 @@
 """`extract()`: a model that computes only the tasks a product needs, with everything else removed.
 
-The model is traced into a `torch.fx` graph that keeps its modules (`taskprune.tracing`), its output is replaced
+The model is traced into a `torch.fx` graph that keeps its modules (`tracing.py`), its output is replaced
 by `{task: that task's output}` for the kept tasks, and every operation and layer no kept output depends on is
 deleted. The kept outputs are computed by the same operations on the same weights in the same order, so they are
 bit-identical to the original model's.
@@ -9,24 +9,21 @@ bit-identical to the original model's.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from ._runtime import ordinary_tensors, preserved_modes, restore_requires_grad, trainable_copy, with_autograd
-from .api import PruneResult
-from .report import PruneReport
-from .safety import first_call
-from .tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs
+from .._runtime import ordinary_tensors, preserved_modes, restore_requires_grad, trainable_copy, with_autograd
+from ..keeping.rebuild import mark_rebuild, register_rebuild
+from ..prune import PruneResult
+from ..reporting import PruneReport
+from ..safety import first_call
+from ..tasks import MultiTaskAdapter, Tasks, call_model, flatten_outputs
 from .tracing import TraceFailure, trace
 
-__all__ = ["EXTRACTED", "extract"]
-
-EXTRACTED = "taskprune_extract"
-"""The key in an extracted graph module's `meta` (which survives deep copies) holding the kept tasks and the
-original architecture: what `save` records so that `load` can extract them again."""
+__all__ = ["extract"]
 
 
 @with_autograd
@@ -36,7 +33,7 @@ def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks
 
     Args:
         model: any `nn.Module` whose forward `torch.fx` can follow (branches on shapes and unpacking are taken as
-            on `example_inputs`; see `taskprune.tracing`). It is left untouched.
+            on `example_inputs`; see `taskprune.extract.tracing`). It is left untouched.
         example_inputs: as for `prune`.
         keep: the names of the tasks to keep (at least one).
         tasks: the model's tasks; by default every output leaf is its own task, named by key or position.
@@ -75,8 +72,8 @@ def extract(model: nn.Module, example_inputs: Any, *, keep: Sequence[str], tasks
     graph_module.recompile()
     graph_module.training = model.training  # its layers are the copy's, each in its own mode
     _check_identical(graph_module, work, adapter, keep, example_inputs)
-    graph_module.meta[EXTRACTED] = {"keep": list(keep), "by_key": _by_key(adapter, keep),
-                                    "architecture": f"{type(model).__module__}.{type(model).__qualname__}"}
+    mark_rebuild(graph_module, "extract", f"{type(model).__module__}.{type(model).__qualname__}",
+                 keep=list(keep), by_key=_by_key(adapter, keep))
     report = _report(model, graph_module, example_inputs, adapter, keep, call)
     restore_requires_grad(graph_module, model)
     return PruneResult(model=graph_module, report=report, history=[], channel_map={}, example_inputs=example_inputs)
@@ -153,7 +150,7 @@ def _by_key(adapter: MultiTaskAdapter, keep: list[str]) -> bool:
 
 def _report(model: nn.Module, extracted: fx.GraphModule, example_inputs: Any, adapter: MultiTaskAdapter,
             keep: list[str], call: str) -> PruneReport:
-    from .graph import count_macs, count_params, layer_macs, module_task_attribution
+    from ..graph import count_macs, count_params, layer_macs, module_task_attribution
 
     attribution = module_task_attribution(model, example_inputs, adapter)
     macs = layer_macs(model, example_inputs)
@@ -176,3 +173,22 @@ def _report(model: nn.Module, extracted: fx.GraphModule, example_inputs: Any, ad
                        macs_before=count_macs(model, example_inputs), macs_after=count_macs(extracted, example_inputs),
                        warnings=[f"kept tasks: {', '.join(keep)}; dropped: {', '.join(dropped) or 'none'}"],
                        call=call, removed=removed)
+
+
+def _extract_again(fresh_model: nn.Module, example_inputs: Any, recorded: Mapping[str, Any], tasks: Any,
+                   where: str) -> nn.Module:
+    """`load`'s rebuild of an extracted model: extract the recorded tasks from a fresh instance again."""
+    keep = list(recorded["keep"])
+    if tasks is None:
+        if not recorded.get("by_key"):
+            raise ValueError(f"{where} is a model extracted for tasks {keep} whose outputs are picked by your "
+                             "Tasks; pass the same tasks: taskprune.load(path, fresh_model, tasks=tasks)")
+        tasks = Tasks(outputs={name: _output_by_key(name) for name in keep})
+    return extract(fresh_model, example_inputs, keep=keep, tasks=tasks).model
+
+
+def _output_by_key(name: str) -> Any:
+    return lambda output: output[name]
+
+
+register_rebuild("extract", _extract_again)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import taskprune
-from taskprune.iterative import compose_channel_maps
 
 
 def test_schedule_reaches_the_last_ratio_and_calls_between(two_head):
@@ -23,10 +22,6 @@ def test_schedule_reaches_the_last_ratio_and_calls_between(two_head):
     # the composed channel map indexes the ORIGINAL model: the pruned weights are slices of the original ones
     kept_out, kept_in = result.channel_map["trunk.3"], result.channel_map.get("trunk.0", list(range(16)))
     assert torch.equal(result.model.trunk[3].weight, model.trunk[3].weight[kept_out][:, kept_in])
-
-
-def test_compose_channel_maps():
-    assert compose_channel_maps({"a": [1, 3, 5, 7]}, {"a": [0, 2], "b": [4]}) == {"a": [1, 5], "b": [4]}
 
 
 @pytest.mark.parametrize("schedule", [[], [0.4, 0.2], [0.3, 1.2]])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from taskprune.report import GroupChange, PruneReport
+from taskprune.reporting import GroupChange, PruneReport
 
 
 def _report() -> PruneReport:

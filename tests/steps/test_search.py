@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskprune.within_search import (
+from taskprune.steps.search import (
     Remedy,
     accepted_remedies,
     failing_tasks,

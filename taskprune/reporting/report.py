@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .groups import ChannelGroup
+from ..groups import ChannelGroup
 
 __all__ = ["GroupChange", "PruneReport"]
 

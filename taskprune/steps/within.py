@@ -2,7 +2,7 @@
 
 Pruning goes in steps; after every step the model recovers with a short fine-tune (distilled from the unpruned
 model) and is evaluated. A reduction that breaks a limit gets remedies for the task that broke it, then the search
-bisects down to the largest reduction that holds (within_search.py). The most-pruned model whose every metric
+bisects down to the largest reduction that holds (search.py). The most-pruned model whose every metric
 stayed within its limit is returned, with the frontier: what every evaluated model reached and cost.
 """
 
@@ -18,14 +18,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ._runtime import copy_model, ordinary_tensors, restore_requires_grad, trainable_copy, with_autograd
-from .api import PruneResult
-from .criteria import TaskWeighted, get_criterion
-from .distill import Distill
-from .tasks import MultiTaskAdapter
-from .train import FinetuneConfig
-from .within_checkpoint import Checkpoint, criterion_options, plain_option
-from .within_search import (
+from .._runtime import copy_model, ordinary_tensors, restore_requires_grad, trainable_copy, with_autograd
+from ..criteria import TaskWeighted, get_criterion
+from ..distill import Distill
+from ..prune import PruneResult
+from ..tasks import MultiTaskAdapter
+from ..train import FinetuneConfig
+from .checkpoint import Checkpoint, criterion_options, plain_option
+from .search import (
     REMEDIES,
     Search,
     SearchSetup,
@@ -72,7 +72,7 @@ class WithinResult:
 
     def plot(self, path: Any) -> Any:
         """Metric drop against reduction, one line per limited metric, each limit drawn (needs taskprune[plot])."""
-        from .plots import plot_frontier
+        from ..reporting.plots import plot_frontier
 
         return plot_frontier(self.frontier, self.limits, path)
 
@@ -183,7 +183,8 @@ def prune_within(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapt
                  "verdict": True, "report": _reported(report, model)}]
     search = Search(SearchSetup(model, example_inputs, tasks, data, limits, base, criterion, recovery, distill,
                                 evaluate, collate_fn, margin, report, measure_latency,
-                                dict(prune_options, target=target, tasks=tasks, data=scoring)))
+                                dict(prune_options, target=target, tasks=tasks, data=scoring)),
+                    params_before=first["params"], macs_before=first["macs"])
     state = Checkpoint(checkpoint, settings)
     generator = getattr(scoring, "generator", None)
     finished = False
@@ -244,7 +245,7 @@ def _reported(report: Evaluate | None, model: nn.Module) -> dict[str, float] | N
 
 
 def _unpruned(model: nn.Module, example_inputs: Any, first: Mapping[str, Any]) -> PruneResult:
-    from .report import PruneReport
+    from ..reporting import PruneReport
 
     report = PruneReport(criterion="-", target="params", ratio=0.0, reached=0.0, params_before=first["params"],
                          params_after=first["params"], macs_before=first["macs"], macs_after=first["macs"],

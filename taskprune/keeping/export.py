@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._runtime import preserved_modes
-from .tasks import call_model, flatten_outputs, output_leaves
+from .._runtime import preserved_modes
+from ..tasks import call_model, flatten_outputs, output_leaves
 
 __all__ = ["export_onnx"]
 

@@ -25,7 +25,7 @@ from .budget import (
 from .criteria import Criterion, ScoringContext, get_criterion
 from .gradients import collect_gradients
 from .graph import ModelProfile, PruningGraph, count_macs, count_params, counting, protect_unsafe_groups
-from .report import PruneReport
+from .reporting import PruneReport
 from .safety import first_call, output_shapes, transplant, verify_outputs
 from .tasks import MultiTaskAdapter, Tasks
 

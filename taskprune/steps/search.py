@@ -9,17 +9,17 @@ Everything it needs is in the frontier, so a run resumed from a checkpoint conti
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from .api import PruneResult, prune
-from .budget import UnreachableBudget
-from .distill import Distill
-from .iterative import compose_channel_maps
-from .tasks import MultiTaskAdapter
-from .train import FinetuneConfig, finetune
+from ..budget import UnreachableBudget
+from ..distill import Distill
+from ..prune import PruneResult, prune
+from ..tasks import MultiTaskAdapter
+from ..train import FinetuneConfig, finetune
+from .loop import Steps
 
 __all__ = ["REMEDIES", "Remedy", "Search", "SearchSetup", "accepted_remedies", "failing_tasks", "metric_tasks_of",
            "next_ratio", "pending_remedies", "record", "within_limits"]
@@ -119,7 +119,7 @@ def record(step: int, reduction: float, model: nn.Module, dense: nn.Module, exam
            measure_latency: bool) -> dict[str, Any]:
     """One frontier entry: the model's size, latency against `dense` (the median ratio of _LATENCY_ROUNDS
     interleaved rounds, with its interquartile range), metrics and drops, and whether it held."""
-    from .graph import count_macs, count_params
+    from ..graph import count_macs, count_params
 
     latency = _latency_ratio(dense, model, example_inputs) if measure_latency else {"latency": None}
     return {"step": step, "reduction": reduction, "params": count_params(model),
@@ -136,7 +136,7 @@ def _latency_ratio(dense: nn.Module, model: nn.Module, example_inputs: Any) -> d
     median ("latency"), the quartiles ("latency_spread") and the number of rounds ("latency_repeats")."""
     import statistics
 
-    from .latency import measure_rounds
+    from ..latency import measure_rounds
 
     dense_s, model_s = measure_rounds([dense, model], example_inputs, 2, _LATENCY_ROUNDS)
     ratios = [m / d for m, d in zip(model_s, dense_s, strict=True)]
@@ -169,18 +169,15 @@ class Search:
     """The state of a search between attempts: the model after the last reduction that held (`best`), and how to
     try the next reduction from it."""
 
-    def __init__(self, setup: SearchSetup) -> None:
+    def __init__(self, setup: SearchSetup, params_before: int, macs_before: int) -> None:
         self.setup = setup
         self.best: PruneResult | None = None
-        self.current, self.done = setup.model, 0.0
-        self.history: list[list[Any]] = []
-        self.channel_map: dict[str, list[int]] = {}
+        self.steps = Steps(setup.model, params_before=params_before, macs_before=macs_before)
 
     def restore(self, best: PruneResult | None) -> None:
         """Carry on from a checkpoint's model (None: nothing had held yet)."""
         if best is not None:
-            self.best, self.current, self.done = best, best.model, best.report.reached
-            self.history, self.channel_map = best.history, best.channel_map
+            self.best, self.steps = best, Steps.resumed(best)
 
     def attempt(self, index: int, ratio: float, remedy: Remedy | None, frontier: Sequence[Mapping[str, Any]]
                 ) -> dict[str, Any]:
@@ -204,40 +201,36 @@ class Search:
         criterion = s.criterion.with_task_weights(weights) if weights else s.criterion
         options = {**s.prune_options, "importance": criterion, "protect": [*protect, *spared]}
         try:
-            result = prune(self.current, s.example_inputs, ratio=1 - (1 - ratio) / (1 - self.done), progress=False,
+            result = prune(self.steps.model, s.example_inputs, ratio=self.steps.step_ratio(ratio), progress=False,
                            **options)
         except UnreachableBudget as error:  # too fine a step for the channels left, or nothing left to remove
             return {"step": index, "reduction": None, "ratio": ratio, "remedy": remedy.label if remedy else None,
                     "protected": spared, "refused": str(error), "within": False, "verdict": None, "drop": {},
                     "recovery_rounds": 0, "report": None}
-        composed = compose_channel_maps(self.channel_map, result.channel_map)
+        pruned = self.steps.then(result)
         student, rounds, metrics = result.model, 0, {}
         while rounds < 2:  # one recovery, and one more when a limit is broken after it
-            student = finetune(student, s.tasks, s.data, teacher=s.model, distill=s.distill, channel_map=composed,
-                               config=s.recovery, collate_fn=s.collate_fn, eval_fn=s.margin)
+            student = finetune(student, s.tasks, s.data, teacher=s.model, distill=s.distill,
+                               channel_map=pruned.channel_map, config=s.recovery, collate_fn=s.collate_fn,
+                               eval_fn=s.margin)
             rounds += 1
             metrics = dict(s.evaluate(student))
             if within_limits(s.base, metrics, s.limits):
                 break
-        reached = 1 - (1 - self.done) * (1 - result.report.reached)
-        entry = record(index, reached, student, s.model, s.example_inputs, metrics, s.base, s.limits, rounds,
+        entry = record(index, pruned.reached, student, s.model, s.example_inputs, metrics, s.base, s.limits, rounds,
                        s.measure_latency)
         entry.update(ratio=ratio, remedy=remedy.label if remedy else None, protected=spared,
                      verdict=True if entry["within"] else None,
                      report=None if s.report is None else {k: float(v) for k, v in s.report(student).items()})
         if entry["within"]:
-            self.history = self.history + result.history
-            self.channel_map, self.current, self.done = composed, student, reached
-            self.best = replace(result, model=student, history=self.history, channel_map=composed,
-                                report=replace(result.report, ratio=ratio, reached=reached,
-                                               params_before=frontier[0]["params"],
-                                               macs_before=frontier[0]["macs"]))
+            self.steps = self.steps.then(result, model=student)
+            self.best = self.steps.result(result, ratio=ratio)
         return entry
 
     def _task_only_layers(self, task: str, protect: list[str]) -> list[str]:
         """The layers of the channel groups that serve `task` alone in the current model."""
-        from .inspection import inspect
+        from ..reporting import inspect
 
-        found = inspect(self.current, self.setup.example_inputs, tasks=self.setup.tasks, protect=protect)
+        found = inspect(self.steps.model, self.setup.example_inputs, tasks=self.setup.tasks, protect=protect)
         return sorted({layer for group in found.groups if group.tasks == (task,) and not group.kept_whole
                        for layer in group.out_layers})

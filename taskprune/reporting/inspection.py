@@ -13,11 +13,11 @@ from typing import Any
 
 from torch import nn
 
-from ._runtime import ordinary_tensors, preserved_modes, trainable_copy, with_autograd
-from .groups import ChannelGroup
+from .._runtime import ordinary_tensors, preserved_modes, trainable_copy, with_autograd
+from ..groups import ChannelGroup
+from ..safety import first_call, output_shapes
+from ..tasks import MultiTaskAdapter, Tasks, output_leaves, outputs_by_task
 from .report import PruneReport
-from .safety import first_call, output_shapes
-from .tasks import MultiTaskAdapter, Tasks, output_leaves, outputs_by_task
 
 __all__ = ["GroupInfo", "LayerInfo", "ModelReport", "inspect"]
 
@@ -113,7 +113,7 @@ def inspect(model: nn.Module, example_inputs: Any, *, tasks: MultiTaskAdapter | 
         >>> found = taskprune.inspect(model, torch.randn(1, 3, 384, 640))
         >>> print(found)
     """
-    from .graph import PruningGraph, count_macs, count_params, layer_macs, protect_unsafe_groups
+    from ..graph import PruningGraph, count_macs, count_params, layer_macs, protect_unsafe_groups
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -10,15 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._runtime import atomic_write
-from .api import PruneResult
-from .distill import Distill
+from .._runtime import atomic_write
+from ..prune import PruneResult
 
-__all__ = ["ADDED_SETTINGS", "Checkpoint", "criterion_options", "plain_option"]
-
-# settings added after checkpoints were first written, with the value an older checkpoint had without naming it
-ADDED_SETTINGS = {"validate": False, "recovery.keep_best": False, "recovery.bn_mode": "train",
-                  "recovery.judge_start": False, **{f"distill.{k}": v for k, v in Distill().to_dict().items()}}
+__all__ = ["Checkpoint", "criterion_options", "plain_option"]
 
 
 class Checkpoint:
@@ -37,7 +32,7 @@ class Checkpoint:
               *, finished: bool) -> None:
         if self.folder is None:
             return
-        from .saving import save
+        from ..keeping import save
 
         # the model is the one after the last step within the limits (the step before, when the last broke one,
         # whose file the previous write left); a new one always overwrites what an interrupted attempt left
@@ -58,17 +53,13 @@ class Checkpoint:
                ) -> tuple[list[dict[str, Any]], PruneResult | None, bool]:
         """The frontier so far, the model after the last step within the limits (None before the first), and
         whether the run had finished; the random-number states are put back as they were."""
-        from .saving import load, read_report
+        from ..keeping import load, read_report
 
         assert self.folder is not None
         state = torch.load(self.folder / "state.pt", weights_only=True)
         if state.get("format") != "taskprune.within-checkpoint":
             raise ValueError(f"{self.folder / 'state.pt'} is not a prune_within checkpoint")
-        # a setting added after the checkpoint was written counts as its default there
-        saved = {**ADDED_SETTINGS, **state["settings"]}
-        for prefix in ("prune.", "importance."):  # a checkpoint written before these options were recorded
-            if not any(k.startswith(prefix) for k in saved):
-                saved.update((k, v) for k, v in self.settings.items() if k.startswith(prefix))
+        saved = state["settings"]
         changed = {k: (saved.get(k), self.settings.get(k)) for k in [*self.settings, *saved]
                    if saved.get(k) != self.settings.get(k)}
         if changed:
@@ -103,7 +94,7 @@ def criterion_options(importance: Any) -> dict[str, Any]:
     """The criterion's plain settings (conflict_taylor's `lam`, `measure`, `task_weights`, ...: `settings()`) as a
     checkpoint records them; a name stands for the criterion with its defaults. Settings that are not plain values
     (a torch-pruning importance's layer types, say) are left out."""
-    from .criteria import get_criterion
+    from ..criteria import get_criterion
 
     options = {k: plain_option(v) for k, v in sorted(get_criterion(importance).settings().items())}
     return {f"importance.{k}": v for k, v in options.items() if not (isinstance(v, str) and v.startswith("<"))}

@@ -7,8 +7,7 @@ import json
 import torch
 
 from taskprune.groups import ChannelGroup, ParamSlice
-from taskprune.reporting import GroupInfo
-from taskprune.reporting import GroupChange
+from taskprune.reporting import GroupChange, GroupInfo
 
 
 def _group() -> ChannelGroup:

@@ -207,7 +207,8 @@ def main() -> None:
         if done(folder / f"{run.key}.json", asdict(settings)):
             continue  # another process (a second shard, a helper given this run) finished it meanwhile
         rows = execute(run, bench)
-        write_json(folder / f"{run.key}.json", {"run": asdict(run), "settings": asdict(settings), "rows": rows})
+        record = {"run": asdict(run), "settings": asdict(settings), "rows": rows}
+        write_json(folder / f"{run.key}.json", record)
         print(f"{run.key}: " + "; ".join(f"{r['stage']} Delta_m {r['delta_m']:+.2f}%" for r in rows), flush=True)
         collect(folder, args.out, asdict(settings))
 

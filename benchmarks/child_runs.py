@@ -1,5 +1,6 @@
 """What the two resource benchmarks (resources.py on the zoo, ultralytics_resources.py on Ultralytics' models)
-share: running one pipeline in its own child process, reading the row it prints, and the medians of repeats."""
+share: running one pipeline in its own child process, reading the row it prints, and the medians of repeats.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ __all__ = ["MEASURES", "medians", "run_child"]
 MEASURES = ("wall_s", "cpu_s", "peak_rss_mb")
 
 
-def run_child(code: str, timeout: float, env: dict[str, str] | None = None, cpu_limit: float | None = None) -> dict:
+def run_child(code: str, timeout: float, env: dict[str, str] | None = None,
+              cpu_limit: float | None = None) -> dict:
     """Run `code` in a fresh interpreter (one torch thread) and return the JSON row it printed last, or
     {"error": why} when it was stopped, killed or died without one."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                              env=env)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                              cwd=ROOT, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"still running after {timeout:.0f} s wall (stopped)"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]

@@ -1,6 +1,6 @@
-"""What every benchmark script shares: where results go, writing them atomically (JSON and markdown), skipping
-finished runs, claiming a run so two processes never do the same one, and a record of the code, machine and load
-behind a number.
+"""What every benchmark script shares: where results go, writing them atomically (JSON and markdown),
+skipping finished runs, claiming a run so two processes never do the same one, and a record of the code,
+machine and load behind a number.
 
     from harness import RESULTS, machine, write_results
     write_results(RESULTS, "zoo", record, markdown(record))     # results/zoo.json and results/zoo.md
@@ -22,13 +22,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-__all__ = ["RESULTS", "ROOT", "claim", "done", "machine", "uptime", "write_atomically", "write_json", "write_results",
-           "write_text"]
+__all__ = ["RESULTS", "ROOT", "claim", "done", "machine", "uptime", "write_atomically", "write_json",
+           "write_results", "write_text"]
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(partial_path)` and rename the partial file onto `path`: a reader (or a second shard gathering at
-    once) sees the old file or the new one, never half of one. The folder is created."""
+    """Call `write(partial_path)` and rename the partial file onto `path`: a reader (or a second shard
+    gathering at once) sees the old file or the new one, never half of one. The folder is created."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:

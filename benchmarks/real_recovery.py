@@ -74,8 +74,8 @@ def main() -> None:
     for r in rows:
         cells = [f"{r[k]['drivable']:.1f} / {r[k]['lane']:.1f}" for k in ("pruned", "defaults", "before_issue_25")]
         lines.append(f"| {r['network']} | " + " | ".join(cells) + " |")
-    write_results(RESULTS, stem, {"settings": vars(args), "command": command, "machine": machine(), "rows": rows},
-                  "\n".join(lines) + "\n")
+    record = {"settings": vars(args), "command": command, "machine": machine(), "rows": rows}
+    write_results(RESULTS, stem, record, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

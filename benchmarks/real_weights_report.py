@@ -162,7 +162,8 @@ def main() -> None:
                "winners": {s: winners(records, s) for s in ("pruned", "recovered")},
                "load_min": min(loads), "load_max": max(loads), "grid": len(grid),
                "missing": [g for g in grid if g not in have]}
-    write_results(RESULTS, "real_weights", {"summary": summary, "records": records}, markdown(records, summary))
+    record = {"summary": summary, "records": records}
+    write_results(RESULTS, "real_weights", record, markdown(records, summary))
     picture(RESULTS / "real_weights.png")
     print((RESULTS / "real_weights.md").read_text())
 

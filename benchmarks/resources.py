@@ -110,7 +110,8 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     if any("error" in run for run in plain):
         row["plain_error"] = next(run["error"] for run in plain if "error" in run)
         return row
-    row.update(plain_runs=plain, plain=medians(plain), tp_pruning_ratio=tp_ratio, plain_reached=plain[0]["reached"])
+    row.update(plain_runs=plain, plain=medians(plain), tp_pruning_ratio=tp_ratio,
+               plain_reached=plain[0]["reached"])
     row["ours_over_plain"] = {k: row["ours"][k] / row["plain"][k] for k in row["ours"]}
     return row
 

@@ -101,7 +101,8 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         row["plain_error"] = probe.get("error") or f"its pruned model no longer runs: {probe['broken']}"
         return row
     plain = [probe] + [run_pipeline(name, "plain", args, middle) for _ in range(args.repeats - 1)]
-    row.update(plain_runs=plain, plain=medians(plain), tp_pruning_ratio=middle, plain_reached=plain[0]["reached"])
+    row.update(plain_runs=plain, plain=medians(plain), tp_pruning_ratio=middle,
+               plain_reached=plain[0]["reached"])
     row["ours_over_plain"] = {k: row["ours"][k] / row["plain"][k] for k in row["ours"]}
     return row
 

@@ -38,7 +38,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing is downloaded: models from YAML, scenes generated
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
-from harness import RESULTS, ROOT, machine, uptime, write_json, write_results  # noqa: E402  (after the environment above)
+# after the environment above
+from harness import RESULTS, ROOT, machine, uptime, write_json, write_results  # noqa: E402
 
 _TP_CHILD = """
 import json, sys, time, torch

@@ -5,8 +5,9 @@
     >>> print(result.report)
 
 Subpackages that `prune` does not need load on first use (`taskprune.driving`, the reference driving model;
-`taskprune.testing`, tiny models; `taskprune.plots`, pictures), so `import taskprune` stays lean: no rich, networkx
-or matplotlib. `taskprune.latency` (measuring the device) loads with `prune`, whose target="latency" plans with it.
+`taskprune.testing`, tiny models; `taskprune.plots`, pictures), so `import taskprune` stays lean: no rich,
+networkx or matplotlib. `taskprune.latency` (measuring the device) loads with `prune`, whose target="latency"
+plans with it.
 """
 
 from typing import Any as _Any

@@ -78,8 +78,8 @@ def conv_bn_act(
 
 class CachedBiasAttention(nn.Module):
     """Base of LeViT-style attention (LeViT, EfficientViT): a learned bias per relative offset on a
-    `resolution` x `resolution` grid, gathered into a [heads, N, N] table that eval mode computes once and caches
-    per device (timm's ``attention_bias_cache``); training mode gathers it afresh."""
+    `resolution` x `resolution` grid, gathered into a [heads, N, N] table that eval mode computes once and
+    caches per device (timm's ``attention_bias_cache``); training mode gathers it afresh."""
 
     attention_bias_idxs: torch.Tensor
 
@@ -88,7 +88,8 @@ class CachedBiasAttention(nn.Module):
         seeded parameters come out in the order they always have."""
         points = list(itertools.product(range(resolution), range(resolution)))
         offsets: dict[tuple[int, int], int] = {}
-        idxs = [offsets.setdefault((abs(p[0] - q[0]), abs(p[1] - q[1])), len(offsets)) for p in points for q in points]
+        idxs = [offsets.setdefault((abs(p[0] - q[0]), abs(p[1] - q[1])), len(offsets))
+                for p in points for q in points]
         self.attention_biases = nn.Parameter(0.02 * torch.randn(heads, len(offsets)))
         self.register_buffer("attention_bias_idxs", torch.tensor(idxs).view(len(points), len(points)),
                              persistent=False)

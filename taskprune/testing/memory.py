@@ -13,8 +13,8 @@ __all__ = ["peak_mb"]
 
 
 def peak_mb() -> float:
-    """This process's peak resident memory in MB: its own high-water mark (`VmHWM` on Linux), since `ru_maxrss`
-    keeps the parent's RSS across fork and exec; `ru_maxrss` where `/proc` is missing."""
+    """This process's peak resident memory in MB: its own high-water mark (`VmHWM` on Linux), since
+    `ru_maxrss` keeps the parent's RSS across fork and exec; `ru_maxrss` where `/proc` is missing."""
     try:
         with open("/proc/self/status") as status:
             return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024

@@ -66,7 +66,8 @@ def _imports(path: Path) -> list[str]:
 
 
 def test_scripts_import_each_other_without_a_cycle():
-    edges = {name: {i.split(".")[0] for i in _imports(path)} & set(SCRIPTS) - {name} for name, path in SCRIPTS.items()}
+    edges = {name: {i.split(".")[0] for i in _imports(path)} & set(SCRIPTS) - {name}
+             for name, path in SCRIPTS.items()}
 
     def cycle_from(name: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
         if name in path:
@@ -84,19 +85,21 @@ def test_no_script_takes_a_private_name_of_taskprune():
 
 
 def _results_paths(path: Path) -> list[str]:
-    """Where a script builds the results folder itself: `... / "results"` or a "benchmarks/results..." path."""
+    """Where a script builds the results folder itself: `... / "results"`, or a "benchmarks/results..."
+    path."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant) \
-                and node.right.value == "results":
+        joined = isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+        if joined and isinstance(node.right, ast.Constant) and node.right.value == "results":
             found.append(ast.unparse(node))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(
-                "benchmarks/results") and " " not in node.value:  # a path; markdown links to the files are fine
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.startswith("benchmarks/results") and " " not in node.value:  # a path, not a link
             found.append(node.value)
     return found
 
 
 def test_the_results_folder_is_spelled_only_in_the_harness():
-    spelled = {name: found for name, path in SCRIPTS.items() if name != "harness" and (found := _results_paths(path))}
+    spelled = {name: found for name, path in SCRIPTS.items()
+               if name != "harness" and (found := _results_paths(path))}
     assert not spelled
     assert _results_paths(BENCHMARKS / "harness.py") == ["ROOT / 'benchmarks' / 'results'"]

@@ -11,8 +11,9 @@ import pytest
 
 @pytest.fixture
 def user_modules(tmp_path, monkeypatch) -> Iterator[Callable[..., Path]]:
-    """`user_modules(name=source, ...)` writes each module into a fresh folder that is the working directory and
-    first on sys.path, as a user's own code is when they run the command; the modules are forgotten afterwards."""
+    """`user_modules(name=source, ...)` writes each module into a fresh folder that is the working directory
+    and first on sys.path, as a user's own code is when they run the command; the modules are forgotten
+    afterwards."""
     written: list[str] = []
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -20,8 +20,8 @@ print(before, peak_mb())
 
 
 def test_a_large_allocation_raises_the_peak_by_its_size():
-    child = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                           env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    child = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=120,
+                           cwd=ROOT, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert child.returncode == 0, child.stderr[-2000:]
     before, after = (float(v) for v in child.stdout.split())
     assert 190 < after - before < 260

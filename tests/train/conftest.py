@@ -27,7 +27,8 @@ class Seg(nn.Module):
 
 @pytest.fixture
 def seg_tasks() -> Tasks:
-    """One task, "seg": the whole output against the batch's "mask" (binary cross-entropy); inputs are "image"."""
+    """One task, "seg": the whole output against the batch's "mask" (binary cross-entropy); the inputs are
+    the batch's "image"."""
     return Tasks(outputs={"seg": lambda out: out}, inputs=lambda batch: batch["image"],
                  losses={"seg": lambda out, b: F.binary_cross_entropy_with_logits(out, b["mask"])})
 

@@ -54,7 +54,8 @@ def test_statistics_become_the_plain_average_and_nothing_else_moves(seg_tasks):
     assert model.norm.momentum == 0.1 and model.training and not model.frozen.training
     assert all(torch.equal(v, frozen[k]) for k, v in model.frozen.state_dict().items())  # eval mode: left alone
     assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
-    assert recompute_bn_stats(model, data[:2], seg_tasks, 5) == 2  # the batches ran out: averaged over what there was
+    # the batches ran out: averaged over what there was
+    assert recompute_bn_stats(model, data[:2], seg_tasks, 5) == 2
     assert torch.allclose(model.norm.running_mean, plain_average(data[:2])[0], atol=1e-5)
 
 
@@ -77,8 +78,8 @@ def test_bad_counts_and_no_batches_are_refused_and_lose_nothing(seg_tasks):
 def test_finetune_re_estimates_before_every_evaluation(bn_batches, seg_tasks):
     torch.manual_seed(0)
     model, data, seen = NormFirst(), batches(5), []
-    finetune(model, seg_tasks, data, epochs=2, lr=1e-2, bn_batches=bn_batches, progress=False, bn_mode="train",
-             keep_best=False, judge_start=False,
+    finetune(model, seg_tasks, data, epochs=2, lr=1e-2, bn_batches=bn_batches, progress=False,
+             bn_mode="train", keep_best=False, judge_start=False,
              eval_fn=lambda m: seen.append(m.norm.running_mean.clone()) or {"score": 0.0})
     # a list of batches is read in its order every epoch: the re-estimate averages its first three
     expected = plain_average(data[:3])[0]
@@ -105,8 +106,8 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 @pytest.fixture
 def trained(seg_net, seg_tasks) -> Callable[..., tuple[nn.Module, list[float]]]:
-    """trained(**finetune options) -> the net fine-tuned from seed 0 on `Images`, and the score of every evaluation
-    (the head's weight sum); evaluated=False leaves eval_fn out."""
+    """trained(**finetune options) -> the net fine-tuned from seed 0 on `Images`, and the score of every
+    evaluation (the head's weight sum); evaluated=False leaves eval_fn out."""
     def train(**options) -> tuple[nn.Module, list[float]]:
         torch.manual_seed(0)
         model, scores = seg_net(), []
@@ -116,8 +117,8 @@ def trained(seg_net, seg_tasks) -> Callable[..., tuple[nn.Module, list[float]]]:
             scores.append(float(m.head.weight.sum()))
             return {"score": scores[-1]}
 
-        finetune(model, seg_tasks, Images(), epochs=3, lr=5e-2, batch_size=4, collate_fn=collate, progress=False,
-                 **({"eval_fn": score} if options.pop("evaluated", True) else {}), **options)
+        finetune(model, seg_tasks, Images(), epochs=3, lr=5e-2, batch_size=4, collate_fn=collate,
+                 progress=False, **({"eval_fn": score} if options.pop("evaluated", True) else {}), **options)
         return model, scores
 
     return train

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from ablation_report import collect
-from driving_setup import METRICS, RESULTS, ROOT
+from driving_setup import METRICS
+from harness import RESULTS, ROOT, done, write_json
 from tp_baseline import prune_like_torch_pruning
 
 import taskprune
@@ -196,7 +196,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     shard, shards = (int(part) for part in args.shard.split("/"))
     runs = plan_runs(reductions, criteria, seeds)[shard - 1::shards]
-    todo = [run for run in runs if not _done(folder / f"{run.key}.json", settings)]
+    todo = [run for run in runs if not done(folder / f"{run.key}.json", asdict(settings))]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; {len(todo)} to go")
     if not todo:
         return
@@ -204,25 +204,13 @@ def main() -> None:
     from rich.progress import track
 
     for run in track(todo, description="prune + fine-tune"):
-        if _done(folder / f"{run.key}.json", settings):
+        if done(folder / f"{run.key}.json", asdict(settings)):
             continue  # another process (a second shard, a helper given this run) finished it meanwhile
         rows = execute(run, bench)
-        _write(folder / f"{run.key}.json", {"run": asdict(run), "settings": asdict(settings), "rows": rows})
+        record = {"run": asdict(run), "settings": asdict(settings), "rows": rows}
+        write_json(folder / f"{run.key}.json", record)
         print(f"{run.key}: " + "; ".join(f"{r['stage']} Delta_m {r['delta_m']:+.2f}%" for r in rows), flush=True)
         collect(folder, args.out, asdict(settings))
-
-
-def _done(path: Path, settings: Settings) -> bool:
-    if not path.exists():
-        return False
-    return json.loads(path.read_text())["settings"] == json.loads(json.dumps(asdict(settings)))
-
-
-def _write(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(record, indent=1) + "\n")
-    partial.replace(path)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Gather the evidence grid's run files into ablation.json, a markdown table of means and spreads, and a plot.
 
-    python benchmarks/ablation_report.py            # same as: python benchmarks/ablation.py --collect
+    python benchmarks/ablation.py --collect
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from taskprune._runtime import atomic_write
+from harness import write_atomically, write_json, write_text
 
 METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
 HEADERS = ("Recall", "mAP50", "drivable mIoU", "lane Acc", "lane IoU")
@@ -36,12 +36,11 @@ def collect(folder: Path, out: Path, settings: dict) -> dict:
             "units": "metrics in points (0-100); delta_m in percent against the teacher, higher is better",
             "command": "python benchmarks/ablation.py"}
     results = {"meta": meta, "rows": rows}
-    out.mkdir(parents=True, exist_ok=True)
     # two shards may gather at once: each file is written whole and renamed into place
-    atomic_write(out / "ablation.json", lambda p: p.write_text(json.dumps(results, indent=1) + "\n"))
-    atomic_write(out / "ablation.md", lambda p: p.write_text(headline(results) + "\n" + markdown(results)))
-    atomic_write(out / "ablation_headline.md", lambda p: p.write_text(headline(results)))
-    atomic_write(out / "ablation.png", lambda p: plot(results, p))
+    write_json(out / "ablation.json", results)
+    write_text(out / "ablation.md", headline(results) + "\n" + markdown(results))
+    write_text(out / "ablation_headline.md", headline(results))
+    write_atomically(out / "ablation.png", lambda p: plot(results, p))
     return results
 
 
@@ -207,11 +206,3 @@ def plot(results: dict, path: Path) -> None:
     figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
 
-
-if __name__ == "__main__":
-    from dataclasses import asdict
-
-    from ablation import Settings
-    from driving_setup import RESULTS
-
-    collect(RESULTS / "ablation_runs", RESULTS, asdict(Settings()))

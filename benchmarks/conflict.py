@@ -39,7 +39,7 @@ from conflict_setting import (
     tasks,
     train,
 )
-from harness import RESULTS, done, machine, write_json
+from harness import RESULTS, done, machine, write_json, write_results
 from plan_overlap import RecordingConflict
 from torch import nn
 
@@ -166,8 +166,7 @@ def main() -> None:
         runs.append(json.loads(path.read_text())["run"])
     record = {"settings": settings, "command": "python benchmarks/conflict.py" + (" --quick" if args.quick else ""),
               "machine": machine(), "runs": runs, **summarise(runs)}
-    write_json(RESULTS / f"{stem}.json", record)
-    (RESULTS / f"{stem}.md").write_text(render(record))
+    write_results(RESULTS, stem, record, render(record))
     print(render(record))
 
 

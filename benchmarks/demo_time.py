@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import RESULTS, ROOT, machine, write_json
+from harness import RESULTS, ROOT, machine, write_results
 
 
 def run_once(mode: str, threads: int | None) -> dict[str, Any]:
@@ -94,8 +94,7 @@ def main() -> None:
               "machine": machine() | {"uncommitted_changes": bool(changed)},
               "runs": runs, "summary": summarise(runs)}
     stem = f"demo_time_{args.mode}" + (f"_{args.threads}threads" if args.threads else "")
-    write_json(RESULTS / f"{stem}.json", record)
-    (RESULTS / f"{stem}.md").write_text(markdown(record))
+    write_results(RESULTS, stem, record, markdown(record))
     print(markdown(record))
 
 

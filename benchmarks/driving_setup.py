@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from harness import ROOT
 
 import taskprune
 from taskprune import driving
 from taskprune.driving.pretrained import weights_path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
 SIZE = (192, 320)  # the shipped teacher's image size
 TEST_SEED, VALIDATION_SEED = 20_000, 10_000  # SyntheticDriving seeds of the held-out scenes (training uses 0)

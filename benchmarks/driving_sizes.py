@@ -11,7 +11,6 @@ give), along with the thread count and the load average.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from harness import RESULTS, write_results
 
 from taskprune.driving import DrivingNet, SyntheticDriving
 from taskprune.graph.profile import count_macs_and_params
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scenes", type=int, default=100, help="scenes rendered per generator measurement")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/driving_sizes"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "driving_sizes")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -86,9 +86,7 @@ def main() -> None:
               "load_average": [round(x, 2) for x in os.getloadavg()],
               "sizes": [measure(size, image_size, args.repeats, args.warmup) for size in args.sizes],
               "synthetic_scenes": {f"{h}x{w}": generator_speed((h, w), args.scenes) for h, w in ((192, 320), (384, 640))}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(to_markdown(result))
+    write_results(args.out.parent, args.out.name, result, to_markdown(result), indent=2)
     print(to_markdown(result))
 
 

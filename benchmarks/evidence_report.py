@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from taskprune._runtime import atomic_write
+from harness import write_json, write_text
 
 SETS = ("validation", "test_a", "test_b")
 TESTS = ("test_a", "test_b")
@@ -57,9 +57,8 @@ def collect(folder: Path, out: Path, settings: dict) -> dict:
                         "units": "metrics in points (0-100); delta_m in percent against the teacher on the same "
                                  "set, higher is better"},
                "teacher": teacher, "rows": [row for r in records for row in r["rows"]]}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "evidence.json", lambda p: p.write_text(json.dumps(results, indent=1) + "\n"))
-    atomic_write(out / "evidence.md", lambda p: p.write_text(markdown(results)))
+    write_json(out / "evidence.json", results)
+    write_text(out / "evidence.md", markdown(results))
     return results
 
 

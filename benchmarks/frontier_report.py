@@ -15,9 +15,7 @@ from pathlib import Path
 
 import torch
 from evidence_report import spread
-from harness import machine, write_json
-
-from taskprune._runtime import atomic_write
+from harness import machine, write_atomically, write_json, write_text
 
 SETS = ("validation", "test_a", "test_b")
 TESTS = ("test_a", "test_b")
@@ -32,11 +30,10 @@ def collect(folder: Path, out: Path, meta: dict) -> dict:
     results = {"meta": {"written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": len(runs),
                         "settings": meta, "command": "python benchmarks/frontier.py"},
                "runs": runs, "retimes": retimes}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "frontier.json", lambda p: p.write_text(json.dumps(results, indent=1) + "\n"))
-    atomic_write(out / "frontier.md", lambda p: p.write_text(markdown(results)))
+    write_json(out / "frontier.json", results)
+    write_text(out / "frontier.md", markdown(results))
     if any(r["reached"] for r in runs):
-        atomic_write(out / "frontier.png", lambda p: plot(results, p))
+        write_atomically(out / "frontier.png", lambda p: plot(results, p))
     return results
 
 

@@ -1,5 +1,10 @@
-"""What every benchmark script shares: where results go, writing them atomically, skipping finished runs,
-claiming a run so two processes never do the same one, and a record of the code and machine behind a number."""
+"""What every benchmark script shares: where results go, writing them atomically (JSON and markdown),
+skipping finished runs, claiming a run so two processes never do the same one, and a record of the code,
+machine and load behind a number.
+
+    from harness import RESULTS, machine, write_results
+    write_results(RESULTS, "zoo", record, markdown(record))     # results/zoo.json and results/zoo.md
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +22,36 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-__all__ = ["RESULTS", "ROOT", "claim", "done", "machine", "write_json"]
+__all__ = ["RESULTS", "ROOT", "claim", "done", "machine", "uptime", "write_atomically", "write_json",
+           "write_results", "write_text"]
 
 
-def write_json(path: Path, record: Any) -> None:
-    """Write `record` as indented JSON; a reader sees the old file or the new one, never half of one."""
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(partial_path)` and rename the partial file onto `path`: a reader (or a second shard
+    gathering at once) sees the old file or the new one, never half of one. The folder is created."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(record, indent=1) + "\n")
-    partial.replace(path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        write(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    write_atomically(path, lambda partial: partial.write_text(text))
+
+
+def write_json(path: Path, record: Any, indent: int = 1) -> None:
+    """Write `record` as indented JSON ending in a newline, atomically."""
+    write_text(path, json.dumps(record, indent=indent) + "\n")
+
+
+def write_results(folder: Path, stem: str, record: Any, markdown: str, indent: int = 1) -> None:
+    """A benchmark's result: `folder/stem.json` holding `record` and `folder/stem.md` holding `markdown`."""
+    write_json(folder / f"{stem}.json", record, indent)
+    write_text(folder / f"{stem}.md", markdown)
 
 
 def done(path: Path, settings: dict) -> bool:
@@ -59,6 +86,11 @@ def _alive(pid: int, script: str) -> bool:
         return script in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
+
+
+def uptime() -> str:
+    """The machine's load as `uptime` prints it, written beside timings so a reader can judge them."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def machine() -> dict[str, Any]:

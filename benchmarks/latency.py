@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import shutil
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 import torch_pruning as tp
+from harness import RESULTS, ROOT, write_results, write_text
 
 import taskprune
 from taskprune import latency
@@ -38,8 +38,7 @@ from taskprune.graph import PruningGraph, count_macs, count_params
 from taskprune.latency.cache import cpu_name
 from taskprune.tasks import Tasks
 
-RESULTS = Path(__file__).parent / "results"
-DOCS = Path(__file__).parent.parent / "docs"
+DOCS = ROOT / "docs"
 
 
 def build(name: str, size: tuple[int, int]) -> tuple[torch.nn.Module, torch.Tensor, str]:
@@ -268,10 +267,8 @@ def main() -> None:
         size = args.driving_size if name == "driving" else args.resnet_size
         report["results"].append(run_model(name, size, args))
     report["load_after"] = round(os.getloadavg()[0], 2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{args.name}.md").write_text(to_markdown(report))
-    (args.out / f"{args.name}_speedup.svg").write_text(to_svg(report))
+    write_results(args.out, args.name, report, to_markdown(report), indent=2)
+    write_text(args.out / f"{args.name}_speedup.svg", to_svg(report))
     if args.out.resolve() == RESULTS.resolve() and args.name == "latency":  # the run that illustrates the docs
         DOCS.mkdir(exist_ok=True)
         shutil.copy(args.out / "latency_speedup.svg", DOCS / "latency_speedup.svg")

@@ -17,13 +17,13 @@ Pruning and timing use --measure-threads torch threads (the latency table is mea
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from driving_setup import METRICS, RESULTS, add_setup_arguments, finetune_and_score, load_setup, prune_for
+from driving_setup import METRICS, add_setup_arguments, finetune_and_score, load_setup, prune_for
+from harness import RESULTS, write_results
 
 from taskprune import driving, latency
 from taskprune.graph import count_macs
@@ -123,9 +123,7 @@ def write(report: dict, out: Path) -> None:
              f"{report['torch']}, median over {s['repeats']} interleaved rounds of teacher / student time.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latency_tasks.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "latency_tasks.md").write_text("\n".join(lines) + "\n")
+    write_results(out, "latency_tasks", report, "\n".join(lines) + "\n", indent=2)
     table = Table(title="speed targets after the same fine-tune (metrics in points)")
     for column in header:
         table.add_column(column)

@@ -21,21 +21,17 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import statistics
-import subprocess
 import time
-from pathlib import Path
 
 import torch
 import torch_pruning as tp
+from harness import RESULTS, uptime, write_results
 
 import taskprune
 from taskprune.tasks import Tasks, flatten_outputs
 from taskprune.testing import get_test_model
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def energy(task_output, batch):
@@ -174,7 +170,7 @@ def main() -> None:
         "reached_params_reduction": reports[0].reached,
         "torch_pruning_ratio": tp_ratio, "torch_pruning_params_reduction": tp_cut,
         "torch_pruning_zero_importance_channels": zero_channels,
-        "load": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "load": uptime(),
     }
     write(result, f"overhead_{args.model}")
 
@@ -183,8 +179,6 @@ def write(result: dict, stem: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = [("model", f"{result['model']} {result['input']}, {result['params']:,} params"),
             ("batches", f"{result['batches']} x {result['batch_size']}"),
             ("taskprune total (s)", f"{result['taskprune_total_s']:.2f}"),
@@ -203,7 +197,7 @@ def write(result: dict, stem: str) -> None:
     rows += [(f"taskprune {k} (s)", f"{v:.3f}") for k, v in result["taskprune_phases_s"].items()]
     rows += [(f"torch-pruning {k} (s)", f"{v:.3f}") for k, v in result["torch_pruning_phases_s"].items()]
     markdown = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
-    (RESULTS / f"{stem}.md").write_text("\n".join(markdown) + "\n")
+    write_results(RESULTS, stem, result, "\n".join(markdown) + "\n", indent=2)
     table = Table(title=f"prune() overhead: {result['model']}", show_header=False)
     for key, value in rows:
         table.add_row(key, value)

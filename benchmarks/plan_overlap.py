@@ -13,12 +13,11 @@ Writes benchmarks/results/plan_overlap.json and plan_overlap.md.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 
 import torch
 from ablation import Bench, Settings, criterion_of
-from driving_setup import RESULTS
+from harness import RESULTS, write_results
 
 import taskprune
 from taskprune.criteria.conflict import ConflictTaylor, conflict_scores
@@ -92,9 +91,6 @@ def main() -> None:
                          "layers_same_width": same_width})
     conflicts = [conflict_summary(bench, measure, int(seed)) for seed in args.seeds.split(",")
                  for measure in ("cosine", "batch_cosine", "sign_purity")]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "plan_overlap.json").write_text(json.dumps({"settings": asdict(settings), "base": BASE, "rows": rows,
-                                                           "conflict": conflicts}, indent=1) + "\n")
     lines = [f"Channels {BASE} keeps that each criterion keeps too, on the evidence grid's teacher and scoring batches "
              f"(round_to={settings.round_to}); no fine-tune.", "",
              "| reduction | seed | criterion | kept by task_taylor | kept by both | layers pruned by either, at the same width |",
@@ -106,7 +102,8 @@ def main() -> None:
               "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c['measure']} | {c['seed']} | {c['channels']} | {c['mean']:.3f} | {c['median']:.3f} | "
               f"{c['p90']:.3f} | {c['p99']:.3f} | {c['max']:.3f} |" for c in conflicts]
-    (RESULTS / "plan_overlap.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "plan_overlap", {"settings": asdict(settings), "base": BASE, "rows": rows,
+                                            "conflict": conflicts}, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import RESULTS, machine, write_json  # noqa: E402
+from harness import RESULTS, machine, write_results  # noqa: E402
 from real_nets import NETWORKS, SPLIT, agreement, crops, frames, load_network, masks, real_tasks  # noqa: E402
 
 import taskprune  # noqa: E402
@@ -65,8 +65,6 @@ def main() -> None:
     command = (f"OMP_NUM_THREADS=1 python benchmarks/real_recovery.py --networks {args.networks} --steps {args.steps} "
                f"--crop {args.crop} --judge {args.judge}")
     stem = "real_recovery" if args.judge == "frames" else "real_recovery_judge-crops"
-    write_json(RESULTS / f"{stem}.json", {"settings": vars(args), "command": command, "machine": machine(),
-                                                 "rows": rows})
     lines = ["# The default recovery on a pretrained network", "",
              f"30% magnitude prune, {args.steps} steps of batches of 4 crops ({args.crop}, with flips) of four real "
              "frames, dense masks as labels; agreement (IoU %, drivable / lane) on two held-back frames.", "",
@@ -76,7 +74,8 @@ def main() -> None:
     for r in rows:
         cells = [f"{r[k]['drivable']:.1f} / {r[k]['lane']:.1f}" for k in ("pruned", "defaults", "before_issue_25")]
         lines.append(f"| {r['network']} | " + " | ".join(cells) + " |")
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    record = {"settings": vars(args), "command": command, "machine": machine(), "rows": rows}
+    write_results(RESULTS, stem, record, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

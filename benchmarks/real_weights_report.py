@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import RESULTS, write_json  # noqa: E402
+from harness import RESULTS, write_results  # noqa: E402
 from real_weights import CRITERIA, NETWORKS, RUNS, TARGETS, stem  # noqa: E402
 
 COMMAND = "OMP_NUM_THREADS=1 python benchmarks/real_weights.py {args} && python benchmarks/real_weights_report.py"
@@ -162,8 +162,8 @@ def main() -> None:
                "winners": {s: winners(records, s) for s in ("pruned", "recovered")},
                "load_min": min(loads), "load_max": max(loads), "grid": len(grid),
                "missing": [g for g in grid if g not in have]}
-    write_json(RESULTS / "real_weights.json", {"summary": summary, "records": records})
-    (RESULTS / "real_weights.md").write_text(markdown(records, summary))
+    record = {"summary": summary, "records": records}
+    write_results(RESULTS, "real_weights", record, markdown(records, summary))
     picture(RESULTS / "real_weights.png")
     print((RESULTS / "real_weights.md").read_text())
 

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import torch
-from driving_setup import HEADS, METRICS, ROOT, SIZE, TEST_SEED, points
+from driving_setup import HEADS, METRICS, SIZE, TEST_SEED, points
+from harness import RESULTS, ROOT, write_json, write_results
 
 import taskprune
 from taskprune import driving
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shard", default="1/1", help="i/n: run every n-th configuration, starting at the i-th")
     parser.add_argument("--quick", action="store_true", help="8 steps on 32 scenes (runs/recovery_drift_quick)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
         args.steps, args.train_images, args.test_images, args.out = 8, 32, 32, ROOT / "runs" / "recovery_drift_quick"
@@ -61,8 +62,7 @@ def main() -> None:
         run(todo, args)
     records = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
     shared = {k: v for k, v in vars(args).items() if k in ("steps", "train_images", "test_images", "batch_size")}
-    (args.out / "recovery_drift.json").write_text(json.dumps({"settings": shared, "runs": records}, indent=1) + "\n")
-    (args.out / "recovery_drift.md").write_text(markdown(records, args))
+    write_results(args.out, "recovery_drift", {"settings": shared, "runs": records}, markdown(records, args))
     print(markdown(records, args))
 
 
@@ -92,7 +92,7 @@ def run(todo: list[tuple[float, float, int, Path]], args: argparse.Namespace) ->
                   "layers": layers, "metrics": metrics,
                   "drop": {m: base[m] - metrics[m] for m in METRICS}, "teacher": base,
                   "minutes": (time.perf_counter() - start) / 60}
-        path.write_text(json.dumps(record, indent=1) + "\n")
+        write_json(path, record)
 
 
 def markdown(records: list[dict], args: argparse.Namespace) -> str:

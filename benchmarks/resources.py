@@ -25,23 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from child_runs import medians, run_child
+from harness import RESULTS, ROOT, uptime, write_results
 
 _CHILD = """
 import json, resource, sys, time, warnings
 resource.setrlimit(resource.RLIMIT_AS, ({cap} << 30, {cap} << 30))
-def peak_mb():  # this process's own high-water mark: ru_maxrss keeps the parent's RSS across fork and exec
-    try:
-        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 import torch
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")
@@ -75,26 +66,17 @@ try:
 except Exception as error:
     row.update(error=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:300],
                cpu_s=time.process_time() - start_cpu, wall_s=time.perf_counter() - start_wall)
+from taskprune.testing.memory import peak_mb  # after the clock: taskprune is loaded by now
 row.update(peak_rss_mb=peak_mb())
 print(json.dumps(row))
 """
 
 
-def run_child(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 0.0,
-              protected: list[str] | None = None) -> dict:
+def run_pipeline(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 0.0,
+                 protected: list[str] | None = None) -> dict:
     code = _CHILD.format(cap=args.memory_cap_gb, name=name, tool=tool, ratio=args.ratio, round_to=args.round_to,
                          tp_ratio=tp_ratio, protected=protected or [])
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=args.timeout,
-                              cwd=ROOT, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"still running after {args.timeout} s (stopped)"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"the child died (exit {done.returncode}): {tail}"[:300]}
-    return json.loads(lines[-1])
+    return run_child(code, args.timeout)
 
 
 def matched_tp_ratio(name: str, target: float, protected: list[str], args: argparse.Namespace,
@@ -103,7 +85,7 @@ def matched_tp_ratio(name: str, target: float, protected: list[str], args: argpa
     low, high, last = 0.0, 0.95, {}
     for _ in range(args.bisection_steps):
         middle = (low + high) / 2
-        last = run_child(name, "plain", args, middle, protected)
+        last = run_pipeline(name, "plain", args, middle, protected)
         if "error" in last:
             return None, last
         if abs(last["reached"] - target) <= 0.005:
@@ -113,32 +95,25 @@ def matched_tp_ratio(name: str, target: float, protected: list[str], args: argpa
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
-    ours = [run_child(name, "ours", args) for _ in range(args.repeats)]
+    ours = [run_pipeline(name, "ours", args) for _ in range(args.repeats)]
     row: dict = {"model": name, "ours_runs": ours}
     if any("error" in run for run in ours):
         row["ours_error"] = next(run["error"] for run in ours if "error" in run)
         return row
-    row["ours"] = _medians(ours)
+    row["ours"] = medians(ours)
     row["reached"] = ours[0]["reached"]
     tp_ratio, probe = matched_tp_ratio(name, ours[0]["reached"], ours[0]["protected"], args)
     if tp_ratio is None:
         row["plain_error"] = probe["error"]
         return row
-    plain = [run_child(name, "plain", args, tp_ratio, ours[0]["protected"]) for _ in range(args.repeats)]
+    plain = [run_pipeline(name, "plain", args, tp_ratio, ours[0]["protected"]) for _ in range(args.repeats)]
     if any("error" in run for run in plain):
         row["plain_error"] = next(run["error"] for run in plain if "error" in run)
         return row
-    row.update(plain_runs=plain, plain=_medians(plain), tp_pruning_ratio=tp_ratio, plain_reached=plain[0]["reached"])
+    row.update(plain_runs=plain, plain=medians(plain), tp_pruning_ratio=tp_ratio,
+               plain_reached=plain[0]["reached"])
     row["ours_over_plain"] = {k: row["ours"][k] / row["plain"][k] for k in row["ours"]}
     return row
-
-
-def _medians(runs: list[dict]) -> dict:
-    return {k: statistics.median(run[k] for run in runs) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -164,9 +139,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("_runs")}), flush=True)
     result = {"settings": {k: v for k, v in vars(args).items()}, "load_before": load_before,
               "load_after": uptime(), "python": sys.version.split()[0], "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"resources_{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"resources_{args.name}.md").write_text(markdown(result))
+    write_results(RESULTS, f"resources_{args.name}", result, markdown(result), indent=2)
     from rich.console import Console
     from rich.markdown import Markdown
 

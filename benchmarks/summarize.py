@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from harness import RESULTS, ROOT, write_text
 
 # (results stem pattern, title, the command that writes it)
 SECTIONS = [
@@ -175,12 +173,12 @@ def main() -> None:
     intro = ("# Benchmarks\n\nMeasured on the project's machine (2-core x86_64 CPU, no GPU, shared with other "
              "jobs, so timings are ratios taken within one run). Regenerate this page with "
              "`python benchmarks/summarize.py` after running the commands below.\n\n")
-    (ROOT / "docs" / "benchmarks.md").write_text(intro + "\n".join(sections))
+    write_text(ROOT / "docs" / "benchmarks.md", intro + "\n".join(sections))
     readme = (ROOT / "README.md").read_text()
     start, end = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
     before, rest = readme.split(start)
     _, after = rest.split(end)
-    (ROOT / "README.md").write_text(before + start + "\n" + headline() + end + after)
+    write_text(ROOT / "README.md", before + start + "\n" + headline() + end + after)
     print(f"wrote docs/benchmarks.md ({len(sections)} sections) and the README's benchmark section")
 
 

@@ -9,7 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from harness import RESULTS, write_text
+
 METRICS = ("recall", "map50", "drivable_miou", "lane_acc", "lane_iou")
 
 
@@ -25,7 +26,7 @@ def main() -> None:
              f"started from ({summary.get('init')}).", "",
              "| step | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     lines += [f"| {p['step']} | " + " | ".join(f"{100 * p['metrics'][m]:.1f}" for m in METRICS) + " |" for p in points]
-    args.curve.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_text(args.curve.with_suffix(".md"), "\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from harness import RESULTS, ROOT, machine, write_json
-from resources import uptime  # the zoo's resource benchmark: the same load record
+from child_runs import medians, run_child
+from harness import RESULTS, machine, uptime, write_results
 
 MODELS = ("yolov8n-seg.yaml", "yolo11n-seg.yaml", "yolo11n-pose.yaml", "yolo11n-obb.yaml", "yolov10n.yaml",
           "yolo12n.yaml")
@@ -38,11 +35,6 @@ MODELS = ("yolov8n-seg.yaml", "yolo11n-seg.yaml", "yolo11n-pose.yaml", "yolo11n-
 _CHILD = """
 import json, os, resource, sys, time, warnings
 resource.setrlimit(resource.RLIMIT_AS, ({cap} << 30, {cap} << 30))
-def peak_mb():  # this process's own high-water mark: ru_maxrss keeps the parent's RSS across fork and exec
-    try:
-        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 resource.setrlimit(resource.RLIMIT_CPU, ({cpu_limit}, {cpu_limit} + 30))  # CPU seconds: fair under load
 import torch
 torch.set_num_threads(1)
@@ -78,57 +70,41 @@ try:
 except Exception as error:
     row.update(error=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:300],
                cpu_s=time.process_time() - start_cpu, wall_s=time.perf_counter() - start_wall)
+from taskprune.testing.memory import peak_mb  # after the clock: taskprune is loaded by now
 row.update(peak_rss_mb=peak_mb())
 print(json.dumps(row))
 """
 
 
-def run_child(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 0.0) -> dict:
+def run_pipeline(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 0.0) -> dict:
     code = _CHILD.format(cap=args.memory_cap_gb, cpu_limit=int(args.cpu_limit), name=name, tool=tool,
                          ratio=args.ratio, imgsz=args.imgsz, tp_ratio=tp_ratio)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1",
-           "YOLO_AUTOINSTALL": "0", "YOLO_VERBOSE": "0"}
-    try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=args.timeout,
-                              cwd=ROOT, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"still running after {args.timeout:.0f} s wall (stopped)"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines and done.returncode in (-24, 152):  # SIGXCPU
-        return {"error": f"still running after {args.cpu_limit:.0f} CPU seconds (stopped)"}
-    if not lines and done.returncode == -9:
-        return {"error": "killed by SIGKILL (the CPU limit's hard stop, or the kernel's OOM killer)"}
-    if not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"the child died (exit {done.returncode}): {tail}"[:300]}
-    return json.loads(lines[-1])
+    return run_child(code, args.timeout, {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0", "YOLO_VERBOSE": "0"},
+                     cpu_limit=args.cpu_limit)
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
-    ours = [run_child(name, "ours", args) for _ in range(args.repeats)]
+    ours = [run_pipeline(name, "ours", args) for _ in range(args.repeats)]
     row: dict = {"model": name, "ours_runs": ours}
     if any("error" in run for run in ours):
         row["ours_error"] = next(run["error"] for run in ours if "error" in run)
         return row
-    row.update(ours=_medians(ours), reached=ours[0]["reached"])
+    row.update(ours=medians(ours), reached=ours[0]["reached"])
     low, high, probe, middle = 0.0, 0.9, {}, 0.0
     for _ in range(args.bisection_steps):  # torch-pruning's channel ratio for the same parameter cut
         middle = (low + high) / 2
-        probe = run_child(name, "plain", args, middle)
+        probe = run_pipeline(name, "plain", args, middle)
         if "error" in probe or "broken" in probe or abs(probe["reached"] - row["reached"]) <= 0.005:
             break
         low, high = (middle, high) if probe["reached"] < row["reached"] else (low, middle)
     if "error" in probe or "broken" in probe:
         row["plain_error"] = probe.get("error") or f"its pruned model no longer runs: {probe['broken']}"
         return row
-    plain = [probe] + [run_child(name, "plain", args, middle) for _ in range(args.repeats - 1)]
-    row.update(plain_runs=plain, plain=_medians(plain), tp_pruning_ratio=middle, plain_reached=plain[0]["reached"])
+    plain = [probe] + [run_pipeline(name, "plain", args, middle) for _ in range(args.repeats - 1)]
+    row.update(plain_runs=plain, plain=medians(plain), tp_pruning_ratio=middle,
+               plain_reached=plain[0]["reached"])
     row["ours_over_plain"] = {k: row["ours"][k] / row["plain"][k] for k in row["ours"]}
     return row
-
-
-def _medians(runs: list[dict]) -> dict:
-    return {k: statistics.median(run[k] for run in runs) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
 
 
 def main() -> None:
@@ -151,8 +127,7 @@ def main() -> None:
         result = {"settings": vars(args), "command": "python " + " ".join([Path(sys.argv[0]).as_posix(),
                                                                           *sys.argv[1:]]),
                   "load_before": load_before, "load_after": uptime(), "machine": machine(), "rows": rows}
-        write_json(RESULTS / "ultralytics_resources.json", result)
-        (RESULTS / "ultralytics_resources.md").write_text(markdown(result))
+        write_results(RESULTS, "ultralytics_resources", result, markdown(result))
     from rich.console import Console
     from rich.markdown import Markdown
 

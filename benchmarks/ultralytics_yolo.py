@@ -38,7 +38,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing is downloaded: models from YAML, scenes generated
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
-from harness import RESULTS, ROOT, machine, write_json  # noqa: E402  (after the environment above)
+# after the environment above
+from harness import RESULTS, ROOT, machine, uptime, write_json, write_results  # noqa: E402
 
 _TP_CHILD = """
 import json, sys, time, torch
@@ -68,10 +69,6 @@ for _ in range(12):
 yolo.save(out)
 print(json.dumps({"channel_ratio": middle, "reached": cut, "seconds_with_bisection": time.perf_counter() - start}))
 """
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def stage(path: Path, run):
@@ -208,8 +205,7 @@ def main() -> None:
               "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "ultralytics": ultralytics_version, "torch": torch.__version__, "load_before": load_before,
               "load_after": uptime(), "machine": machine(), "rows": rows}
-    write_json(RESULTS / f"ultralytics_{args.name}.json", result)
-    (RESULTS / f"ultralytics_{args.name}.md").write_text(markdown(result))
+    write_results(RESULTS, f"ultralytics_{args.name}", result, markdown(result))
     from rich.console import Console
     from rich.markdown import Markdown
 

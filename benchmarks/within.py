@@ -42,6 +42,7 @@ from pathlib import Path
 
 import driving_setup as shared  # the driving benchmarks' shared names
 import torch
+from harness import RESULTS, ROOT, write_results
 
 import taskprune
 from taskprune import driving
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="drives the scoring batches and the fine-tune order")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=shared.ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="folder to resume from (default benchmarks/results/within_checkpoints/<name>)")
     parser.add_argument("--status", action="store_true",
@@ -84,15 +85,15 @@ def main() -> None:
     if args.quick:
         args.recovery_steps, args.train_images, args.test_images, args.prune_batches = 4, 64, 32, 2
         args.validate_images, args.eval_every = min(args.validate_images, 32), 2
-        args.step, args.max_ratio, args.out = 0.3, 0.6, shared.ROOT / "runs" / "within_quick"
+        args.step, args.max_ratio, args.out = 0.3, 0.6, ROOT / "runs" / "within_quick"
     stem = (("within" if args.seed == 0 else f"within_seed{args.seed}") + ("" if args.lr == 1e-3 else f"_lr{args.lr:g}")
             + ("" if args.bn_batches == 100 else f"_bn{args.bn_batches}")
             + ("" if args.recovery_steps == 600 or args.quick else f"_steps{args.recovery_steps}")
             + (f"_val{args.validate_images}" if args.validate_images else "") + ("_heads" if args.heads else "")
             + "".join(f"_{task}{weight:g}" for task, weight in weights.items())
             + "".join(f"_protect-{pattern.replace('.*', '').replace('*', '')}" for pattern in protect))
-    checkpoint = args.checkpoint or (shared.ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
-                                     else shared.ROOT / "benchmarks" / "results" / "within_checkpoints" / stem)
+    checkpoint = args.checkpoint or (ROOT / "runs" / f"{stem}_quick_checkpoint" if args.quick
+                                     else RESULTS / "within_checkpoints" / stem)
     if args.status:
         print(status(checkpoint, args))
         return
@@ -122,9 +123,7 @@ def main() -> None:
               "teacher": "taskprune/driving/weights/driving_s.pt", "image_size": list(shared.SIZE),
               "minutes": (time.perf_counter() - start) / 60, "resumed": resumed,  # minutes: this process's only
               **json.loads(found.to_json())}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(record))
+    write_results(args.out, stem, record, markdown(record))
     found.plot(args.out / f"{stem}.png")
     print(markdown(record))
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from harness import RESULTS, ROOT, machine, write_json
+from harness import RESULTS, ROOT, machine, write_results
 
 import taskprune
 from taskprune import driving
@@ -101,8 +101,7 @@ def main() -> None:
               "teacher": teacher_record, "machine": machine(), "minutes_this_process": (time.perf_counter() - start) / 60,
               **json.loads(found.to_json())}
     record["held_on_tests"] = held_on_tests(record)
-    write_json(args.out / f"{stem}.json", record)
-    (args.out / f"{stem}.md").write_text(markdown(record))
+    write_results(args.out, stem, record, markdown(record))
     found.plot(args.out / f"{stem}.png")
     print(markdown(record))
 

@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from harness import RESULTS, machine, write_json
+from harness import RESULTS, machine, write_results
 from within_evidence import METRICS, SEEDS, SIZE, TESTS, scenes
 
 import taskprune
@@ -79,9 +79,7 @@ def main() -> None:
                      "held_on_both_tests": all(d <= args.limit for name in TESTS for d in drops[name].values())})
     record = {"images": args.images, "limit": args.limit, "seeds": SEEDS, "teacher": teacher_record, "rows": rows,
               "machine": machine()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "within_heldout.json", record)
-    (args.out / "within_heldout.md").write_text(markdown(record))
+    write_results(args.out, "within_heldout", record, markdown(record))
     print(markdown(record))
 
 

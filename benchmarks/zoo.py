@@ -8,17 +8,14 @@ Writes benchmarks/results/zoo.json and zoo.md.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
+from harness import RESULTS, write_results
 
 import taskprune
 from taskprune.tasks import output_leaves
 from taskprune.testing import get_test_model, list_test_models
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def attempt(name: str, ratio: float) -> dict:
@@ -48,8 +45,6 @@ def main() -> None:
 
     jobs = [(name, ratio) for ratio in args.ratios for name in list_test_models(kind="zoo")]
     rows = [attempt(name, ratio) for name, ratio in track(jobs, description="pruning the zoo")]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "zoo.json").write_text(json.dumps({"threads": args.threads, "runs": rows}, indent=2) + "\n")
     lines = ["| model | ratio | outputs kept | reached | groups kept whole | time (s) |", "|---|---|---|---|---|---|"]
     for row in rows:
         reached = f"{row['reached']:.3f}" if "reached" in row else row.get("error", "")
@@ -58,7 +53,7 @@ def main() -> None:
     for ratio in args.ratios:
         done = [r for r in rows if r["ratio"] == ratio]
         lines.append(f"\n{sum(r['ok'] for r in done)} of {len(done)} models pruned with outputs kept at {ratio:.0%}.")
-    (RESULTS / "zoo.md").write_text("\n".join(lines) + "\n")
+    write_results(RESULTS, "zoo", {"threads": args.threads, "runs": rows}, "\n".join(lines) + "\n", indent=2)
     from rich.console import Console
     from rich.markdown import Markdown
 

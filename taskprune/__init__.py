@@ -4,8 +4,10 @@
     >>> result = taskprune.prune(model, example_inputs, ratio=0.3)
     >>> print(result.report)
 
-Subpackages load on first use (`taskprune.driving`, the reference driving model; `taskprune.testing`, tiny models;
-`taskprune.plots`, pictures; `taskprune.latency`, measuring the device), so `import taskprune` stays lean.
+Subpackages that `prune` does not need load on first use (`taskprune.driving`, the reference driving model;
+`taskprune.testing`, tiny models; `taskprune.plots`, pictures), so `import taskprune` stays lean: no rich,
+networkx or matplotlib. `taskprune.latency` (measuring the device) loads with `prune`, whose target="latency"
+plans with it.
 """
 
 from typing import Any as _Any

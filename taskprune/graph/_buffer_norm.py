@@ -5,7 +5,7 @@ torch-pruning sees only a multiply and an add by constant tensors and cannot sli
 conv before one breaks the forward. Registered as a customized layer (`_depgraph.DependencyGraph.build` does it
 for every such class in the model), the norm couples its input and output channels like a BatchNorm and loses the
 same channels from every per-channel buffer. This file and `_depgraph.py` hold taskprune's only torch-pruning
-subclasses; `graph.py` reads what they find.
+subclasses; `pruning_graph.py` reads what they find.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """torch-pruning's DependencyGraph with a group search that is bounded in memory and time by construction.
 
-This module and `graph.py` are the only ones that import torch_pruning: `graph.py` reads groups into plain data,
-this one finds them. torch-pruning 1.6.1's search has three costs that grow without bound on real models:
+Like every module that imports torch_pruning, it lives in `taskprune/graph/`: `pruning_graph.py` reads groups
+into plain data, this one finds them. torch-pruning 1.6.1's search has three costs that grow without bound on
+real models:
 
 - it re-runs `update_index_mapping` over the whole graph for every root (quadratic in the graph's size);
 - it re-propagates a whole index list whenever the list differs in any element, and keeps every list it saw;
@@ -9,8 +10,9 @@ this one finds them. torch-pruning 1.6.1's search has three costs that grow with
   flatten mappings form cycles that multiply the indices on every lap, so the lists never repeat.
 
 Here the indices reached so far are merged per (node, pruning function), only new (local, root) pairs are
-propagated, the mappings are refreshed once per change of the graph, and a root whose search passes more than
-`max_pairs` pairs, or meets a mapping that raises, is given up on: the caller keeps it whole and says why.
+propagated, the mappings are refreshed once per change of the graph, and a root whose search maps more than
+`max_work` channel indices, or meets a mapping that raises, is given up on: the caller keeps it whole and says
+why.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ class DependencyGraph(tp.DependencyGraph):
     and torch-pruning's own failures confined to the roots they touch.
 
     Attributes:
-        max_pairs: how many (layer, local index, root index) triples one root's search may pass before the root
-            is given up on. The largest group of a zoo, tiny or driving model passes a few thousand.
+        max_work: how many channel indices one root's search may map, summed over every dependency it
+            passes, before the root is given up on. The largest group of a zoo, tiny or driving model maps a
+            few thousand.
         failed_roots: root layer name -> why its search was given up (filled by `get_all_groups`).
         broken_nodes: node -> why torch-pruning failed to compute its index mapping; roots reaching it fail.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -73,3 +74,38 @@ def conv_bn_act(
     if act is not None:
         layers.append(act())
     return nn.Sequential(*layers)
+
+
+class CachedBiasAttention(nn.Module):
+    """Base of LeViT-style attention (LeViT, EfficientViT): a learned bias per relative offset on a
+    `resolution` x `resolution` grid, gathered into a [heads, N, N] table that eval mode computes once and
+    caches per device (timm's ``attention_bias_cache``); training mode gathers it afresh."""
+
+    attention_bias_idxs: torch.Tensor
+
+    def init_position_biases(self, heads: int, resolution: int) -> None:
+        """Create the biases and their index table; call it where the subclass's own layers are built, so the
+        seeded parameters come out in the order they always have."""
+        points = list(itertools.product(range(resolution), range(resolution)))
+        offsets: dict[tuple[int, int], int] = {}
+        idxs = [offsets.setdefault((abs(p[0] - q[0]), abs(p[1] - q[1])), len(offsets))
+                for p in points for q in points]
+        self.attention_biases = nn.Parameter(0.02 * torch.randn(heads, len(offsets)))
+        self.register_buffer("attention_bias_idxs", torch.tensor(idxs).view(len(points), len(points)),
+                             persistent=False)
+        self.attention_bias_cache: dict[str, torch.Tensor] = {}
+
+    def train(self, mode: bool = True) -> CachedBiasAttention:
+        super().train(mode)
+        if mode:
+            self.attention_bias_cache = {}
+        return self
+
+    def position_biases(self, device: torch.device) -> torch.Tensor:
+        """The [heads, N, N] bias table, cached in eval mode."""
+        if self.training:
+            return self.attention_biases[:, self.attention_bias_idxs]
+        key = str(device)
+        if key not in self.attention_bias_cache:
+            self.attention_bias_cache[key] = self.attention_biases[:, self.attention_bias_idxs]
+        return self.attention_bias_cache[key]

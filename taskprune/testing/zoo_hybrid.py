@@ -7,20 +7,16 @@ mode, as LeViT does. Every conv carries a BatchNorm, the linear layers of the at
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 
-from ._util import conv_bn_act
+from ._util import CachedBiasAttention, conv_bn_act
 from .registry import register_test_model
 
 __all__ = ["efficientvit_like", "EfficientViTLike"]
 
 
-class _CascadedGroupAttention(nn.Module):
-    attention_bias_idxs: torch.Tensor
-
+class _CascadedGroupAttention(CachedBiasAttention):
     def __init__(self, dim: int, key_dim: int, heads: int, resolution: int) -> None:
         super().__init__()
         self.heads, self.key_dim, self.val_dim = heads, key_dim, dim // heads
@@ -29,30 +25,11 @@ class _CascadedGroupAttention(nn.Module):
                                   for _ in range(heads))
         self.dws = nn.ModuleList(conv_bn_act(key_dim, key_dim, 3, groups=key_dim, act=None) for _ in range(heads))
         self.proj = nn.Sequential(nn.ReLU(), conv_bn_act(dim, dim, 1, act=None))
-        points = list(itertools.product(range(resolution), range(resolution)))
-        offsets: dict[tuple[int, int], int] = {}
-        idxs = [offsets.setdefault((abs(p[0] - q[0]), abs(p[1] - q[1])), len(offsets)) for p in points for q in points]
-        self.attention_biases = nn.Parameter(0.02 * torch.randn(heads, len(offsets)))
-        self.register_buffer("attention_bias_idxs", torch.tensor(idxs).view(len(points), len(points)),
-                             persistent=False)
-        self.attention_bias_cache: dict[str, torch.Tensor] = {}
-
-    def train(self, mode: bool = True) -> _CascadedGroupAttention:
-        super().train(mode)
-        if mode:
-            self.attention_bias_cache = {}
-        return self
-
-    def _biases(self, device: torch.device) -> torch.Tensor:
-        if self.training:
-            return self.attention_biases[:, self.attention_bias_idxs]
-        if str(device) not in self.attention_bias_cache:
-            self.attention_bias_cache[str(device)] = self.attention_biases[:, self.attention_bias_idxs]
-        return self.attention_bias_cache[str(device)]
+        self.init_position_biases(heads, resolution)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        biases = self._biases(x.device)
+        biases = self.position_biases(x.device)
         chunks = x.chunk(self.heads, dim=1)
         feature, outputs = chunks[0], []
         for i, (qkv, dw) in enumerate(zip(self.qkvs, self.dws, strict=True)):

@@ -9,13 +9,11 @@ Brock et al. 2021; Teed and Deng 2020), width-reduced for a CPU at 64x64.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import conv_bn_act
+from ._util import CachedBiasAttention, conv_bn_act
 from .registry import register_test_model
 
 __all__ = ["detr_like", "levit_like", "raft_like", "ws_conv_like", "DETREncoderLayer", "DETRLike", "LeViTLike",
@@ -67,11 +65,9 @@ class _LinearNorm(nn.Module):
         return self.bn(x.flatten(0, 1)).reshape_as(x)
 
 
-class _CachedBiasAttention(nn.Module):
+class _LeViTAttention(CachedBiasAttention):
     """LeViT attention: heads reshaped from one qkv projection, a learned bias per relative offset, gathered
     into an [heads, N, N] table that eval mode computes once and caches (timm's ``attention_bias_cache``)."""
-
-    attention_bias_idxs: torch.Tensor
 
     def __init__(self, dim: int, key_dim: int, heads: int, attn_ratio: int, resolution: int) -> None:
         super().__init__()
@@ -79,33 +75,13 @@ class _CachedBiasAttention(nn.Module):
         self.scale = key_dim**-0.5
         self.qkv = _LinearNorm(dim, heads * (2 * key_dim + self.val_dim))
         self.proj = nn.Sequential(nn.Hardswish(), _LinearNorm(heads * self.val_dim, dim))
-        points = list(itertools.product(range(resolution), range(resolution)))
-        offsets: dict[tuple[int, int], int] = {}
-        idxs = [offsets.setdefault((abs(p[0] - q[0]), abs(p[1] - q[1])), len(offsets)) for p in points for q in points]
-        self.attention_biases = nn.Parameter(0.02 * torch.randn(heads, len(offsets)))
-        self.register_buffer("attention_bias_idxs", torch.tensor(idxs).view(len(points), len(points)),
-                             persistent=False)
-        self.attention_bias_cache: dict[str, torch.Tensor] = {}
-
-    def train(self, mode: bool = True) -> _CachedBiasAttention:
-        super().train(mode)
-        if mode:
-            self.attention_bias_cache = {}
-        return self
-
-    def _biases(self, device: torch.device) -> torch.Tensor:
-        if self.training:
-            return self.attention_biases[:, self.attention_bias_idxs]
-        key = str(device)
-        if key not in self.attention_bias_cache:
-            self.attention_bias_cache[key] = self.attention_biases[:, self.attention_bias_idxs]
-        return self.attention_bias_cache[key]
+        self.init_position_biases(heads, resolution)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, self.heads, -1).split([self.key_dim, self.key_dim, self.val_dim], dim=3)
         q, k, v = q.permute(0, 2, 1, 3), k.permute(0, 2, 1, 3), v.permute(0, 2, 1, 3)
-        attention = (q @ k.transpose(-2, -1)) * self.scale + self._biases(x.device)
+        attention = (q @ k.transpose(-2, -1)) * self.scale + self.position_biases(x.device)
         x = (attention.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, self.heads * self.val_dim)
         return self.proj(x)
 
@@ -113,7 +89,7 @@ class _CachedBiasAttention(nn.Module):
 class _LeViTBlock(nn.Module):
     def __init__(self, dim: int, resolution: int) -> None:
         super().__init__()
-        self.attn = _CachedBiasAttention(dim, key_dim=8, heads=4, attn_ratio=2, resolution=resolution)
+        self.attn = _LeViTAttention(dim, key_dim=8, heads=4, attn_ratio=2, resolution=resolution)
         self.mlp = nn.Sequential(_LinearNorm(dim, 2 * dim), nn.Hardswish(), _LinearNorm(2 * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -49,14 +49,8 @@ USER_MODELS = textwrap.dedent('''
 
 
 @pytest.fixture
-def user_dir(tmp_path, monkeypatch):
-    (tmp_path / "user_models.py").write_text(USER_MODELS)
-    (tmp_path / "not_importable.py").write_text("import no_such_package_xyz\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    for name in ("user_models", "not_importable"):
-        sys.modules.pop(name, None)
+def user_dir(user_modules):
+    return user_modules(user_models=USER_MODELS, not_importable="import no_such_package_xyz\n")
 
 
 def test_help_explains_every_command_with_an_example(capsys):
@@ -111,11 +105,9 @@ def test_prune_with_a_tasks_hook_uses_gradient_criteria(user_dir, capsys):
      "the model on --input-shape 1,5,32,32 fails in layer 'trunk.0'"),
     (["report", "missing.pt"], "missing.pt"),
 ])
-def test_bad_input_is_one_line_and_a_nonzero_status(user_dir, capsys, argv, message):
+def test_bad_input_is_one_line_and_a_nonzero_status(user_dir, one_line_error, argv, message):
     assert main(argv) != 0
-    err = capsys.readouterr().err
-    assert message in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert message in one_line_error()
 
 
 def test_debug_shows_the_traceback(user_dir, capsys):

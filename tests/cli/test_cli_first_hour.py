@@ -5,7 +5,6 @@ exit status, --version, messages that read as English, and the quickstart's coun
 from __future__ import annotations
 
 import re
-import sys
 import textwrap
 from pathlib import Path
 
@@ -50,24 +49,14 @@ DOCS = Path(__file__).parents[2] / "docs"
 
 
 @pytest.fixture
-def models(tmp_path, monkeypatch):
-    (tmp_path / "first_hour_models.py").write_text(MODELS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    sys.modules.pop("first_hour_models", None)
+def models(user_modules):
+    return user_modules(first_hour_models=MODELS)
 
 
-def _error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
-
-
-def test_a_gradient_criterion_without_tasks_names_the_tasks_option(models, capsys):
+def test_a_gradient_criterion_without_tasks_names_the_tasks_option(models, one_line_error):
     assert main(["prune", "first_hour_models:build", "--input-shape", "1,3,32,32", "--ratio", "0.3",
                  "--importance", "conflict_taylor", "--out", "p.pt"]) == 2
-    err = _error(capsys)
+    err = one_line_error()
     assert "--importance conflict_taylor" in err and "needs --tasks MODULE:FUNCTION" in err
     assert "tasks=" not in err and "data=" not in err  # the Python advice is no use on the command line
     assert not (models / "p.pt").exists()
@@ -75,20 +64,21 @@ def test_a_gradient_criterion_without_tasks_names_the_tasks_option(models, capsy
 
 @pytest.mark.parametrize("command", ["inspect", "prune"])
 @pytest.mark.parametrize("shape", ["1,3,128", "3,32,32", "1,1,3,32,32"])
-def test_an_input_shape_of_the_wrong_rank_is_refused_before_torch_reads_it(models, capsys, command, shape):
+def test_an_input_shape_of_the_wrong_rank_is_refused_before_torch_reads_it(models, one_line_error, command,
+                                                                            shape):
     extra = ["--ratio", "0.3", "--out", "p.pt"] if command == "prune" else []
     assert main([command, "first_hour_models:build", "--input-shape", shape, *extra]) == 2
-    err = _error(capsys)
+    err = one_line_error()
     rank = len(shape.split(","))
     assert (f"--input-shape {shape} has {rank} dimensions, but the model's first convolution, 'trunk.0' "
             "(Conv2d, 3 input channels), takes 4: N,C,H,W") in err
     assert "channels instead" not in err  # torch's reading of a 3-D input as one unbatched image
 
 
-def test_an_input_shape_that_does_not_fit_is_bad_input(models, capsys):
+def test_an_input_shape_that_does_not_fit_is_bad_input(models, one_line_error):
     assert main(["inspect", "first_hour_models:build", "--input-shape", "1,5,32,32"]) == 2
     assert "the model on --input-shape 1,5,32,32 fails in layer 'trunk.0' (Conv2d, given input [1, 5, 32, 32])" \
-        in _error(capsys)
+        in one_line_error()
 
 
 def test_debug_keeps_the_exit_status(models, capsys):
@@ -110,11 +100,11 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"taskprune {taskprune.__version__}"
 
 
-def test_a_message_about_a_task_reads_as_english(models, capsys):
+def test_a_message_about_a_task_reads_as_english(models, one_line_error):
     assert main(["prune", "first_hour_models:build", "--input-shape", "1,3,32,32", "--ratio", "0.3",
                  "--importance", "taylor", "--tasks", "first_hour_models:tasks_with_a_wrong_output",
                  "--out", "p.pt"]) == 2
-    err = _error(capsys)
+    err = one_line_error()
     assert "cannot pick the output of task 'det' from the model output" in err and "'det''s" not in err
 
 

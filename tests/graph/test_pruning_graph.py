@@ -59,16 +59,12 @@ def test_groups_are_torch_prunings_groups(name):
 _PSA_NET = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
-def peak_mb():  # this process's own high-water mark: ru_maxrss keeps the parent's RSS across fork and exec
-    try:
-        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 import torch
 from torch import nn
 torch.set_num_threads(1)
 from taskprune.graph import PruningGraph
 from taskprune.tasks import Tasks
+from taskprune.testing.memory import peak_mb
 from taskprune.testing.zoo_yolo11 import C2PSA
 
 class PSANet(nn.Module):

@@ -32,16 +32,12 @@ CPU_BOUND_S = 60.0
 _CHILD = """
 import json, resource, sys, time, warnings
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
-def peak_mb():  # this process's own high-water mark: ru_maxrss keeps the parent's RSS across fork and exec
-    try:
-        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 import torch
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")
 import taskprune
 from taskprune.testing import get_test_model
+from taskprune.testing.memory import peak_mb
 for name in sys.argv[1:]:
     model, x = get_test_model(name)()
     start_cpu, start_wall = time.process_time(), time.perf_counter()

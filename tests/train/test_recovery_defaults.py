@@ -10,22 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskprune.tasks import Tasks
 from taskprune.train import FinetuneConfig, finetune
-
-TASKS = Tasks(outputs={"seg": lambda out: out}, inputs=lambda batch: batch["image"],
-              losses={"seg": lambda out, b: F.binary_cross_entropy_with_logits(out, b["mask"])})
-
-
-class Seg(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.norm = nn.BatchNorm2d(4)
-        self.head = nn.Conv2d(4, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.norm(self.conv(x))))
 
 
 def batches(count: int, seed: int, flip_labels: bool = False) -> list[dict[str, torch.Tensor]]:
@@ -38,10 +23,12 @@ def batches(count: int, seed: int, flip_labels: bool = False) -> list[dict[str, 
     return out
 
 
-def pretrained() -> Seg:
+@pytest.fixture
+def pretrained(seg_net, seg_tasks) -> nn.Module:
+    """The net trained with BatchNorm in training mode, as a pretrained model is; in eval mode."""
     torch.manual_seed(0)
-    model = Seg()
-    finetune(model, TASKS, batches(8, seed=1), epochs=3, lr=3e-2, bn_mode="train", progress=False)
+    model = seg_net()
+    finetune(model, seg_tasks, batches(8, seed=1), epochs=3, lr=3e-2, bn_mode="train", progress=False)
     return model.eval()
 
 
@@ -54,33 +41,33 @@ def test_defaults_are_the_fine_tuning_ones():
     assert (config.lr, config.bn_mode, config.keep_best, config.judge_start) == (1e-4, "frozen", None, True)
 
 
-def test_frozen_batchnorm_keeps_its_statistics_and_trains_its_scale():
-    model = pretrained()
+def test_frozen_batchnorm_keeps_its_statistics_and_trains_its_scale(pretrained, seg_tasks):
+    model = pretrained
     before = state(model)
-    finetune(model, TASKS, batches(4, seed=2), epochs=1, lr=1e-2, progress=False)
+    finetune(model, seg_tasks, batches(4, seed=2), epochs=1, lr=1e-2, progress=False)
     assert torch.equal(model.norm.running_mean, before["norm.running_mean"])
     assert torch.equal(model.norm.running_var, before["norm.running_var"])
     assert not torch.equal(model.norm.weight, before["norm.weight"])
     assert not model.training and not model.norm.training  # given back in its own modes
-    finetune(model, TASKS, batches(4, seed=2), epochs=1, lr=1e-2, bn_mode="train", progress=False)
+    finetune(model, seg_tasks, batches(4, seed=2), epochs=1, lr=1e-2, bn_mode="train", progress=False)
     assert not torch.equal(model.norm.running_mean, before["norm.running_mean"])
 
 
-def test_a_recovery_that_hurts_gives_back_the_unrecovered_model_and_warns():
-    model = pretrained()
+def test_a_recovery_that_hurts_gives_back_the_unrecovered_model_and_warns(pretrained, seg_tasks):
+    model = pretrained
     before = state(model)
     with pytest.warns(RuntimeWarning, match="ended worse than it started.*step 0"):
-        finetune(model, TASKS, batches(6, seed=3, flip_labels=True), epochs=2, lr=3e-2,
+        finetune(model, seg_tasks, batches(6, seed=3, flip_labels=True), epochs=2, lr=3e-2,
                  val_data=batches(2, seed=4), progress=False)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with pytest.warns(RuntimeWarning, match="keep_best=False"):
-        finetune(model, TASKS, batches(6, seed=3, flip_labels=True), epochs=2, lr=3e-2, keep_best=False,
+        finetune(model, seg_tasks, batches(6, seed=3, flip_labels=True), epochs=2, lr=3e-2, keep_best=False,
                  val_data=batches(2, seed=4), progress=False)
     assert not torch.equal(model.head.weight, before["head.weight"])
 
 
-def test_a_recovery_that_helps_keeps_its_best_step_without_a_warning():
-    model = pretrained()
+def test_a_recovery_that_helps_keeps_its_best_step_without_a_warning(pretrained, seg_tasks):
+    model = pretrained
     before = state(model)
     losses: list[float] = []
 
@@ -91,7 +78,7 @@ def test_a_recovery_that_helps_keeps_its_best_step_without_a_warning():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        finetune(model, TASKS, batches(6, seed=3, flip_labels=True), epochs=2, lr=3e-2, eval_fn=judged,
+        finetune(model, seg_tasks, batches(6, seed=3, flip_labels=True), epochs=2, lr=3e-2, eval_fn=judged,
                  best_mode="min", eval_every=2, progress=False)
     assert len(losses) == 7 and losses.index(min(losses)) > 0  # the start, then every second of 12 steps
     assert not torch.equal(model.head.weight, before["head.weight"])
@@ -99,10 +86,10 @@ def test_a_recovery_that_helps_keeps_its_best_step_without_a_warning():
         assert judged(model.eval())["loss"] == pytest.approx(min(losses[:-1]))
 
 
-def test_judge_start_off_leaves_the_start_out():
-    model = pretrained()
+def test_judge_start_off_leaves_the_start_out(pretrained, seg_tasks):
+    model = pretrained
     seen: list[int] = []
-    finetune(model, TASKS, batches(2, seed=3), epochs=1, eval_fn=lambda m: seen.append(1) or {"s": 0.0},
+    finetune(model, seg_tasks, batches(2, seed=3), epochs=1, eval_fn=lambda m: seen.append(1) or {"s": 0.0},
              judge_start=False, progress=False)
     assert len(seen) == 1  # only after training
 
@@ -116,7 +103,7 @@ def test_judge_start_off_leaves_the_start_out():
         ({"val_data": [], "keep_best": True}, "val_data gave no batch"),
     ],
 )
-def test_bad_recovery_settings_are_named(kwargs, message):
+def test_bad_recovery_settings_are_named(kwargs, message, seg_net, seg_tasks):
     with pytest.raises(ValueError) as info:
-        finetune(Seg(), TASKS, batches(1, seed=0), epochs=1, progress=False, **kwargs)
+        finetune(seg_net(), seg_tasks, batches(1, seed=0), epochs=1, progress=False, **kwargs)
     assert message in str(info.value)

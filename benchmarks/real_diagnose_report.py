@@ -1,0 +1,112 @@
+"""Tables and verdict of `real_diagnose.py`: benchmarks/results/real_diagnose.json and .md.
+
+    python benchmarks/real_diagnose_report.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import RESULTS, write_json  # noqa: E402
+from real_diagnose import RUNS  # noqa: E402
+from real_nets import load_network  # noqa: E402
+
+COMMAND = ("OMP_NUM_THREADS=1 python benchmarks/real_diagnose.py; OMP_NUM_THREADS=1 python benchmarks/real_diagnose.py "
+           "--recalibrate --methods magnitude,task_taylor,sensitivity --round-to 1 --ratios 0.02,0.05,0.1,0.3; "
+           "python benchmarks/real_diagnose_report.py")
+NOTE = """\
+Agreement = IoU (%) of the foreground with the dense network's masks, drivable / lane, on the two held-back frames
+(exactly as real_weights.md, before any recovery). 'masked dense' = the DENSE network with the removed channels zeroed
+by forward hooks; 'surgery' = the largest |pruned logit - masked dense logit| over both frames and outputs: float
+rounding when the cut, the BatchNorm statistics and the eval mode are right. 'sensitivity' is an oracle criterion:
+each channel is scored by the agreement the dense network loses on the four scoring frames (192x320, never the
+reported ones) when that channel alone is zeroed, ranked across layers in one unit. 'BN re-estimated' = the pruned
+network with its BatchNorm statistics re-estimated on the four scoring batches (no training); the dense network
+re-estimated the same way is the control."""
+
+
+def census(network: str) -> dict[str, Any]:
+    """How narrow the network is: its convolution / linear layers by width, and where its parameters are."""
+    model = load_network(network)
+    total = sum(p.numel() for p in model.parameters())
+    layers = [(sum(p.numel() for p in m.parameters()), n, getattr(m, "out_channels", None) or m.out_features)
+              for n, m in model.named_modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    layers.sort(reverse=True)
+    return {"params": total, "layers": len(layers), "at_most_8_wide": sum(w <= 8 for _, _, w in layers),
+            "widest": max(w for _, _, w in layers),
+            "largest": [{"layer": n, "params": p, "share": p / total, "width": w} for p, n, w in layers[:3]]}
+
+
+def fmt(found: dict[str, float] | None) -> str:
+    return "" if found is None else f"{found['drivable']:.1f} / {found['lane']:.1f}"
+
+
+def table(records: list[dict[str, Any]]) -> list[str]:
+    lines = ["| method | round_to | asked | removed | agreement | masked dense | surgery | BN re-estimated "
+             "| narrowest cuts (width -> kept) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['method']} | {r['round_to']} | {r['ratio']:.0%} | {r['error'][:150]} ||||||")
+            continue
+        narrow = sorted(r["cut_layers"].items(), key=lambda kv: (kv[1][1] / kv[1][0], kv[0]))[:3]
+        cuts = ", ".join(f"{n} {w}->{k}" for n, (w, k) in narrow)
+        lines.append(f"| {r['method']} | {r['round_to']} | {r['ratio']:.0%} | {r['params_reduction']:.1%} | "
+                     f"{fmt(r['pruned'])} | {fmt(r['surgery']['masked_agreement'])} | "
+                     f"{r['surgery']['max_abs_diff']:.1e} | {fmt(r.get('recalibrated'))} | {cuts} |")
+    return lines
+
+
+def main() -> None:
+    runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))]
+    controls = {p.name.split("_dense")[0]: r["control"] for p, r in
+                zip(sorted(RUNS.glob("*.json")), runs, strict=True) if "control" in r}
+    records = sorted((r["record"] | {"load": r["machine"]["load"]} for r in runs if "record" in r),
+                     key=lambda r: (r["network"], r["method"], r["round_to"], "recalibrated" in r, r["ratio"]))
+    measured = [r for r in records if "error" not in r]
+    loads = [r["load"] for r in records]
+    networks = sorted({r["network"] for r in records})
+    shapes = {n: census(n) for n in networks}
+    summary = {"cells": len(records), "failed": len(records) - len(measured),
+               "surgery_max_abs_diff": max(r["surgery"]["max_abs_diff"] for r in measured),
+               "all_eval_mode": all(r["eval_mode"] for r in measured),
+               "dense_always_untouched": all(r["dense_untouched"] for r in measured),
+               "masked_equals_pruned_agreement": all(r["surgery"]["masked_agreement"] == r["pruned"]
+                                                     for r in measured),
+               "load_min": min(loads), "load_max": max(loads)}
+    write_json(RESULTS / "real_diagnose.json", {"command": COMMAND, "summary": summary, "census": shapes,
+                                                "dense_recalibrated": controls, "records": records})
+    lines = ["# Diagnosis: the published networks after a small prune, before recovery", "", NOTE, "",
+             f"Command: `{COMMAND}`", "",
+             f"Machine load (1-minute average) at the end of each cell: {summary['load_min']:.1f} to "
+             f"{summary['load_max']:.1f} on 2 cores (other benchmarks running); one thread.", "",
+             "## The surgery is right", "",
+             f"- {len(measured)} pruned networks ({summary['failed']} cells refused): the largest difference between "
+             f"a pruned network's logits and the dense network's with the same channels zeroed is "
+             f"{summary['surgery_max_abs_diff']:.1e}; masked and pruned agreement identical in every cell: "
+             f"{summary['masked_equals_pruned_agreement']}.",
+             f"- every pruned network in eval mode: {summary['all_eval_mode']}; the caller's network unchanged: "
+             f"{summary['dense_always_untouched']}.", ""]
+    lines += ["## How narrow the networks are", ""]
+    for name, shape in shapes.items():
+        big = "; ".join(f"{b['layer']} ({b['width']} wide) {b['share']:.0%}" for b in shape["largest"])
+        lines.append(f"- {name}: {shape['params']:,} parameters, {shape['layers']} convolution / linear layers, "
+                     f"{shape['at_most_8_wide']} of them at most 8 channels wide (widest {shape['widest']}); "
+                     f"largest: {big}.")
+    lines.append("")
+    for name in networks:
+        lines += [f"## {name}", ""]
+        if name in controls:
+            lines += [f"Control: the dense network with its BatchNorm statistics re-estimated: "
+                      f"{fmt(controls[name])}.", ""]
+        lines += [*table([r for r in records if r["network"] == name]), ""]
+    (RESULTS / "real_diagnose.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -51,6 +51,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--crop", default="128x256", help="scoring crop, as real_weights.py")
     parser.add_argument("--score-batches", type=int, default=4)
+    parser.add_argument("--tp-iterations", type=int, default=10, help="bisection steps of torch-pruning's ratio (0: its channel ratio = the share asked)")
     parser.add_argument("--recalibrate", action="store_true",
                         help="also re-estimate BatchNorm statistics on the scoring crops (runs named *_recal)")
     parser.add_argument("--sensitivity-size", default="192x320", help="frame size the oracle measures at")
@@ -179,15 +180,28 @@ def prune(bench: Bench, method: str, ratio: float, round_to: str, oracle: Sensit
           ) -> tuple[nn.Module, dict[str, list[int]], dict[str, Any]]:
     multiple: Any = "auto" if round_to == "auto" else (None if round_to == "1" else int(round_to))
     if method == "torch_pruning":
-        from tp_baseline import SETUPS, TorchPruningSetup, prune_like_torch_pruning
+        from tp_baseline import (
+            SETUPS,
+            TorchPruningSetup,
+            output_layers,
+            prune_like_torch_pruning,
+            prune_with_setup,
+        )
 
         base = SETUPS["tp_global_iso"]
         setup = base if round_to == "auto" else TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8,
                                                                   round_to=multiple)
-        model, channel_map = prune_like_torch_pruning(bench.model, bench.example, bench.tasks,
-                                                      bench.train[:bench.args.score_batches],
-                                                      (1 - ratio) * bench.params, iterations=10, setup=setup)
-        return model, channel_map, {"setup": "tp_global_iso", "tp_round_to": setup.round_to}
+        batches = bench.train[:bench.args.score_batches]
+        if bench.args.tp_iterations:  # bisect its channel ratio to this share of the parameters
+            model, channel_map = prune_like_torch_pruning(bench.model, bench.example, bench.tasks, batches,
+                                                          (1 - ratio) * bench.params,
+                                                          iterations=bench.args.tp_iterations, setup=setup)
+        else:  # its own pruning_ratio (a share of channels) set to `ratio`, one prune
+            model, channel_map = prune_with_setup(bench.model, bench.example, ratio, setup,
+                                                  set(output_layers(bench.model, bench.example)), bench.tasks,
+                                                  batches)
+        return model, channel_map, {"setup": "tp_global_iso", "tp_round_to": setup.round_to,
+                                     "tp_iterations": bench.args.tp_iterations}
     importance: Any = oracle if method == "sensitivity" else method
     options = {"tasks": bench.tasks, "data": bench.train, "num_batches": bench.args.score_batches}
     result = taskprune.prune(bench.model, bench.example, ratio=ratio, importance=importance, round_to=multiple,
@@ -246,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                 "sensitivity_size": args.sensitivity_size, "recalibrate": args.recalibrate}
     for name in args.networks.split(","):
         bench = Bench(name, argparse.Namespace(steps=0, batch_size=args.batch_size, crop=args.crop,
-                                               score_batches=args.score_batches))
+                                               score_batches=args.score_batches, tp_iterations=args.tp_iterations))
         oracle = None
         if args.recalibrate:  # the control: the dense network itself, its statistics re-estimated the same way
             control = agreement(recalibrated(bench.model, bench.train[:args.score_batches]), bench.test_images,

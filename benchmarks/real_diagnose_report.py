@@ -21,7 +21,9 @@ COMMAND = ("OMP_NUM_THREADS=1 python benchmarks/real_diagnose.py; "
            "OMP_NUM_THREADS=1 python benchmarks/real_diagnose.py --recalibrate --methods magnitude,task_taylor "
            "--round-to 1 --ratios 0.05,0.1,0.3; "
            "OMP_NUM_THREADS=1 python benchmarks/real_diagnose.py --networks twinlitenetplus_small "
-           "--methods magnitude,task_taylor --ratios 0.05,0.1; python benchmarks/real_diagnose_report.py")
+           "--methods magnitude,task_taylor --ratios 0.05,0.1; "
+           "OMP_NUM_THREADS=1 python benchmarks/real_diagnose.py --networks twinlitenet_se "
+           "--methods magnitude,task_taylor --round-to auto --ratios 0.05; python benchmarks/real_diagnose_report.py")
 NOTE = """\
 Agreement = IoU (%) of the foreground with the dense network's masks, drivable / lane, on the two held-back frames
 (exactly as real_weights.md, before any recovery). 'masked dense' = the DENSE network with the removed channels zeroed
@@ -60,17 +62,31 @@ def table(records: list[dict[str, Any]]) -> list[str]:
             continue
         narrow = sorted(r["cut_layers"].items(), key=lambda kv: (kv[1][1] / kv[1][0], kv[0]))[:3]
         cuts = ", ".join(f"{n} {w}->{k}" for n, (w, k) in narrow)
-        lines.append(f"| {r['method']} | {r['round_to']} | {r['ratio']:.0%} | {r['params_reduction']:.1%} | "
+        used = f" (steps of {r['round_to_used']})" if r["round_to"] == "auto" and "round_to_used" in r else ""
+        lines.append(f"| {r['method']} | {r['round_to']}{used} | {r['ratio']:.0%} | {r['params_reduction']:.1%} | "
                      f"{fmt(r['pruned'])} | {fmt(r['surgery']['masked_agreement'])} | "
                      f"{r['surgery']['max_abs_diff']:.1e} | {fmt(r.get('recalibrated'))} | {cuts} |")
     return lines
 
 
+def reproduced(records: list[dict[str, Any]]) -> str:
+    """real_weights.json's pruned agreement at params 0.3 beside this run's, per criterion (round_to='auto')."""
+    path = RESULTS / "real_weights.json"
+    if not path.exists():
+        return "real_weights.json is missing."
+    theirs = {r["method"]: r["pruned"] for r in json.loads(path.read_text())["records"]
+              if (r["network"], r["target"], r["share"]) == ("twinlitenetplus_nano", "params", 0.3)}
+    ours = {r["method"]: r["pruned"] for r in records if "error" not in r and "recalibrated" not in r
+            and (r["network"], r["round_to"], r["ratio"]) == ("twinlitenetplus_nano", "auto", 0.3)}
+    pairs = [f"{m} {fmt(theirs[m])} there, {fmt(ours[m])} here" for m in sorted(set(theirs) & set(ours))]
+    return "at 30%, " + "; ".join(pairs) + "."
+
+
 def findings(records: list[dict[str, Any]], shapes: dict[str, Any]) -> list[str]:
     """The reading of the nano network's curve, every figure looked up in the records."""
-    def at(method: str, round_to: str, ratio: float) -> str:
+    def at(method: str, round_to: str, ratio: float, network: str = "twinlitenetplus_nano") -> str:
         found = [r for r in records if (r["network"], r["method"], r["round_to"], r["ratio"]) ==
-                 ("twinlitenetplus_nano", method, round_to, ratio) and "error" not in r and "recalibrated" not in r]
+                 (network, method, round_to, ratio) and "error" not in r and "recalibrated" not in r]
         return fmt(found[0]["pruned"]) if found else "not measured"
 
     nano = shapes.get("twinlitenetplus_nano")
@@ -81,6 +97,7 @@ def findings(records: list[dict[str, Any]], shapes: dict[str, Any]) -> list[str]
         "Not a bug: every pruned network computes what the dense network computes with the removed channels "
         "zeroed (above), so the collapse is what removing those channels does to this network. The network has "
         "almost no channel to spare:", "",
+        f"- real_weights.md is reproduced: {reproduced(records)}",
         f"- It is narrow everywhere: {nano['at_most_8_wide']} of its {nano['layers']} convolution / linear layers "
         f"have at most 8 output channels, and {sum(b['share'] for b in nano['largest'][:2]):.0%} of its "
         "parameters sit in two layers. One channel of an 8-wide layer is 12.5% of it; the decoders feed a "
@@ -89,7 +106,8 @@ def findings(records: list[dict[str, Any]], shapes: dict[str, Any]) -> list[str]
         f"{at('sensitivity', '1', 0.02)} at 2%, {at('sensitivity', '1', 0.05)} at 5%, "
         f"{at('sensitivity', '1', 0.1)} at 10% and {at('sensitivity', '1', 0.3)} at 30%: channels that are "
         "harmless one at a time are not harmless together.",
-        f"- round_to='auto' chose steps of 4 channels on this machine, so the smallest cut halves an 8-wide layer: "
+        "- round_to='auto' planned in steps of 4 channels in most cells on this machine (2 in some; the table "
+        "says which), so its smallest cut halves an 8-wide layer: "
         f"magnitude at 1% keeps {at('magnitude', 'auto', 0.01)} (half of up_2_ll.conv2, just before the lane "
         f"output) against {at('magnitude', '1', 0.01)} in steps of 1; taylor at 5% "
         f"{at('taylor', 'auto', 0.05)} against {at('taylor', '1', 0.05)}. real_weights.py runs with "
@@ -97,6 +115,15 @@ def findings(records: list[dict[str, Any]], shapes: dict[str, Any]) -> list[str]
         f"- At the 30% of real_weights.md: magnitude {at('magnitude', 'auto', 0.3)} (steps of 4) and "
         f"{at('magnitude', '1', 0.3)} (steps of 1); taylor {at('taylor', 'auto', 0.3)}; task_taylor "
         f"{at('task_taylor', 'auto', 0.3)}. The 0.0 / 0.0 of magnitude is the true effect of its cut.",
+        "- The larger networks are no sturdier at 5-10% (drivable / lane, round_to 'auto' then steps of 1): "
+        f"twinlitenetplus_small at 5% magnitude {at('magnitude', 'auto', 0.05, 'twinlitenetplus_small')} then "
+        f"{at('magnitude', '1', 0.05, 'twinlitenetplus_small')}, task_taylor "
+        f"{at('task_taylor', 'auto', 0.05, 'twinlitenetplus_small')} then "
+        f"{at('task_taylor', '1', 0.05, 'twinlitenetplus_small')}; at 10% task_taylor "
+        f"{at('task_taylor', 'auto', 0.1, 'twinlitenetplus_small')} then "
+        f"{at('task_taylor', '1', 0.1, 'twinlitenetplus_small')}. twinlitenet_se at 5% ('auto' only): "
+        f"magnitude {at('magnitude', 'auto', 0.05, 'twinlitenet_se')}, task_taylor "
+        f"{at('task_taylor', 'auto', 0.05, 'twinlitenet_se')}.",
         "- torch-pruning was not measured: one `prune_with_setup` (tp_global_iso, pruning_ratio 0.1) on this "
         "network grew past 7.5 GB resident in 3 minutes (traced at a 128x256 crop; 4.7 GB at the full frame) and "
         "was stopped to spare the shared machine (`ps -o rss`, 2026-12-06, load about 7-10); real_weights.md has "

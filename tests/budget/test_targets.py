@@ -24,7 +24,7 @@ from taskprune.groups import ChannelGroup
 
 def _groups() -> list[ChannelGroup]:
     """Two groups of 8 and 24 channels."""
-    return [ChannelGroup(index=i, root=name, channels=n, out_layers=(name,), in_layers=(), slices=())
+    return [ChannelGroup(index=i, layer=name, channels=n, out_layers=(name,), in_layers=(), slices=())
             for i, (name, n) in enumerate((("a", 8), ("b", 24)))]
 
 

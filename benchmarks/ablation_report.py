@@ -99,7 +99,8 @@ def headline(results: dict) -> str:
     reductions = sorted({k[0] for k in cells if k[0] > 0})
     lines = ["After the same distilled fine-tune; mean ±half the min-max range over the seeds (n); Delta_m in "
              "percent against the teacher, lane IoU in points.", "",
-             "| criterion | " + " | ".join(f"n ({r:.0%}) | Delta_m ({r:.0%}) | lane IoU ({r:.0%})" for r in reductions) + " |",
+             "| criterion | "
+             + " | ".join(f"n ({r:.0%}) | Delta_m ({r:.0%}) | lane IoU ({r:.0%})" for r in reductions) + " |",
              "|---|" + "---|---|---|" * len(reductions)]
     for criterion in MAIN:
         row = [criterion]
@@ -118,7 +119,8 @@ def headline(results: dict) -> str:
         seeds = sorted(set(plain) & set(distilled))
         if seeds:
             gains = [distilled[s] - plain[s] for s in seeds]
-            lines.append(f"- Distillation at {reduction:.0%}: conflict_taylor's Delta_m after the distilled fine-tune minus "
+            lines.append(f"- Distillation at {reduction:.0%}: conflict_taylor's Delta_m after the distilled "
+                         f"fine-tune minus "
                          f"after the same fine-tune without it, {statistics.fmean(gains):+.2f} points "
                          f"[{min(gains):+.2f}, {max(gains):+.2f}] over {len(seeds)} seed(s).")
     lines += ["", "Task-aware minus task-blind (and conflict_taylor minus task_taylor), Delta_m points, paired by "
@@ -146,9 +148,11 @@ def variants(cells: dict[tuple, list[dict]]) -> list[str]:
     keys = sorted(k for k in cells if k[1].startswith("conflict_taylor:") and k[2] == "distilled")
     if not keys:
         return []
-    lines = ["", "Variants of conflict_taylor (default: lam=0.5, measure=cosine) against the default on the same seeds, "
+    lines = ["", "Variants of conflict_taylor (default: lam=0.5, measure=cosine) against the default on the same "
+                 "seeds, "
                  "after the distilled fine-tune; lam=0 is task_taylor.", "",
-             "| reduction | variant | seeds | Delta_m | default on those seeds | difference |", "|---|---|---|---|---|---|"]
+             "| reduction | variant | seeds | Delta_m | default on those seeds | difference |",
+             "|---|---|---|---|---|---|"]
     for reduction, variant, stage in keys:
         mine = {r["seed"]: r["delta_m"] for r in cells[(reduction, variant, stage)]}
         default = {r["seed"]: r["delta_m"] for r in cells.get((reduction, "conflict_taylor", stage), [])}

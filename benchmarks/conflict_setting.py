@@ -25,7 +25,8 @@ from torch import nn
 
 import taskprune
 
-__all__ = ["TASKS", "Setting", "Split", "TwoTaskNet", "evaluate", "make_split", "negative_transfer", "standardise", "tasks",
+__all__ = ["TASKS", "Setting", "Split", "TwoTaskNet", "evaluate", "make_split", "negative_transfer", "standardise",
+           "tasks",
            "train"]
 
 TASKS = ("colour", "texture")
@@ -101,7 +102,8 @@ class TwoTaskNet(nn.Module):
     def __init__(self, setting: Setting):
         super().__init__()
         w = setting.width
-        self.trunk = nn.Sequential(block(3, w), block(w, w, 2), block(w, w, 2), block(w, setting.bottleneck, relu=False),
+        self.trunk = nn.Sequential(block(3, w), block(w, w, 2), block(w, w, 2),
+                                   block(w, setting.bottleneck, relu=False),
                                    nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.heads = nn.ModuleDict({t: nn.Sequential(nn.Linear(setting.bottleneck, setting.head), nn.ReLU(),
                                                      nn.Linear(setting.head, setting.head), nn.ReLU(),

@@ -62,7 +62,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
 def markdown(record: dict[str, Any]) -> str:
     s, m = record["summary"], record["machine"]
     lines = [f"# taskprune demo{' --quick' if record['settings']['mode'] == 'quick' else ''}: time per run", "",
-             f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, threads {record['settings']['threads'] or 'default'},"
+             f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+             f"threads {record['settings']['threads'] or 'default'},"
              f" commit {m['commit'][:10]}{' with uncommitted changes' if m.get('uncommitted_changes') else ''}", "",
              "| run | wall (s) | CPU (s, user + sys) | peak memory (MB) | load before | load after |",
              "|---|---|---|---|---|---|"]

@@ -47,7 +47,8 @@ def add_setup_arguments(parser: argparse.ArgumentParser, *, train_images: int, v
     """The teacher, scenes and fine-tune budget that ablation.py and latency_tasks.py share."""
     parser.add_argument("--size", default="s", choices=["n", "s", "m"])
     parser.add_argument("--image-size", type=int, nargs=2, default=(192, 320))
-    parser.add_argument("--teacher", type=Path, default=None, help="default: the shipped teacher, taskprune/driving/weights/driving_<size>.pt")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="default: the shipped teacher, taskprune/driving/weights/driving_<size>.pt")
     parser.add_argument("--train-images", type=int, default=train_images)
     parser.add_argument("--val-images", type=int, default=val_images)
     parser.add_argument("--prune-batches", type=int, default=prune_batches)

@@ -85,7 +85,8 @@ def main() -> None:
               "torch": torch.__version__, "machine": platform.machine(),
               "load_average": [round(x, 2) for x in os.getloadavg()],
               "sizes": [measure(size, image_size, args.repeats, args.warmup) for size in args.sizes],
-              "synthetic_scenes": {f"{h}x{w}": generator_speed((h, w), args.scenes) for h, w in ((192, 320), (384, 640))}}
+              "synthetic_scenes": {f"{h}x{w}": generator_speed((h, w), args.scenes)
+                                   for h, w in ((192, 320), (384, 640))}}
     write_results(args.out.parent, args.out.name, result, to_markdown(result), indent=2)
     print(to_markdown(result))
 

@@ -142,7 +142,8 @@ class Bench:
             scores[name] = {**{m: 100 * metrics[m] for m in METRICS},
                             "delta_m": 100 * driving.delta_m(metrics, self.teacher_metrics[name])}
         return {**labels, "stage": stage, "params": params, "params_reduction": 1 - params / self.teacher_params,
-                "macs": macs, "macs_reduction": 1 - macs / self.teacher_macs, "sets": scores, "seconds": round(seconds, 1)}
+                "macs": macs, "macs_reduction": 1 - macs / self.teacher_macs, "sets": scores,
+                "seconds": round(seconds, 1)}
 
     def scoring_batches(self, seed: int) -> list[dict[str, torch.Tensor]]:
         batches = driving.loader(self.train, batch_size=self.settings.batch_size, shuffle=True, seed=seed)

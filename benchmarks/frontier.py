@@ -189,7 +189,8 @@ def main() -> None:
     if args.quick:
         settings = Settings(train_images=64, eval_images=16, prune_batches=1, bn_batches=2, resamples=20)
         matching, seeds, args.steps = Matching(probes=3, repeats=5), [0], 4
-        methods, speedups, args.out = ["latency_task_taylor", "tp_global_iso_r8"], [1.25], ROOT / "runs" / "frontier_quick"
+        methods, speedups, args.out = (["latency_task_taylor", "tp_global_iso_r8"], [1.25],
+                                       ROOT / "runs" / "frontier_quick")
     folder, models = args.out / "frontier_runs", ROOT / "runs" / "frontier_models"
     meta = {"settings": asdict(settings), "matching": asdict(matching), "steps": args.steps}
     torch.set_num_threads(args.threads)

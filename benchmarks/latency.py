@@ -83,7 +83,8 @@ def run_model(name: str, size: tuple[int, int], args: argparse.Namespace) -> dic
         baseline, tp_ratio = plain_torch_pruning(model, x, args.tp_params_cut)
         variants.append((f"torch-pruning@{args.tp_params_cut}", args.tp_params_cut, baseline,
                          {"target": "torch-pruning", "round_to": "none", "ratio": tp_ratio, "notes": []}))
-    for multiple in args.tp_round_to if "tp" in args.variants else []:  # global pruning with channel multiples, as torch-pruning advises for speed
+    # global pruning with channel multiples, as torch-pruning advises for speed
+    for multiple in args.tp_round_to if "tp" in args.variants else []:
         baseline, tp_ratio = plain_torch_pruning(model, x, args.tp_params_cut, global_pruning=True, round_to=multiple)
         variants.append((f"torch-pruning global/{multiple}@{args.tp_params_cut}", args.tp_params_cut, baseline,
                          {"target": "torch-pruning global", "round_to": str(multiple), "ratio": tp_ratio,
@@ -207,7 +208,8 @@ def to_svg(report: dict[str, Any]) -> str:
             parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>' for a, b in coords[1:]]
         panels.append("\n".join(parts))
     legend = [f'<text x="{20 + (i % 4) * 210}" y="{height + 15 + 14 * (i // 4)}" font-size="11" fill="{c}">'
-              f'{t if t == "torch-pruning" else f"{t}, round_to={r}"}</text>' for i, ((t, r), c) in enumerate(colours.items())]
+              f'{t if t == "torch-pruning" else f"{t}, round_to={r}"}</text>'
+              for i, ((t, r), c) in enumerate(colours.items())]
     total_width = len(report["results"]) * (width + 20)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height + 45}" '
             f'font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n'

@@ -131,7 +131,8 @@ def run_torch_pruning(model, x, tasks, batches, ratio, output_layers):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="tiny_driving", help="a tiny or large test model (taskprune.testing.list_test_models)")
+    parser.add_argument("--model", default="tiny_driving",
+                        help="a tiny or large test model (taskprune.testing.list_test_models)")
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--ratio", type=float, default=0.3)

@@ -93,7 +93,8 @@ def main() -> None:
                  for measure in ("cosine", "batch_cosine", "sign_purity")]
     lines = [f"Channels {BASE} keeps that each criterion keeps too, on the evidence grid's teacher and scoring batches "
              f"(round_to={settings.round_to}); no fine-tune.", "",
-             "| reduction | seed | criterion | kept by task_taylor | kept by both | layers pruned by either, at the same width |",
+             "| reduction | seed | criterion | kept by task_taylor | kept by both | "
+             "layers pruned by either, at the same width |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['reduction']:.2f} | {r['seed']} | {r['criterion']} | {r['kept_channels']} | {r['in_common']} "
               f"({r['share_in_common']:.1%}) | {r['layers_same_width']} of {r['layers']} |" for r in rows]

@@ -51,7 +51,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--crop", default="128x256", help="scoring crop, as real_weights.py")
     parser.add_argument("--score-batches", type=int, default=4)
-    parser.add_argument("--tp-iterations", type=int, default=10, help="bisection steps of torch-pruning's ratio (0: its channel ratio = the share asked)")
+    parser.add_argument("--tp-iterations", type=int, default=10,
+                        help="bisection steps of torch-pruning's ratio (0: its channel ratio = the share asked)")
     parser.add_argument("--recalibrate", action="store_true",
                         help="also re-estimate BatchNorm statistics on the scoring crops (runs named *_recal)")
     parser.add_argument("--sensitivity-size", default="192x320", help="frame size the oracle measures at")

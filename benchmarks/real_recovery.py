@@ -69,7 +69,8 @@ def main() -> None:
              f"30% magnitude prune, {args.steps} steps of batches of 4 crops ({args.crop}, with flips) of four real "
              "frames, dense masks as labels; agreement (IoU %, drivable / lane) on two held-back frames.", "",
              f"Command: `{command}`; load {machine()['load']:.1f} on 2 cores, one thread.", "",
-             f"| network | pruned | defaults (judged on {args.judge} of a fifth frame) | before issue 25 (lr 1e-3, BatchNorm "
+             f"| network | pruned | defaults (judged on {args.judge} of a fifth frame) | "
+             "before issue 25 (lr 1e-3, BatchNorm "
              "training, last state) |", "|---|---|---|---|"]
     for r in rows:
         cells = [f"{r[k]['drivable']:.1f} / {r[k]['lane']:.1f}" for k in ("pruned", "defaults", "before_issue_25")]

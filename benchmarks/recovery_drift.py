@@ -37,7 +37,8 @@ def main() -> None:
     parser.add_argument("--heads", action="store_true",
                         help="distil the task heads' outputs (logits) as well as the trunk's auto layers")
     parser.add_argument("--bn-batches", type=int, default=0,
-                        help="re-estimate the BatchNorm statistics on this many batches at the end (0: running averages)")
+                        help="re-estimate the BatchNorm statistics on this many batches at the end "
+                             "(0: running averages)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--test-images", type=int, default=500)

@@ -12,7 +12,8 @@ and the medians are compared as ours / plain:
 
 Timed: the prune alone (wall and CPU, user + sys), with both tools' imports (torch_pruning, taskprune, networkx)
 done before the clock in both children (about 0.15-0.3 s, once per process); the peak RSS is the child's whole
-life (the model is built in both). Where torch-pruning fails or runs past `--timeout`, that is recorded. Machine load (`uptime`) is written
+life (the model is built in both). Where torch-pruning fails or runs past `--timeout`, that is recorded. Machine
+load (`uptime`) is written
 beside the timings.
 
     python benchmarks/resources.py                                   # the zoo

@@ -15,12 +15,15 @@ from harness import RESULTS, ROOT, write_text
 # (results stem pattern, title, the command that writes it)
 SECTIONS = [
     ("evidence", "Evidence out of sample: criteria and torch-pruning at its best, decided on validation scenes, "
-     "reported on two untouched test sets", "python benchmarks/evidence.py --seeds 0,1 & python benchmarks/evidence.py --seeds 0,1"),
+     "reported on two untouched test sets",
+     "python benchmarks/evidence.py --seeds 0,1 & python benchmarks/evidence.py --seeds 0,1"),
     ("frontier", "Accuracy at the same measured speed: 1.5x and 2x faster on this CPU",
-     "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0 & python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0"),
+     "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0 & "
+     "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0"),
     ("within_heldout", "The earlier prune_within searches, checked on the untouched test sets",
      "python benchmarks/within_heldout.py"),
-    ("within_evidence_seed0", "prune_within with no hand-written hints, decided on validation, reported on both test sets",
+    ("within_evidence_seed0",
+     "prune_within with no hand-written hints, decided on validation, reported on both test sets",
      "python benchmarks/within_evidence.py"),
     ("within_evidence_seed1", "The same, on the second seed", "python benchmarks/within_evidence.py --seed 1"),
     ("ablation", "Earlier evidence (decided and reported on the same 500 scenes; superseded by the out-of-sample "
@@ -36,15 +39,18 @@ SECTIONS = [
      "python benchmarks/within.py --seed 1"),
     ("within_val300", "The search with each recovery's step chosen on 300 validation scenes (prune_within(validate=))",
      "python benchmarks/within.py --validate-images 300"),
-    ("within_seed1_val300", "The same, on the second seed", "python benchmarks/within.py --seed 1 --validate-images 300"),
+    ("within_seed1_val300", "The same, on the second seed",
+     "python benchmarks/within.py --seed 1 --validate-images 300"),
     ("within_steps1200", "The search with recoveries twice as long (1200 steps)",
      "python benchmarks/within.py --recovery-steps 1200"),
     ("within_seed1_steps1200", "Recoveries of 1200 steps, on the second seed",
      "python benchmarks/within.py --seed 1 --recovery-steps 1200"),
     ("within_heads", "The search with the heads' output logits distilled as well as the trunk's features",
      "python benchmarks/within.py --heads"),
-    ("within_seed1_heads", "The heads' outputs distilled too, on the second seed", "python benchmarks/within.py --seed 1 --heads"),
-    ("within_protect-lane_head", "The search with the lane head never narrowed", 'python benchmarks/within.py --protect "lane_head.*"'),
+    ("within_seed1_heads", "The heads' outputs distilled too, on the second seed",
+     "python benchmarks/within.py --seed 1 --heads"),
+    ("within_protect-lane_head", "The search with the lane head never narrowed",
+     'python benchmarks/within.py --protect "lane_head.*"'),
     ("within_seed1_protect-lane_head", "The lane head never narrowed, on the second seed",
      'python benchmarks/within.py --seed 1 --protect "lane_head.*"'),
     ("within_seed1_lane2", "A task-balanced budget (lane's groups weighted twice), on the second seed",
@@ -54,7 +60,8 @@ SECTIONS = [
     ("within_seed1_bn0", "Before PreciseBN, on the second seed", "python benchmarks/within.py --seed 1 --bn-batches 0"),
     ("recovery_drift", "What the recovery fine-tune alone does to the unpruned teacher",
      "python benchmarks/recovery_drift.py && python benchmarks/recovery_drift.py --lrs 1e-3 --seeds 0 && "
-     "python benchmarks/recovery_drift.py --lrs 1e-3 --alphas 10 && python benchmarks/recovery_drift.py --lrs 1e-3 --heads "
+     "python benchmarks/recovery_drift.py --lrs 1e-3 --alphas 10 && "
+     "python benchmarks/recovery_drift.py --lrs 1e-3 --heads "
      "&& python benchmarks/recovery_drift.py --lrs 1e-3 --seeds 1,0 --bn-batches 100"),
     ("teacher_s_curve", "The driving teacher's validation curve while it was trained",
      "python examples/driving/train_teacher.py ... --curve benchmarks/results/teacher_s_curve.json "
@@ -67,7 +74,8 @@ SECTIONS = [
      "python benchmarks/latency.py --models driving --threads 2 --latency-ratios 0.3,0.5 --repeats 15 "
      "--out benchmarks/results/latency_2threads"),
     ("overhead_resnet50_three_head", "Time of prune() against plain torch-pruning (ResNet-50-sized, 384x640)",
-     "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model resnet50_three_head --batches 8 --batch-size 1 --repeats 3 "
+     "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model resnet50_three_head --batches 8 --batch-size 1 "
+     "--repeats 3 "
      "--ratio 0.5"),
     ("overhead_tiny_driving", "Time of prune() against plain torch-pruning (tiny model)",
      "OMP_NUM_THREADS=1 python benchmarks/overhead.py --model tiny_driving --repeats 5"),
@@ -81,7 +89,8 @@ SECTIONS = [
 ]
 
 # besides the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("evidence", "frontier", "conflict", "within_heldout", "within_evidence_seed0", "within_evidence_seed1",
+README_SECTIONS = ("evidence", "frontier", "conflict", "within_heldout", "within_evidence_seed0",
+                   "within_evidence_seed1",
                    "within", "within_seed1", "overhead_resnet50_three_head", "resources_large")
 
 
@@ -159,7 +168,9 @@ def versus_torch_pruning(result: dict) -> str | None:
     return f"- {result['model']}: at ~40% fewer parameters the fastest torch-pruning configuration, {verdict}."
 
 
-PICTURES = {"frontier": "frontier.png", "within_evidence_seed0": "within_evidence_seed0.png", "ablation": "ablation.png", "within": "within.png", "within_bn0": "within_bn0.png", "teacher_s_curve": "teacher_s_curve.png"}
+PICTURES = {"frontier": "frontier.png", "within_evidence_seed0": "within_evidence_seed0.png",
+            "ablation": "ablation.png", "within": "within.png", "within_bn0": "within_bn0.png",
+            "teacher_s_curve": "teacher_s_curve.png"}
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ pipeline runs in its own child process (so the peak RSS is its own), `--repeats`
   the model still runs.
 
 Under load from other processes wall time stretches, so the CPU time (user + sys) is the figure compared, and a
-child is stopped after `--cpu-limit` CPU seconds. Where torch-pruning raises, runs past that or leaves a model that no longer runs, that is recorded instead of
+child is stopped after `--cpu-limit` CPU seconds. Where torch-pruning raises, runs past that or leaves a model
+that no longer runs, that is recorded instead of
 a ratio. Machine load (`uptime`) is written beside the timings.
 
     python benchmarks/ultralytics_resources.py --imgsz 640

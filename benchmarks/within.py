@@ -168,7 +168,8 @@ def markdown(record: dict) -> str:
              f"(peak lr {settings.get('lr', 1e-3):g}) after each (a second round when a limit is broken), "
              f"BatchNorm statistics {statistics}{chosen}{weighted}; {settings['test_images']} held-out scenes. "
              f"Reached: {record['reduction']:.1%} fewer parameters within every limit.", "",
-             "| step | params removed | params | MACs | latency (of the teacher's: median [IQR]) | " + " | ".join(shared.METRICS)
+             "| step | params removed | params | MACs | latency (of the teacher's: median [IQR]) | "
+             + " | ".join(shared.METRICS)
              + " | within | rounds |",
              "|---|---|---|---|---|" + "---|" * (len(shared.METRICS) + 2)]
     for row in record["frontier"]:
@@ -179,7 +180,8 @@ def markdown(record: dict) -> str:
             latency = (f"{row['latency']:.0%} [{row['latency_spread'][0]:.0%}-{row['latency_spread'][1]:.0%}, "
                        f"{row['latency_repeats']} runs]")
         cells = [f"{row[m]:.1f} ({-row['drop'][m]:+.1f})" for m in shared.METRICS]
-        lines.append(f"| {row['step']} | {row['reduction']:.1%} | {row['params'] / 1e6:.2f}M | {row['macs'] / 1e9:.2f}G "
+        lines.append(f"| {row['step']} | {row['reduction']:.1%} | {row['params'] / 1e6:.2f}M "
+                     f"| {row['macs'] / 1e9:.2f}G "
                      f"| {latency} | " + " | ".join(cells) + f" | {'yes' if row['within'] else 'no'} | "
                      f"{row['recovery_rounds']} |")
     return "\n".join(lines) + "\n"

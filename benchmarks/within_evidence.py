@@ -98,7 +98,8 @@ def main() -> None:
                                 bn_mode="train", keep_best=False, judge_start=False),  # defaults before issue 25
         num_batches=args.prune_batches, round_to=8, measure_latency=False, checkpoint=checkpoint)
     record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "teacher": teacher_record, "machine": machine(), "minutes_this_process": (time.perf_counter() - start) / 60,
+              "teacher": teacher_record, "machine": machine(),
+              "minutes_this_process": (time.perf_counter() - start) / 60,
               **json.loads(found.to_json())}
     record["held_on_tests"] = held_on_tests(record)
     write_results(args.out, stem, record, markdown(record))

@@ -58,7 +58,8 @@ __all__ = [
     "save", "load", "export_onnx",
 ]
 
-_SUBPACKAGES = ("budget", "criteria", "distill", "driving", "graph", "keeping", "latency", "reporting", "saving", "steps",
+_SUBPACKAGES = ("budget", "criteria", "distill", "driving", "graph", "keeping", "latency", "reporting", "saving",
+                "steps",
                 "testing", "train")
 _MOVED = {"plots": "reporting.plots"}  # a documented path whose module lives in a folder
 

@@ -71,7 +71,8 @@ def collect_gradients(model: nn.Module, groups: list[ChannelGroup], adapter: Mul
     stats.task_taylor = {t: [torch.zeros(g.channels) for g in groups] for t in tasks}
     stats.batch_conflict = [torch.zeros(g.channels) for g in groups]
     if "task_gradients" in needs:
-        stats.task_gradients = {t: {n: torch.zeros_like(p, dtype=torch.float32) for n, p in zip(names, params, strict=True)}
+        stats.task_gradients = {t: {n: torch.zeros_like(p, dtype=torch.float32)
+                                    for n, p in zip(names, params, strict=True)}
                                 for t in tasks}
     with preserved_modes(model, eval=True):
         for index, batch in enumerate(_limited(data, num_batches, progress)):

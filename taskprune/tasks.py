@@ -227,7 +227,8 @@ def describe_output(model_output: Any) -> str:
     if isinstance(model_output, tuple) and hasattr(model_output, "_fields"):
         return f"{type(model_output).__name__} with fields {', '.join(model_output._fields)}"
     if dataclasses.is_dataclass(model_output) and not isinstance(model_output, type):
-        return f"{type(model_output).__name__} with fields {', '.join(f.name for f in dataclasses.fields(model_output))}"
+        return (f"{type(model_output).__name__} with fields "
+                f"{', '.join(f.name for f in dataclasses.fields(model_output))}")
     if isinstance(model_output, (tuple, list)):
         return f"{type(model_output).__name__} of {len(model_output)}"
     return type(model_output).__name__

@@ -2,7 +2,8 @@
 
 Every rank starts from different random weights (DDP must broadcast rank 0's), fine-tunes with distillation
 through an adapter on a list of batches (strided per rank), then without a teacher on a Dataset (DistributedSampler),
-then a model with a BatchNorm whose statistics are re-estimated at the end (bn_batches), and saves what it ended with and which samples it saw to OUT_DIR/rank{rank}.pt for the test to compare.
+then a model with a BatchNorm whose statistics are re-estimated at the end (bn_batches), and saves what it ended
+with and which samples it saw to OUT_DIR/rank{rank}.pt for the test to compare.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; 1 because on a shared 2-core machine OpenMP threads spin-wait for each other")
+                        help="torch threads; 1 because on a shared 2-core machine OpenMP threads spin-wait for "
+                             "each other")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="wall-time budget in minutes; the schedule anneals by then and training stops")
     parser.add_argument("--workers", type=int, default=1, help="loader processes rendering scenes")

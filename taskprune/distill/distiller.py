@@ -146,7 +146,8 @@ class FeatureDistiller(nn.Module):
         for role, modules in roles.items():
             for name in layers:
                 if name not in modules:
-                    raise ValueError(f"layer {name!r} is not a module of the {role}{close_matches(name, list(modules))}")
+                    raise ValueError(f"layer {name!r} is not a module of the {role}"
+                                     f"{close_matches(name, list(modules))}")
         self._handles = [modules[name].register_forward_hook(self._hook(role, name))
                          for role, modules in roles.items() for name in layers]
         self.layers = layers

@@ -31,7 +31,8 @@ def _pillow() -> Any:
     try:
         from PIL import Image
     except ImportError as error:
-        raise ImportError("BDD100K needs Pillow to decode JPEG and PNG files: pip install taskprune[bdd100k]") from error
+        raise ImportError("BDD100K needs Pillow to decode JPEG and PNG files: "
+                          "pip install taskprune[bdd100k]") from error
     return Image
 
 

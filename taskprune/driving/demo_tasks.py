@@ -59,7 +59,8 @@ def show_per_task(teacher: torch.nn.Module, tasks: Any, train: Any, val: Any, ex
                          measure_latency=False, progress=True)
     for row in found.frontier[1:]:
         console.print(f"  {row['reduction']:.1%} fewer parameters: mAP50 {row['map50']:.1f} "
-                      f"({-row['drop']['map50']:+.1f}), lane IoU {row['lane_iou']:.1f} ({-row['drop']['lane_iou']:+.1f})"
+                      f"({-row['drop']['map50']:+.1f}), lane IoU {row['lane_iou']:.1f} "
+                      f"({-row['drop']['lane_iou']:+.1f})"
                       f" -> {'within' if row['within'] else 'a limit broken: stop'}")
     kept = found.result.report
     console.print(f"  prune_within returned the model with {found.reduction:.1%} fewer parameters "

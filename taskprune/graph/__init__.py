@@ -23,4 +23,5 @@ from .unsafe import find_unsafe_groups as find_unsafe_groups
 from .unsafe import protect_unsafe_groups as protect_unsafe_groups
 
 __all__ = ["ModelProfile", "PruningGraph", "count_macs", "count_params", "counting", "find_unsafe_groups",
-           "is_tp_importance", "layer_macs", "module_task_attribution", "profile_model", "protect_unsafe_groups", "replay_history"]
+           "is_tp_importance", "layer_macs", "module_task_attribution", "profile_model", "protect_unsafe_groups",
+           "replay_history"]

@@ -1,7 +1,8 @@
 """What a model costs, measured once per `prune` call: parameters and MACs, per layer and in all.
 
 MACs come from torch-pruning's per-layer formulas, counted by two process-wide hooks during a forward the caller
-runs anyway (`counting`), without copying the model. Parameter-free layers (activations, pooling, upsampling) shrink with the
+runs anyway (`counting`), without copying the model. Parameter-free layers (activations, pooling, upsampling)
+shrink with the
 channels of the layer that produced their input, so their MACs are charged to a per-channel parameter of that layer
 (a BatchNorm's weight, a conv's bias); the exact cost model prices that parameter accordingly.
 """

@@ -9,7 +9,8 @@ FLOPs, this package measures:
   one-second probe (`alignment.py`; cached per process and on disk, `cache.py`).
 - `measure_table()`: every convolution, linear and norm layer timed alone at several channel counts (`tables.py`,
   `layers.py`), cached with the load and spread it was measured under and spot-checked before a cached table is
-  trusted (`freshness.py`); `clear_cache()` deletes the cache; `macs_table()`, the same layers costed by their MACs, without timing.
+  trusted (`freshness.py`); `clear_cache()` deletes the cache; `macs_table()`, the same layers costed by their
+  MACs, without timing.
 - `measure_latency()` / `latency_ratios()`: end-to-end medians of several models, interleaved so that load from
   other processes falls on all of them alike; compare models only within one call (`timing.py`).
 - `steady_allocator()`: CPU timings that do not depend on the allocator's history.

@@ -67,7 +67,8 @@ class SpotCheck:
 
 
 def spot_check(table: Mapping[str, LayerLatency], model: nn.Module, shapes: dict[str, tuple[int, ...]],
-               calls: dict[str, int], device: torch.device, timer: LayerTimer, layers: int = _LAYERS, repeats: int = _REPEATS) -> SpotCheck:
+               calls: dict[str, int], device: torch.device, timer: LayerTimer, layers: int = _LAYERS,
+               repeats: int = _REPEATS) -> SpotCheck:
     """Time the `layers` slowest of a table's layers (`table`: name -> `LayerLatency`) again with `timer` and compare
     with what the table says."""
     modules = dict(model.named_modules())

@@ -37,7 +37,8 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, *, schedule: Sequen
         ...                                      data=loader, between=lambda m, step: taskprune.finetune(m, ...))
     """
     ratios = [float(r) for r in schedule]
-    if not ratios or any(not 0 < r < 1 for r in ratios) or any(b <= a for a, b in zip(ratios, ratios[1:], strict=False)):
+    if (not ratios or any(not 0 < r < 1 for r in ratios)
+            or any(b <= a for a, b in zip(ratios, ratios[1:], strict=False))):
         raise ValueError(f"schedule must be increasing ratios in (0, 1), e.g. [0.2, 0.35, 0.5]; got {list(schedule)}")
     steps = Steps(model)
     for index, ratio in enumerate(ratios):

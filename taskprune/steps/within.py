@@ -49,7 +49,8 @@ class WithinResult:
             (the unpruned model, with nothing removed, when already the first step broke a limit).
         frontier: one record per evaluated model, the unpruned one first: "step", "reduction" (of `target`,
             against the unpruned model), "params", "macs", "latency" (fraction of the unpruned model's, measured
-            here: the median of "latency_repeats" interleaved rounds, "latency_spread" its quartiles), every metric, "drop" per limited metric, "within" and "recovery_rounds"; "ratio" (the reduction
+            here: the median of "latency_repeats" interleaved rounds, "latency_spread" its quartiles), every
+            metric, "drop" per limited metric, "within" and "recovery_rounds"; "ratio" (the reduction
             asked), "remedy" (None, or the remedy tried, e.g. "task_groups:lane"), "protected" (the layers that
             remedy kept whole), "verdict" (see `prune_within`) and "report" (the `report=` metrics, or None). An
             entry whose reduction no plan reaches (too fine a step for the channels left) has "refused" (why),

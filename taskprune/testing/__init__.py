@@ -67,7 +67,8 @@ __all__ = [
     "AttributionNet", "ConcatDictNet", "DetSegOutput", "DrivingOutput", "GroupedSplitNet", "PlainDetSegNet",
     "SpatialAttentionNet", "TinyDrivingNet", "TransposedDecoderNet", "YoloSegNet",
     # zoo and large models
-    "ConvNeXtLike", "DETRLike", "DeepLabLike", "DenseNetLike", "EfficientViTLike", "ESPNetLike", "FCNLike", "FCOSResNetFPN",
+    "ConvNeXtLike", "DETRLike", "DeepLabLike", "DenseNetLike", "EfficientViTLike", "ESPNetLike", "FCNLike",
+    "FCOSResNetFPN",
     "FPNSharedHeadDetector", "LeViTLike", "MobileNetV3SmallLike", "RAFTLike", "ResNet50ThreeHead", "ResNetBasicLike",
     "TwoTaskViT", "ViTLike", "WSConvNet", "YOLO11SegLike", "YOLOPLike", "YOLOv8SegLike",
 ]

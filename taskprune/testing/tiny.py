@@ -133,7 +133,8 @@ class AttributionNet(nn.Module):
 
     ``trunk.0``, ``trunk.3`` and ``neck`` serve both tasks (each head reads the neck directly, by concatenation,
     as well as through its task-only conv); ``only_a`` and ``head_a`` serve task ``a`` only; ``only_b`` and
-    ``head_b`` serve task ``b`` only. tests/test_tiny_models.py holds this mapping as its answer key. Concatenation, unlike a
+    ``head_b`` serve task ``b`` only. tests/test_tiny_models.py holds this mapping as its answer key.
+    Concatenation, unlike a
     residual add, does not couple ``only_a``'s channels with the neck's, so each conv is the root of its own
     group.
     """

@@ -13,7 +13,8 @@ from torch import nn
 from ._util import conv_bn_act
 from .registry import register_test_model
 
-__all__ = ["densenet_like", "mobilenetv3_small_like", "resnet_basic_like", "BasicBlock", "DenseNetLike", "InvertedResidual", "MobileNetV3SmallLike", "ResNetBasicLike"]
+__all__ = ["densenet_like", "mobilenetv3_small_like", "resnet_basic_like", "BasicBlock", "DenseNetLike",
+           "InvertedResidual", "MobileNetV3SmallLike", "ResNetBasicLike"]
 
 
 class BasicBlock(nn.Module):

@@ -3,7 +3,8 @@
 During training a BatchNorm's running statistics are an exponential average with momentum 0.1, so at the end they
 mostly reflect the last ten or so batches. After a short fine-tune that sample can cost a threshold-sensitive
 metric more than the weight updates do (a 600-step recovery of the driving teacher cost 1.33 points of lane
-accuracy with the running averages, 0.38 with statistics re-estimated on 100 batches). Re-estimating them as a plain average over many batches, the weights unchanged, removes that noise
+accuracy with the running averages, 0.38 with statistics re-estimated on 100 batches). Re-estimating them as a
+plain average over many batches, the weights unchanged, removes that noise
 (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021, call it PreciseBN).
 """
 

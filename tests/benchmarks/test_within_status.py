@@ -16,7 +16,8 @@ import within  # noqa: E402
 def frontier_row(step: int, reduction: float, lane_drop: float, within_limits: bool) -> dict:
     metrics = dict.fromkeys(within.shared.METRICS, 80.0)
     return {"step": step, "reduction": reduction, "params": 1e6 * (1 - reduction), "macs": 1e9, "latency": None,
-            **metrics, "drop": {**dict.fromkeys(within.shared.METRICS, 0.0), "lane_acc": lane_drop}, "within": within_limits,
+            **metrics, "drop": {**dict.fromkeys(within.shared.METRICS, 0.0), "lane_acc": lane_drop},
+            "within": within_limits,
             "recovery_rounds": min(step, 1) + (not within_limits)}
 
 

@@ -167,7 +167,8 @@ def test_auto_refuses_only_after_every_multiple_and_names_the_fix(two_head):
         taskprune.prune(model, x, ratio=0.6, max_layer_ratio=0.1, progress=False)
     message = str(refused.value)
     assert "round_to='auto' tried steps of 16, 8, 4, 2, 1 and none meets the budget" in message
-    assert f"lower ratio to {refused.value.closest:.3f}"[:-1] in message and "raise max_layer_ratio (now 0.1)" in message
+    assert (f"lower ratio to {refused.value.closest:.3f}"[:-1] in message
+            and "raise max_layer_ratio (now 0.1)" in message)
     assert refused.value.round_to == 1 and refused.value.closest < 0.6
 
 

@@ -161,7 +161,8 @@ def test_conflict_is_scale_free_down_to_tiny_gradients():
     a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     b = torch.tensor([[-0.0995037, 0.9950372], [-1.0, -1.0], [1.0, 0.0]])  # cos -0.0995, -1, and a zero gradient
     for scale in (1.0, 1e-12):
-        stats = GradientStats(tasks=("a", "b"), batches=1, task_gradients={"a": {"w": a * scale}, "b": {"w": b * scale}})
+        stats = GradientStats(tasks=("a", "b"), batches=1,
+                              task_gradients={"a": {"w": a * scale}, "b": {"w": b * scale}})
         group = ChannelGroup(index=0, layer="w", channels=3, out_layers=("w",), in_layers=(),
                              slices=(ParamSlice("w", 0, torch.arange(3), torch.arange(3)),), tasks=frozenset("ab"))
         conflict = conflict_scores(stats, [group])[0]

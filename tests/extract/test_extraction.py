@@ -16,7 +16,8 @@ from taskprune.testing import get_test_model, list_test_models
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-MODELS = {name: get_test_model(name) for name in list_test_models() if name in list_test_models(kind="tiny") + list_test_models(kind="zoo")}
+MODELS = {name: get_test_model(name) for name in list_test_models()
+          if name in list_test_models(kind="tiny") + list_test_models(kind="zoo")}
 MULTI_TASK = sorted(name for name in MODELS if len(output_leaves(call_model(*MODELS[name]()))) > 1)
 
 

@@ -26,7 +26,8 @@ ROOT = Path(taskprune.__file__).resolve().parents[1]  # the checkout whose taskp
 
 # Models where torch-pruning's own search finishes and every local index has one root (in espnet_like's position
 # attention one index is reached from several roots, and which one a merge keeps depends on the visiting order).
-COMPARED = [*list_test_models(kind="tiny"), "resnet_basic_like", "mobilenetv3_small_like", "densenet_like", "convnext_like",
+COMPARED = [*list_test_models(kind="tiny"), "resnet_basic_like", "mobilenetv3_small_like", "densenet_like",
+            "convnext_like",
             "vit_like", "deeplab_like", "fpn_shared_head", "yolov8_seg_like"]
 
 
@@ -40,9 +41,11 @@ def _items(graph: tp.DependencyGraph, group: tp.dependency.Group) -> set[tuple[s
 def test_groups_are_torch_prunings_groups(name):
     """Every group `prune` may cut holds the same (layer, pruning function, local index, root index) as
     torch-pruning's own search finds from the same root."""
-    model, x = {name: get_test_model(name) for name in list_test_models() if name in list_test_models(kind="tiny") + list_test_models(kind="zoo")}[name]()
+    model, x = {name: get_test_model(name) for name in list_test_models()
+                if name in list_test_models(kind="tiny") + list_test_models(kind="zoo")}[name]()
     graph = PruningGraph(model, x, Tasks.from_output(model(x)))
-    model, x = {name: get_test_model(name) for name in list_test_models() if name in list_test_models(kind="tiny") + list_test_models(kind="zoo")}[name]()
+    model, x = {name: get_test_model(name) for name in list_test_models()
+                if name in list_test_models(kind="tiny") + list_test_models(kind="zoo")}[name]()
     theirs = tp.DependencyGraph().build_dependency(model, x, output_transform=flatten_outputs, verbose=False)
     modules = dict(model.named_modules())
     for module, handler in graph._roots:

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # the shared two-task model of tests/conftest.py, loaded by path: `from conftest import` would find whichever
 # conftest module pytest imported first (tests/driving has one too) when the whole suite runs
-_spec = importlib.util.spec_from_file_location("tests_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+_spec = importlib.util.spec_from_file_location("tests_root_conftest",
+                                               Path(__file__).resolve().parents[1] / "conftest.py")
 assert _spec is not None and _spec.loader is not None
 _conftest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_conftest)

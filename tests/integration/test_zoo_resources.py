@@ -2,13 +2,15 @@
 
 The models are pruned one after another in one child process (one torch import, so the file stays fast), with
 `round_to=None` (no device probe: this is about the graph, the probe and the plan) and one torch thread. The
-child's peak RSS (its own VmHWM: `ru_maxrss` would include the parent's RSS at the fork) is that of the prunes; CPU time (user + sys) is measured per model, being less
+child's peak RSS (its own VmHWM: `ru_maxrss` would include the parent's RSS at the fork) is that of the prunes;
+CPU time (user + sys) is measured per model, being less
 sensitive than wall time to the other jobs on a shared machine. The child's address space is capped at 6 GiB so a
 runaway ends in a MemoryError instead of taking the machine.
 
 Measured on the 2-core development machine (torch 2.13 CPU, load average 3 to 4.5 from other jobs), with the
 bounded search: peak RSS 411 MB for all 13 zoo models pruned in one process; the most CPU went to yolo11_seg_like
-(6.1 s, of 9.2 s wall: 59 probe trials to find its nine groups that torch-pruning maps wrongly through `chunk` and `split`) and yolov8_seg_like
+(6.1 s, of 9.2 s wall: 59 probe trials to find its nine groups that torch-pruning maps wrongly through `chunk`
+and `split`) and yolov8_seg_like
 (3.7 s); every other model took under 1 s. Before, yolo11_seg_like alone grew to 7.5 GB and ended in a
 MemoryError after 160 s (under an 8 GB cap). Bounds: 1.5 GB peak RSS and 60 s of CPU per model, far above the
 measured figures and far below a runaway.

@@ -44,7 +44,8 @@ def test_the_returned_model_is_within_every_limit(two_head, tmp_path):
     limits = {"a": 0.25, "b": 0.25}  # about where 40-60% of the parameters are gone on this model
     found = taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=evaluate, limits=limits,
                                    step=0.2, max_ratio=0.8, round_to=None, importance="magnitude",
-                                   recovery=FinetuneConfig(epochs=1, max_steps=3, lr=1e-3, bn_mode="train", progress=False),
+                                   recovery=FinetuneConfig(epochs=1, max_steps=3, lr=1e-3, bn_mode="train",
+                                                           progress=False),
                                    measure_latency=False, progress=False)
     base, got = evaluate(model), evaluate(found.result.model)
     assert all(base[k] - got[k] <= limits[k] for k in limits)
@@ -135,7 +136,8 @@ def test_a_limit_broken_at_the_first_step_returns_the_unpruned_model(two_head):
     model, x, batches = _teacher_and_data(two_head)
     found = taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=_scores(batches),
                                    limits={"a": 0.0, "b": 0.0}, step=0.5, round_to=None, importance="magnitude",
-                                   recovery=FinetuneConfig(epochs=1, max_steps=1, lr=1e-6, bn_mode="train", progress=False),
+                                   recovery=FinetuneConfig(epochs=1, max_steps=1, lr=1e-6, bn_mode="train",
+                                                           progress=False),
                                    measure_latency=False, progress=False)
     assert found.reduction == 0.0 and not found.frontier[1]["within"]
     assert found.result.report.params_after == found.result.report.params_before
@@ -192,7 +194,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_as_if_uninterru
     options = dict(tasks=TASKS, data=_Scenes(batches), collate_fn=_collate, limits={"a": 0.6, "b": 0.6},
                    step=0.2, max_ratio=0.8, round_to=None, importance="taylor", num_batches=2,
                    distill=taskprune.Distill(align="adapter"), measure_latency=False, progress=False,
-                   recovery=FinetuneConfig(epochs=1, max_steps=3, lr=1e-3, bn_mode="train", batch_size=4, progress=False))
+                   recovery=FinetuneConfig(epochs=1, max_steps=3, lr=1e-3, bn_mode="train", batch_size=4,
+                                           progress=False))
     torch.manual_seed(0)
     whole = taskprune.prune_within(model, x, evaluate=evaluate, **options)
     assert len(whole.frontier) >= 3, "the test needs a second step to interrupt"
@@ -236,7 +239,8 @@ def test_a_checkpoint_from_other_settings_is_refused_by_name(two_head, tmp_path)
     taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **options)
     with pytest.raises(ValueError, match=r"other settings: step=0.4 \(now 0.2\).*another folder to start over"):
         taskprune.prune_within(model, x, step=0.2, max_ratio=0.4, checkpoint=tmp_path, **options)
-    other = dict(options, recovery=FinetuneConfig(epochs=1, max_steps=1, lr=1e-3, bn_mode="train", bn_batches=4, progress=False))
+    other = dict(options, recovery=FinetuneConfig(epochs=1, max_steps=1, lr=1e-3, bn_mode="train", bn_batches=4,
+                                                  progress=False))
     with pytest.raises(ValueError, match=r"other settings: recovery.bn_batches=0 \(now 4\)"):
         taskprune.prune_within(model, x, step=0.4, max_ratio=0.4, checkpoint=tmp_path, **other)
     with pytest.raises(ValueError, match=r"other settings: validate=False \(now True\)"):
@@ -276,7 +280,8 @@ def test_with_validate_every_recovery_keeps_its_best_step_on_the_validation_data
 
     found = taskprune.prune_within(model, x, tasks=TASKS, data=batches, evaluate=evaluate, validate=validate,
                                    limits=limits, step=0.2, max_ratio=0.6, round_to=None, importance="magnitude",
-                                   recovery=FinetuneConfig(epochs=1, max_steps=4, eval_every=1, lr=3e-2, bn_mode="train", judge_start=False,
+                                   recovery=FinetuneConfig(epochs=1, max_steps=4, eval_every=1, lr=3e-2,
+                                                           bn_mode="train", judge_start=False,
                                                            progress=False),
                                    measure_latency=False, progress=False)
     base = calls[0][0]  # the unpruned model, validated first

@@ -75,7 +75,8 @@ def test_a_few_steps_lower_the_summed_task_loss():
 
 def test_cosine_schedule_is_the_closed_form():
     # total 10, warmup 2: 1/2, 1 while warming up, then 0.5 * (1 + cos(pi * (s - 2) / 8)).
-    expected = {0: 0.5, 1: 1.0, 2: 1.0, 4: 0.5 * (1 + math.cos(math.pi / 4)), 6: 0.5, 9: 0.5 * (1 + math.cos(7 * math.pi / 8))}
+    expected = {0: 0.5, 1: 1.0, 2: 1.0, 4: 0.5 * (1 + math.cos(math.pi / 4)), 6: 0.5,
+                9: 0.5 * (1 + math.cos(7 * math.pi / 8))}
     for step, value in expected.items():
         assert cosine_lr(step, 10, 2) == pytest.approx(value)
     assert cosine_lr(10, 10, 2) == pytest.approx(0.0)
@@ -249,7 +250,8 @@ def test_progress_bar_shows_the_task_losses(capsys):
 
 
 def test_two_processes_end_with_identical_replicas(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO / "tests" / "dist_finetune_worker.py"), str(tmp_path)]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

@@ -87,6 +87,11 @@ class ChannelGroup:
         """This group as plain data for a report: no parameter slices, and `after` channels when given."""
         return replace(self, slices=(), after=self.channels if after is None else after)
 
+    def as_change(self, after: int) -> ChannelGroup:
+        """This group as a `PruneReport` keeps it, which is what a saved file holds: the layer, channels before and
+        `after`, the tasks and why it was kept whole (no slices or layer lists), so a report read back is equal."""
+        return replace(self, slices=(), out_layers=(), in_layers=(), after=after)
+
     def to_dict(self) -> dict[str, Any]:
         """Every field but the slices (tensors), JSON-ready."""
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v

@@ -160,7 +160,7 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
     report = PruneReport(
         criterion=criterion.name, target=target, ratio=ratio, reached=reached, call=call, round_to=planned.round_to,
         params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
-        groups=[g.without_slices(after=g.channels - len(removals.get(g.index, []))) for g in graph.groups],
+        groups=[g.as_change(after=g.channels - len(removals.get(g.index, []))) for g in graph.groups],
         protected_outputs=sorted(graph.output_layers), timings=timings,
         warnings=list(graph.warnings), notes=list(planned.notes))
     history = graph.history()

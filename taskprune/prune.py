@@ -23,7 +23,7 @@ from .budget import (
     with_kept_whole,
 )
 from .criteria import Criterion, ScoringContext, get_criterion
-from .gradients import collect_gradients
+from .criteria.gradients import collect_gradients
 from .graph import ModelProfile, PruningGraph, count_macs, count_params, counting, protect_unsafe_groups
 from .reporting import PruneReport
 from .safety import first_call, output_shapes, transplant, verify_outputs

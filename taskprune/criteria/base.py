@@ -9,8 +9,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ..gradients import GradientStats
 from ..groups import ChannelGroup
+from .gradients import GradientStats
 
 __all__ = ["Criterion", "Scorer", "ScoringContext", "TaskWeighted", "WithDefaults", "attributes", "declared"]
 
@@ -54,8 +54,8 @@ class Criterion(Protocol):
 
     Attributes:
         name: the name the report shows.
-        needs: the gradient statistics the criterion reads (a subset of `taskprune.gradients.NEEDS`); an empty set
-            means it works without data.
+        needs: the gradient statistics the criterion reads (a subset of `taskprune.criteria.gradients.NEEDS`); an
+            empty set means it works without data.
         comparable: the scores of different groups are in one unit (estimates of the loss change), so a latency
             budget may trade channels between groups by their raw scores; when False (the default) each group's
             scores are normalised by their own mean.

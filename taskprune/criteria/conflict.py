@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from ..channels import cosine_conflict, sign_conflict
-from ..gradients import GradientStats
 from ..groups import ChannelGroup
 from .base import Criterion, ScoringContext
+from .channels import cosine_conflict, sign_conflict
+from .gradients import GradientStats
 from .registry import register_criterion
 from .taylor import checked_task_weights, gradient_stats, task_taylor_scores, weighted_by_task
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..channels import channel_sums
 from .base import Criterion, ScoringContext
+from .channels import channel_sums
 from .registry import register_criterion
 
 __all__ = ["Magnitude"]

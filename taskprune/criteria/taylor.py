@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from ..gradients import GradientStats
 from ..groups import ChannelGroup
 from .base import Criterion, ScoringContext
+from .gradients import GradientStats
 from .registry import register_criterion
 
 __all__ = ["Taylor", "TaskTaylor", "checked_task_weights", "gradient_stats", "task_taylor_scores", "weighted_by_task"]

@@ -10,7 +10,7 @@ import torch
 
 import taskprune
 from taskprune.criteria import ScoringContext
-from taskprune.gradients import GradientStats
+from taskprune.criteria.gradients import GradientStats
 from taskprune.groups import ChannelGroup, ParamSlice
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

@@ -15,7 +15,7 @@ from taskprune.criteria import (
     unregister_criterion,
 )
 from taskprune.criteria.conflict import conflict_scores
-from taskprune.gradients import GradientStats, collect_gradients
+from taskprune.criteria.gradients import GradientStats, collect_gradients
 from taskprune.graph import PruningGraph
 from taskprune.groups import ChannelGroup, ParamSlice
 

@@ -7,7 +7,7 @@ import torch
 
 import taskprune
 from taskprune.criteria import ScoringContext, get_criterion
-from taskprune.gradients import GradientStats
+from taskprune.criteria.gradients import GradientStats
 from taskprune.groups import ChannelGroup, ParamSlice
 
 

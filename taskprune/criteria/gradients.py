@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._runtime import ordinary_tensors, preserved_modes, world
+from .._runtime import ordinary_tensors, preserved_modes, world
+from ..groups import ChannelGroup
+from ..safety import layer_errors
+from ..tasks import MultiTaskAdapter, call_model, task_loss, with_weights
 from .channels import SliceReducer, cosine_conflict
-from .groups import ChannelGroup
-from .safety import layer_errors
-from .tasks import MultiTaskAdapter, call_model, task_loss, with_weights
 
 __all__ = ["GradientStats", "collect_gradients", "NEEDS"]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from .groups import ChannelGroup
+from ..groups import ChannelGroup
 
 __all__ = ["channel_sums", "cosine_conflict", "sign_conflict", "SliceReducer"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from taskprune.gradients import collect_gradients
+from taskprune.criteria.gradients import collect_gradients
 from taskprune.graph import PruningGraph, module_task_attribution
 from taskprune.tasks import Tasks
 

@@ -46,7 +46,9 @@ def markdown(results: dict) -> str:
     lines = [f"# Accuracy at the same measured speed ({results['meta']['written']})", "",
              "DrivingNet-s teacher at 192x320. Each method's ratio bisected until the pruned teacher runs at the asked "
              f"speedup (batch 1, one thread, median of {settings['matching']['repeats']} interleaved rounds against "
-             f"the dense teacher, within {settings['matching']['tolerance']:.0%}); every student then gets the same "
+             f"the dense teacher, within {settings['matching']['tolerance']:.0%}; a bisection that ends short of it "
+             "scans ratios in steps of 0.1 and bisects again where one is fast enough, since torch-pruning slows down "
+             "past a ratio); every student then gets the same "
              f"distilled {settings['steps']}-step fine-tune with PreciseBN. Delta_m in percent against the teacher on "
              "the same set (validation decides, tests A and B only report); mean ±half the min-max range over seeds.",
              "", "| speedup asked | method | reached | measured speedup | params removed | MACs removed | "

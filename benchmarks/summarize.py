@@ -16,10 +16,16 @@ from harness import RESULTS, ROOT, write_text
 SECTIONS = [
     ("evidence", "Evidence out of sample: criteria and torch-pruning at its best, decided on validation scenes, "
      "reported on two untouched test sets",
-     "python benchmarks/evidence.py --seeds 0,1 & python benchmarks/evidence.py --seeds 0,1"),
+     "python benchmarks/evidence.py --seeds 0,1 & python benchmarks/evidence.py --seeds 0,1; "
+     "python benchmarks/evidence.py --seeds 0 --only "
+     "'0.60_task_taylor_steps1600_seed0,0.60_taylor_steps1600_seed0,0.60_tp_*_steps1600_seed0'"),
     ("frontier", "Accuracy at the same measured speed: 1.5x and 2x faster on this CPU",
-     "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0 & "
-     "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0"),
+     "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0 (two processes); "
+     "python benchmarks/frontier.py --methods latency_task_taylor,params_task_taylor,tp_global_iso_r16 "
+     "--speedups 1.5,2.0 --seeds 1,2; python benchmarks/frontier.py --methods tp_global_iso_r8 --speedups 1.5 "
+     "--seeds 1"),
+    ("frontier_widths", "Why torch-pruning cannot reach 2x here: where each method removes its MACs",
+     "OMP_NUM_THREADS=1 python benchmarks/frontier_widths.py"),
     ("within_heldout", "The earlier prune_within searches, checked on the untouched test sets",
      "python benchmarks/within_heldout.py"),
     ("within_evidence_seed0",

@@ -17,7 +17,7 @@ from taskprune.testing import get_test_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# tiny models that prune at ratio 0.3 (the others are refused by prune itself, which test_api covers)
+# tiny models that prune at ratio 0.3 (the others are refused by prune itself, which test_prune covers)
 ROUND_TRIP_MODELS = ["yolo_seg", "plain_det_seg", "tiny_driving", "attribution_net", "concat_dict",
                      "transposed_decoder"]
 

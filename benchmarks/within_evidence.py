@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="scenes per validation and test set")
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--prune-batches", type=int, default=8)
-    parser.add_argument("--importance", default="conflict_taylor")
+    parser.add_argument("--importance", default="task_taylor", help="prune_within's default")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="drives the scoring batches and the fine-tune order")
     parser.add_argument("--status", action="store_true")
@@ -68,7 +68,7 @@ def main() -> None:
     if args.quick:
         args.recovery_steps, args.train_images, args.images, args.prune_batches = 4, 64, 16, 1
         args.step, args.max_ratio, args.resolution, args.out = 0.3, 0.6, 0.1, ROOT / "runs" / "within_evidence_quick"
-    stem = f"within_evidence_seed{args.seed}" + ("" if args.importance == "conflict_taylor" else f"_{args.importance}")
+    stem = f"within_evidence_seed{args.seed}" + ("" if args.importance == "task_taylor" else f"_{args.importance}")
     checkpoint = (args.out / "within_checkpoints" / stem) if not args.quick else args.out / "checkpoint"
     if args.status:
         state = torch.load(checkpoint / "state.pt", weights_only=True) if (checkpoint / "state.pt").exists() else None

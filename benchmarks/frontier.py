@@ -12,6 +12,7 @@ reaches is recorded as unreachable with the fastest speed it did reach, and not 
     python benchmarks/frontier.py       # ... a second process on the second core
     python benchmarks/frontier.py --collect
     python benchmarks/frontier.py --retime --threads 2   # re-time every matched student in one interleaved run
+    python benchmarks/frontier.py --fastest --speedups 2.0   # an unreached cell's fastest probe, fine-tuned
 
 Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
 frontier.png (frontier_report.py); the matched students are kept under runs/frontier_models/ for --retime.
@@ -20,6 +21,7 @@ frontier.png (frontier_report.py); the matched students are kept under runs/fron
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -171,6 +173,41 @@ def execute(run: Run, bench: Bench, matching: Matching, steps: int, models: Path
     return {**record, "reached": True, "ratio": ratio, "speedup": measured, "rows": [pruned, distilled]}
 
 
+def at_fastest(record: dict, bench: Bench, matching: Matching, steps: int) -> dict:
+    """An unreached cell's fastest probe pruned again at its ratio, timed again, then fine-tuned and scored like a
+    matched student: where a method cannot reach the asked speed, how much it keeps at the speed it does reach."""
+    run = Run(**record["run"])
+    probe = max((p for p in record["probes"] if "speedup" in p), key=lambda p: p["speedup"])
+    torch.manual_seed(run.seed)
+    model, channel_map = prune_at(bench, METHODS[run.method], probe["ratio"], run.seed)
+    measured = 1 / latency_ratios([bench.teacher, model], bench.example, repeats=matching.repeats)[1]
+    labels = {**asdict(run), "steps": steps, "at_fastest": True}
+    pruned = bench.row(labels, "pruned", model, 0.0, ("validation",))
+    mark = time.perf_counter()
+    student = bench.finetune(model, steps, run.seed, bench.teacher, channel_map)
+    distilled = bench.row(labels, "distilled", student, time.perf_counter() - mark, SETS)
+    return {"ratio": probe["ratio"], "probe_speedup": probe["speedup"], "speedup": measured,
+            "load": os.getloadavg()[0], "rows": [pruned, distilled]}
+
+
+def fine_tune_fastest(runs: list[Run], folder: Path, matching: Matching, settings: Settings, steps: int) -> None:
+    """`--fastest`: every unreached run among `runs` gets its fastest probe fine-tuned (`at_fastest`), resumably."""
+    bench: Bench | None = None
+    for run in runs:
+        path = folder / f"{run.key}.json"
+        if not path.exists():
+            continue
+        record = json.loads(path.read_text())
+        if record["reached"] or "at_fastest" in record or not claim(folder / f"{run.key}.fastest.claim"):
+            continue
+        bench = bench or Bench(settings)
+        record["at_fastest"] = at_fastest(record, bench, matching, steps)
+        write_json(path, record)
+        (folder / f"{run.key}.fastest.claim").unlink(missing_ok=True)
+        final = record["at_fastest"]["rows"][-1]["sets"]["test_a"]["delta_m"]
+        print(f"{run.key}: at its fastest {record['at_fastest']['speedup']:.2f}x, test A Delta_m {final:+.2f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -181,6 +218,8 @@ def main() -> None:
     parser.add_argument("--collect", action="store_true")
     parser.add_argument("--retime", action="store_true", help="time every kept student against dense, one run")
     parser.add_argument("--quick", action="store_true", help="a tiny budget, results under runs/frontier_quick")
+    parser.add_argument("--fastest", action="store_true",
+                        help="fine-tune and score the fastest probe of every run that did not reach its speed")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     settings, matching = Settings(), Matching()
@@ -200,6 +239,10 @@ def main() -> None:
         collect(folder, args.out, meta)
         return
     runs = [Run(m, s, seed) for seed in seeds for s in speedups for m in methods]
+    if args.fastest:
+        fine_tune_fastest(runs, folder, matching, settings, args.steps)
+        collect(folder, args.out, meta)
+        return
     bench: Bench | None = None
     from rich.progress import track
 

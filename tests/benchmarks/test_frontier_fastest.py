@@ -1,0 +1,81 @@
+"""benchmarks/frontier.py --fastest: a cell that no torch-pruning configuration reached gets its fastest probe
+fine-tuned, once, and the report compares the best taskprune method at the asked speed against it, paired by seed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import frontier  # noqa: E402
+import frontier_report  # noqa: E402
+
+SETS = ("validation", "test_a", "test_b")
+
+
+def final(delta_m: float) -> dict:
+    sets = {name: {"delta_m": delta_m, "lane_iou": 50.0, "map50": 80.0} for name in SETS}
+    return {"params_reduction": 0.8, "macs_reduction": 0.7, "sets": sets}
+
+
+def reached(method: str, seed: int, delta_m: float) -> dict:
+    return {"run": {"method": method, "speedup": 2.0, "seed": seed}, "reached": True, "speedup": 2.01,
+            "probes": [{"ratio": 0.5, "speedup": 2.01, "load": 1.0}], "rows": [final(delta_m)]}
+
+
+def unreached(method: str, seed: int, fastest: float, delta_m: float | None) -> dict:
+    record = {"run": {"method": method, "speedup": 2.0, "seed": seed}, "reached": False, "fastest": fastest,
+              "probes": [{"ratio": 0.4, "speedup": fastest - 0.1, "load": 1.0},
+                         {"ratio": 0.6, "speedup": fastest, "load": 1.0}]}
+    if delta_m is not None:
+        record["at_fastest"] = {"ratio": 0.6, "probe_speedup": fastest, "speedup": fastest, "load": 1.0,
+                                "rows": [final(delta_m)]}
+    return record
+
+
+def results(runs: list[dict]) -> dict:
+    settings = {"matching": {"repeats": 15, "tolerance": 0.03}, "steps": 400}
+    return {"meta": {"written": "now", "settings": settings}, "runs": runs, "retimes": {}}
+
+
+def test_the_best_taskprune_method_is_compared_with_torch_pruning_at_its_fastest() -> None:
+    runs = [reached("latency_task_taylor", 0, -13.0), reached("latency_task_taylor", 1, -14.0),
+            unreached("tp_local_r8", 0, 1.74, -12.0), unreached("tp_local_r8", 1, 1.70, -12.5),
+            unreached("tp_global_iso_r8", 0, 1.68, -15.0), unreached("tp_global_iso_r8", 1, 1.60, -16.0)]
+    text = frontier_report.markdown(results(runs))
+    assert "| 2.00x | tp_local_r8 | 0/2, at its fastest: | 1.72 ±0.02x |" in text
+    # torch-pruning is more accurate at its slower fastest speed: -1.00 and -1.50 points behind, so not ahead
+    assert "tp_local_r8 at its fastest (1.72x) | 2 | -1.25 [-1.50, -1.00] | -1.25 [-1.50, -1.00] | no |" in text
+
+
+def test_without_the_fastest_fine_tunes_the_report_says_none_reached_it() -> None:
+    runs = [reached("latency_task_taylor", 0, -13.0), unreached("tp_local_r8", 0, 1.74, None)]
+    text = frontier_report.markdown(results(runs))
+    assert "| 2.00x | tp_local_r8 | 0/1 | fastest probe 1.74x |" in text
+    assert "none reached it (fastest 1.74x)" in text
+
+
+def test_fastest_fine_tunes_each_unreached_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = {"a": unreached("tp_local_r8", 0, 1.74, None), "b": reached("tp_local_r8", 1, -10.0),
+            "c": unreached("tp_local_r8", 2, 1.70, -12.0)}
+    for record in runs.values():
+        run = frontier.Run(**record["run"])
+        (tmp_path / f"{run.key}.json").write_text(json.dumps(record))
+    calls = []
+
+    def fake(record, bench, matching, steps):
+        calls.append(record["run"]["seed"])
+        return {"ratio": 0.6, "speedup": 1.73, "rows": [final(-11.0)]}
+
+    monkeypatch.setattr(frontier, "at_fastest", fake)
+    monkeypatch.setattr(frontier, "Bench", lambda settings: object())
+    keys = [frontier.Run("tp_local_r8", 2.0, seed) for seed in range(4)]  # seed 3 has no file: skipped
+    frontier.fine_tune_fastest(keys, tmp_path, frontier.Matching(), frontier.Settings(), 400)
+    assert calls == [0]  # the reached run and the one already fine-tuned are left alone
+    written = json.loads((tmp_path / f"{keys[0].key}.json").read_text())
+    assert written["at_fastest"]["speedup"] == 1.73 and not list(tmp_path.glob("*.claim"))
+    frontier.fine_tune_fastest(keys, tmp_path, frontier.Matching(), frontier.Settings(), 400)
+    assert calls == [0]

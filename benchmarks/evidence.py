@@ -81,16 +81,18 @@ class Run:
 
 
 def plan_runs(reductions: list[float], seeds: list[int], short: int, long: int, folder: Path,
-              settings: Settings) -> list[Run]:
+              settings: Settings, choice_seeds: list[int] | None = None) -> list[Run]:
     """The short fine-tunes first, seed by seed; then the long ones, whose torch-pruning row waits until every
-    configuration has its short runs on every seed (its validation decides which one)."""
+    configuration has its short runs on every seed of `choice_seeds` (default `seeds`; their validation decides
+    which one)."""
     methods = list(OURS) + list(SETUPS)
     runs = [Run(r, m, s, short) for s in seeds for r in reductions for m in methods]
     runs += [Run(0.0, "teacher_finetuned", s, short) for s in seeds]
     for seed in seeds:
         for reduction in reductions:
             runs += [Run(reduction, m, seed, long) for m in OURS]
-            chosen = best_torch_pruning(folder, asdict(settings), reduction, short, seeds, list(SETUPS))
+            chosen = best_torch_pruning(folder, asdict(settings), reduction, short, choice_seeds or seeds,
+                                        list(SETUPS))
             if chosen is not None:
                 runs.append(Run(reduction, chosen, seed, long))
     return runs + [Run(0.0, "teacher_finetuned", s, long) for s in seeds]
@@ -206,8 +208,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--only", default="*", help="comma-separated shell patterns of run keys to run, e.g. "
                         "'0.60_*_steps1600_seed0' (the plan's order is kept)")
+    parser.add_argument("--choice-seeds", default=None, help="seeds whose short runs choose the torch-pruning "
+                        "configuration of the long runs (default: --seeds), e.g. 0 when only seed 0 ran them all")
     args = parser.parse_args()
     settings = Settings()
+    choice = [int(s) for s in args.choice_seeds.split(",")] if args.choice_seeds else None
     reductions, seeds = [float(r) for r in args.reductions.split(",")], [int(s) for s in args.seeds.split(",")]
     if args.quick:
         settings = Settings(train_images=64, eval_images=16, prune_batches=1, bn_batches=2, resamples=20)
@@ -223,7 +228,7 @@ def main() -> None:
     with Progress() as progress:
         bar = progress.add_task("evidence runs", total=None)
         while True:  # the long torch-pruning runs join the plan once the short ones have decided their setup
-            runs = plan_runs(reductions, seeds, args.short, args.long, folder, settings)
+            runs = plan_runs(reductions, seeds, args.short, args.long, folder, settings, choice)
             todo = [run for run in runs if not done(folder / f"{run.key}.json", asdict(settings))
                     and any(fnmatch.fnmatch(run.key, pattern) for pattern in args.only.split(","))]
             progress.update(bar, total=len(runs), completed=len(runs) - len(todo))

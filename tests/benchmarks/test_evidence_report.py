@@ -47,3 +47,24 @@ def test_one_seed_gives_no_verdict_and_overlapping_seeds_are_not_ahead(tmp_path)
     evidence_report.collect(tmp_path, out, SETTINGS)
     assert "| task_taylor | taylor | 2 | +2.25 [+1.00, +3.50] | +2.25 [+1.00, +3.50] | yes |" in (
         out / "evidence.md").read_text()
+
+
+def test_long_torch_pruning_run_of_a_later_seed_can_be_chosen_on_the_first_seed(tmp_path):
+    """`evidence.py --seeds 1 --choice-seeds 0`: seed 1 ran only the chosen configuration's short run, so its long
+    torch-pruning run is planned only when the choice is read from seed 0, where every configuration ran."""
+    import evidence
+
+    settings = evidence.Settings()
+    names = list(evidence.SETUPS)
+    for index, name in enumerate(names):
+        write_run(tmp_path, name, 0, validation=-10.0 + index, test=-5.0)
+    write_run(tmp_path, names[0], 1, validation=-3.0, test=-3.0)
+    for path in tmp_path.glob("*.json"):  # the grid's own settings, so the runs count
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "settings": json.loads(json.dumps(evidence.asdict(settings)))}))
+    long_tp = {run.method for run in evidence.plan_runs([0.6], [1], 400, 1600, tmp_path, settings)
+               if run.steps == 1600} - set(evidence.OURS) - {"teacher_finetuned"}
+    assert long_tp == set()
+    chosen = {run.method for run in evidence.plan_runs([0.6], [1], 400, 1600, tmp_path, settings, [0])
+              if run.steps == 1600 and run.seed == 1} - set(evidence.OURS) - {"teacher_finetuned"}
+    assert chosen == {names[-1]}  # the best seed-0 validation, not seed 1's only run

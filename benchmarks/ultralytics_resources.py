@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="wall seconds before a child is stopped")
     parser.add_argument("--memory-cap-gb", type=int, default=6,
                         help="address-space cap of every child (a MemoryError past it, not the machine's OOM killer)")
+    parser.add_argument("--name", default="ultralytics_resources", help="results file stem")
     args = parser.parse_args()
     load_before = uptime()
     rows: list[dict] = []
@@ -128,7 +129,7 @@ def main() -> None:
         result = {"settings": vars(args), "command": "python " + " ".join([Path(sys.argv[0]).as_posix(),
                                                                           *sys.argv[1:]]),
                   "load_before": load_before, "load_after": uptime(), "machine": machine(), "rows": rows}
-        write_results(RESULTS, "ultralytics_resources", result, markdown(result))
+        write_results(RESULTS, args.name, result, markdown(result))
     from rich.console import Console
     from rich.markdown import Markdown
 

@@ -22,8 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-__all__ = ["RESULTS", "ROOT", "claim", "done", "machine", "uptime", "write_atomically", "write_json",
-           "write_results", "write_text"]
+__all__ = ["RESULTS", "ROOT", "claim", "done", "machine", "print_markdown", "uptime", "write_atomically",
+           "write_json", "write_results", "write_text"]
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -104,3 +104,11 @@ def machine() -> dict[str, Any]:
 
     return {"commit": commit, "cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "load": os.getloadavg()[0]}
+
+
+def print_markdown(text: str, width: int = 160) -> None:
+    """Show a result's markdown on the terminal (rich only prints; the files are plain markdown)."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console(width=width).print(Markdown(text))

@@ -28,8 +28,8 @@ import argparse
 import json
 import sys
 
-from child_runs import medians, run_child
-from harness import RESULTS, ROOT, uptime, write_results
+from child_runs import CHILD_END, add_plain, ours_row, run_child, table_rows
+from harness import RESULTS, ROOT, print_markdown, uptime, write_results
 
 _CHILD = """
 import json, resource, sys, time, warnings
@@ -64,19 +64,13 @@ try:
                 model(x)
         except Exception as error:  # recorded, and the timing kept: the pruning itself finished
             row.update(broken=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:200])
-except Exception as error:
-    row.update(error=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:300],
-               cpu_s=time.process_time() - start_cpu, wall_s=time.perf_counter() - start_wall)
-from taskprune.testing.memory import peak_mb  # after the clock: taskprune is loaded by now
-row.update(peak_rss_mb=peak_mb())
-print(json.dumps(row))
-"""
+"""  # the outer try ends in child_runs.CHILD_END
 
 
 def run_pipeline(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 0.0,
                  protected: list[str] | None = None) -> dict:
     code = _CHILD.format(cap=args.memory_cap_gb, name=name, tool=tool, ratio=args.ratio, round_to=args.round_to,
-                         tp_ratio=tp_ratio, protected=protected or [])
+                         tp_ratio=tp_ratio, protected=protected or []) + CHILD_END
     return run_child(code, args.timeout)
 
 
@@ -96,25 +90,19 @@ def matched_tp_ratio(name: str, target: float, protected: list[str], args: argpa
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
-    ours = [run_pipeline(name, "ours", args) for _ in range(args.repeats)]
-    row: dict = {"model": name, "ours_runs": ours}
-    if any("error" in run for run in ours):
-        row["ours_error"] = next(run["error"] for run in ours if "error" in run)
+    row = ours_row(name, [run_pipeline(name, "ours", args) for _ in range(args.repeats)])
+    if "ours_error" in row:
         return row
-    row["ours"] = medians(ours)
-    row["reached"] = ours[0]["reached"]
-    tp_ratio, probe = matched_tp_ratio(name, ours[0]["reached"], ours[0]["protected"], args)
+    protected = row["ours_runs"][0]["protected"]
+    tp_ratio, probe = matched_tp_ratio(name, row["reached"], protected, args)
     if tp_ratio is None:
         row["plain_error"] = probe["error"]
         return row
-    plain = [run_pipeline(name, "plain", args, tp_ratio, ours[0]["protected"]) for _ in range(args.repeats)]
+    plain = [run_pipeline(name, "plain", args, tp_ratio, protected) for _ in range(args.repeats)]
     if any("error" in run for run in plain):
         row["plain_error"] = next(run["error"] for run in plain if "error" in run)
         return row
-    row.update(plain_runs=plain, plain=medians(plain), tp_pruning_ratio=tp_ratio,
-               plain_reached=plain[0]["reached"])
-    row["ours_over_plain"] = {k: row["ours"][k] / row["plain"][k] for k in row["ours"]}
-    return row
+    return add_plain(row, plain, tp_ratio)
 
 
 def main() -> None:
@@ -141,10 +129,7 @@ def main() -> None:
     result = {"settings": {k: v for k, v in vars(args).items()}, "load_before": load_before,
               "load_after": uptime(), "python": sys.version.split()[0], "rows": rows}
     write_results(RESULTS, f"resources_{args.name}", result, markdown(result), indent=2)
-    from rich.console import Console
-    from rich.markdown import Markdown
-
-    Console(width=160).print(Markdown(markdown(result)))
+    print_markdown(markdown(result))
 
 
 def markdown(result: dict) -> str:
@@ -156,21 +141,7 @@ def markdown(result: dict) -> str:
              f"Load before: `{result['load_before']}`; after: `{result['load_after']}`.", "",
              "| model | cut ours / plain | wall s ours / plain | CPU s ours / plain | peak RSS MB ours / plain | "
              "ours/plain wall, CPU, RSS |", "|---|---|---|---|---|---|"]
-    for row in result["rows"]:
-        if "ours" not in row:
-            lines.append(f"| {row['model']} | ours failed: {row.get('ours_error')} | | | | |")
-            continue
-        o = row["ours"]
-        if "plain" not in row:
-            lines.append(f"| {row['model']} | {row['reached']:.3f} / - | {o['wall_s']:.2f} / - | {o['cpu_s']:.2f} / - "
-                         f"| {o['peak_rss_mb']:.0f} / - | torch-pruning: {row.get('plain_error')} |")
-            continue
-        p, r = row["plain"], row["ours_over_plain"]
-        broken = row["plain_runs"][0].get("broken")
-        lines.append(f"| {row['model']} | {row['reached']:.3f} / {row['plain_reached']:.3f} | {o['wall_s']:.2f} / "
-                     f"{p['wall_s']:.2f} | {o['cpu_s']:.2f} / {p['cpu_s']:.2f} | {o['peak_rss_mb']:.0f} / "
-                     f"{p['peak_rss_mb']:.0f} | {r['wall_s']:.2f}x, {r['cpu_s']:.2f}x, {r['peak_rss_mb']:.2f}x"
-                     + (f"; torch-pruning's model no longer runs: {broken}" if broken else "") + " |")
+    lines += table_rows(result["rows"], ("wall_s", "cpu_s"), 2, ("wall_s", "cpu_s", "peak_rss_mb"))
     return "\n".join(lines) + "\n"
 
 

@@ -27,8 +27,8 @@ import json
 import sys
 from pathlib import Path
 
-from child_runs import medians, run_child
-from harness import RESULTS, machine, uptime, write_results
+from child_runs import CHILD_END, add_plain, ours_row, run_child, table_rows
+from harness import RESULTS, machine, print_markdown, uptime, write_results
 
 MODELS = ("yolov8n-seg.yaml", "yolo11n-seg.yaml", "yolo11n-pose.yaml", "yolo11n-obb.yaml", "yolov10n.yaml",
           "yolo12n.yaml")
@@ -68,29 +68,20 @@ try:
                 net.eval()(x)
         except Exception as error:  # recorded, and the timing kept: the pruning itself finished
             row.update(broken=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:200])
-except Exception as error:
-    row.update(error=f"{{type(error).__name__}}: {{error}}".splitlines()[0][:300],
-               cpu_s=time.process_time() - start_cpu, wall_s=time.perf_counter() - start_wall)
-from taskprune.testing.memory import peak_mb  # after the clock: taskprune is loaded by now
-row.update(peak_rss_mb=peak_mb())
-print(json.dumps(row))
-"""
+"""  # the outer try ends in child_runs.CHILD_END
 
 
 def run_pipeline(name: str, tool: str, args: argparse.Namespace, tp_ratio: float = 0.0) -> dict:
     code = _CHILD.format(cap=args.memory_cap_gb, cpu_limit=int(args.cpu_limit), name=name, tool=tool,
-                         ratio=args.ratio, imgsz=args.imgsz, tp_ratio=tp_ratio)
+                         ratio=args.ratio, imgsz=args.imgsz, tp_ratio=tp_ratio) + CHILD_END
     return run_child(code, args.timeout, {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0", "YOLO_VERBOSE": "0"},
                      cpu_limit=args.cpu_limit)
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
-    ours = [run_pipeline(name, "ours", args) for _ in range(args.repeats)]
-    row: dict = {"model": name, "ours_runs": ours}
-    if any("error" in run for run in ours):
-        row["ours_error"] = next(run["error"] for run in ours if "error" in run)
+    row = ours_row(name, [run_pipeline(name, "ours", args) for _ in range(args.repeats)])
+    if "ours_error" in row:
         return row
-    row.update(ours=medians(ours), reached=ours[0]["reached"])
     low, high, probe, middle = 0.0, 0.9, {}, 0.0
     for _ in range(args.bisection_steps):  # torch-pruning's channel ratio for the same parameter cut
         middle = (low + high) / 2
@@ -102,10 +93,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         row["plain_error"] = probe.get("error") or f"its pruned model no longer runs: {probe['broken']}"
         return row
     plain = [probe] + [run_pipeline(name, "plain", args, middle) for _ in range(args.repeats - 1)]
-    row.update(plain_runs=plain, plain=medians(plain), tp_pruning_ratio=middle,
-               plain_reached=plain[0]["reached"])
-    row["ours_over_plain"] = {k: row["ours"][k] / row["plain"][k] for k in row["ours"]}
-    return row
+    return add_plain(row, plain, middle)
 
 
 def main() -> None:
@@ -130,10 +118,7 @@ def main() -> None:
                                                                           *sys.argv[1:]]),
                   "load_before": load_before, "load_after": uptime(), "machine": machine(), "rows": rows}
         write_results(RESULTS, args.name, result, markdown(result))
-    from rich.console import Console
-    from rich.markdown import Markdown
-
-    Console(width=160).print(Markdown(markdown(result)))
+    print_markdown(markdown(result))
 
 
 def markdown(result: dict) -> str:
@@ -149,19 +134,7 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---|---|"]
     measured = {row["model"] for row in result["rows"]}
     missing = [m for m in s["models"] if m not in measured]
-    for row in result["rows"]:
-        if "ours" not in row:
-            lines.append(f"| {row['model']} | ours failed: {row.get('ours_error')} | | | | |")
-            continue
-        o = row["ours"]
-        if "plain" not in row:
-            lines.append(f"| {row['model']} | {row['reached']:.3f} / - | {o['cpu_s']:.1f} / - | {o['wall_s']:.1f} / - "
-                         f"| {o['peak_rss_mb']:.0f} / - | torch-pruning: {row.get('plain_error')} |")
-            continue
-        p, r = row["plain"], row["ours_over_plain"]
-        lines.append(f"| {row['model']} | {row['reached']:.3f} / {row['plain_reached']:.3f} | {o['cpu_s']:.1f} / "
-                     f"{p['cpu_s']:.1f} | {o['wall_s']:.1f} / {p['wall_s']:.1f} | {o['peak_rss_mb']:.0f} / "
-                     f"{p['peak_rss_mb']:.0f} | {r['cpu_s']:.2f}x, {r['peak_rss_mb']:.2f}x |")
+    lines += table_rows(result["rows"], ("cpu_s", "wall_s"), 1, ("cpu_s", "peak_rss_mb"))
     if missing:
         lines += ["", f"Not measured (the run was stopped first): {', '.join(missing)}."]
     return "\n".join(lines) + "\n"

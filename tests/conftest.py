@@ -1,4 +1,4 @@
-"""Shared fixtures: a small two-task model whose structure the tests know by heart."""
+"""Shared fixtures: a small two-task model whose structure the tests know by heart (tests/two_task_models.py)."""
 
 from __future__ import annotations
 
@@ -7,35 +7,16 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from two_task_models import two_head_model
 
 import taskprune
 from taskprune import latency
 from taskprune.graph import count_macs
 
 
-class TwoHead(nn.Module):
-    """trunk.0/trunk.3 serve both tasks; a.0 only task "a"; b.0 only task "b"; a.2 and b.2 are output layers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                                   nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
-        self.a = nn.Sequential(nn.Conv2d(32, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 6, 1))
-        self.b = nn.Sequential(nn.Conv2d(32, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1))
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.trunk(x)
-        return {"a": self.a(features), "b": self.b(features)}
-
-
 @pytest.fixture
 def two_head() -> tuple[nn.Module, torch.Tensor]:
-    torch.manual_seed(0)
-    model = TwoHead().eval()
-    for bn in (model.trunk[1], model.trunk[4]):
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.running_var.data.uniform_(0.5, 1.5)
-    return model, torch.randn(1, 3, 16, 16)
+    return two_head_model(), torch.randn(1, 3, 16, 16)
 
 
 @pytest.fixture

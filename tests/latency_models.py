@@ -7,21 +7,19 @@ from typing import Any
 
 import torch
 from torch import nn
+from two_task_models import TwoHead
 
 from taskprune.latency import LatencyTable, LayerLatency
 
 
-class Wide(nn.Module):
-    """Two tasks on a 128-channel trunk: wide enough that steps of 16 channels can meet a budget."""
+class Wide(TwoHead):
+    """Two tasks on a 128-channel trunk: wide enough that steps of 16 channels can meet a budget. Its output is a
+    tuple, so its tasks are named by position."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-                                   nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU())
-        self.a = nn.Sequential(nn.Conv2d(128, 96, 3, padding=1), nn.ReLU(), nn.Conv2d(96, 4, 1))
-        self.b = nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 2, 1))
+        super().__init__(widths=(64, 128, 96, 128), outputs=(4, 2))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         features = self.trunk(x)
         return self.a(features), self.b(features)
 

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -20,7 +20,8 @@ from torch import nn
 
 from .nms import box_iou
 
-__all__ = ["evaluate", "DetectionMatcher", "SegmentationCounter", "average_precision", "match_detections", "delta_m"]
+__all__ = ["evaluate", "DetectionMatcher", "SegmentationCounter", "average_precision", "decoded_batches",
+           "match_detections", "delta_m"]
 
 
 def match_detections(pred: torch.Tensor, truth: torch.Tensor, iou_threshold: float = 0.5) -> np.ndarray:
@@ -207,12 +208,9 @@ def evaluate(model: nn.Module, data: Iterable[Mapping[str, torch.Tensor]], conf_
     detections = DetectionMatcher(recall_threshold=recall_threshold)
     drivable, lane = SegmentationCounter(), SegmentationCounter()
     try:
-        for batch in data:
-            images = batch["image"].to(device)
-            output = model(images)
-            preds = cast(Any, model).decode(output, conf_threshold=conf_threshold, iou_threshold=iou_threshold)
+        for batch, output, preds in decoded_batches(model, data, conf_threshold, iou_threshold, device):
             boxes = batch["boxes"]
-            truths = [boxes[boxes[:, 0] == i, 1:] for i in range(len(images))]
+            truths = [boxes[boxes[:, 0] == i, 1:] for i in range(len(batch["image"]))]
             detections.update(preds, truths)
             drivable.update(output.drivable, batch["drivable"])
             lane.update(output.lane, batch["lane"])
@@ -220,3 +218,13 @@ def evaluate(model: nn.Module, data: Iterable[Mapping[str, torch.Tensor]], conf_
         model.train(was_training)
     return {**detections.result(), "drivable_miou": drivable.miou(), "lane_acc": lane.recall(),
             "lane_iou": lane.iou()}
+
+
+def decoded_batches(model: nn.Module, data: Iterable[Mapping[str, torch.Tensor]], conf_threshold: float,
+                    iou_threshold: float, device: torch.device,
+                    ) -> Iterator[tuple[Mapping[str, torch.Tensor], Any, list[torch.Tensor]]]:
+    """Each batch of `data` with the output of a DrivingNet-like `model` on its images (moved to `device`) and
+    the detections `model.decode` makes of that output; the caller sets the model's mode."""
+    for batch in data:
+        output = model(batch["image"].to(device))
+        yield batch, output, cast(Any, model).decode(output, conf_threshold=conf_threshold, iou_threshold=iou_threshold)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from .metrics import DetectionMatcher, SegmentationCounter, match_detections
+from .metrics import DetectionMatcher, SegmentationCounter, decoded_batches, match_detections
 
 __all__ = ["SceneRecords", "evaluate_scenes"]
 
@@ -90,10 +89,7 @@ def evaluate_scenes(model: nn.Module, data: Iterable[Mapping[str, torch.Tensor]]
     drivable: list[list[int]] = []
     lane: list[list[int]] = []
     try:
-        for batch in data:
-            images = batch["image"].to(device)
-            output = model(images)
-            preds = cast(Any, model).decode(output, conf_threshold=conf_threshold, iou_threshold=iou_threshold)
+        for batch, output, preds in decoded_batches(model, data, conf_threshold, iou_threshold, device):
             boxes = batch["boxes"]
             for i, pred in enumerate(preds):
                 pred, truth = pred.detach().cpu().float(), boxes[boxes[:, 0] == i, 1:].cpu().float()

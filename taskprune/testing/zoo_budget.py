@@ -12,30 +12,23 @@ import torch
 from torch import nn
 
 from .registry import register_test_model
-from .zoo_modern import _Block
+from .zoo_modern import _ViTTrunk
 
 __all__ = ["TwoTaskViT", "two_task_vit"]
 
 
-class TwoTaskViT(nn.Module):
+class TwoTaskViT(_ViTTrunk):
     """A ViT (embedding 128, four pre-norm blocks, patches of 4 on 64x64) with two task heads: a class from the
     class token and a two-class map from the patch tokens."""
 
     def __init__(self, image_size: int = 64, patch: int = 4, dim: int = 128, depth: int = 4, num_heads: int = 2,
                  classes: int = 10, seg_classes: int = 2) -> None:
-        super().__init__()
-        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
-        self.cls_token = nn.Parameter(0.02 * torch.randn(1, 1, dim))
-        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, (image_size // patch) ** 2 + 1, dim))
-        self.blocks = nn.Sequential(*(_Block(dim, num_heads) for _ in range(depth)))
-        self.norm = nn.LayerNorm(dim)
+        super().__init__(image_size, patch, dim, depth, num_heads)
         self.head = nn.Linear(dim, classes)
         self.seg_head = nn.Linear(dim, seg_classes)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
-        features = self.norm(self.blocks(tokens))
+        features = self.features(x)
         return {"cls": self.head(features[:, 0]), "seg": self.seg_head(features[:, 1:])}
 
 

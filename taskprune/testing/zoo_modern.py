@@ -92,7 +92,25 @@ class _Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class ViTLike(nn.Module):
+class _ViTTrunk(nn.Module):
+    """Patch-embedding conv, class token and position embedding parameters, pre-norm blocks and a final norm:
+    `features` gives the normed tokens, the class token first."""
+
+    def __init__(self, image_size: int, patch: int, dim: int, depth: int, num_heads: int) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(0.02 * torch.randn(1, 1, dim))
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, (image_size // patch) ** 2 + 1, dim))
+        self.blocks = nn.Sequential(*(_Block(dim, num_heads) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
+        return self.norm(self.blocks(tokens))
+
+
+class ViTLike(_ViTTrunk):
     """Patch-embedding conv, class token and position embedding parameters, pre-norm blocks, linear head."""
 
     def __init__(
@@ -104,18 +122,11 @@ class ViTLike(nn.Module):
         num_heads: int = 4,
         classes: int = 10,
     ) -> None:
-        super().__init__()
-        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
-        self.cls_token = nn.Parameter(0.02 * torch.randn(1, 1, dim))
-        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, (image_size // patch) ** 2 + 1, dim))
-        self.blocks = nn.Sequential(*(_Block(dim, num_heads) for _ in range(depth)))
-        self.norm = nn.LayerNorm(dim)
+        super().__init__(image_size, patch, dim, depth, num_heads)
         self.head = nn.Linear(dim, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
-        return self.head(self.norm(self.blocks(tokens))[:, 0])
+        return self.head(self.features(x)[:, 0])
 
 
 @register_test_model("zoo")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ._util import conv_bn_act
 from .registry import register_test_model
-from .zoo_yolov8 import _DFL, SPPF, C2f
+from .zoo_yolov8 import _DFL, SPPF, C2f, _decode, _PANBody
 
 __all__ = ["C2PSA", "C3k2", "PSAAttention", "YOLO11SegLike", "yolo11_seg_like", "yolo11n_seg"]
 
@@ -157,25 +157,11 @@ class _SegmentHead(nn.Module):
         coefficients = torch.cat([m(f).view(b, self.num_masks, -1) for m, f in zip(self.mask, feats, strict=True)],
                                  2)
         levels = [torch.cat([bx(f), cl(f)], 1) for bx, cl, f in zip(self.box, self.cls, feats, strict=True)]
-        flat = torch.cat([level.view(b, 4 * self.reg_max + self.num_classes, -1) for level in levels], 2)
-        box, cls = flat.split((4 * self.reg_max, self.num_classes), 1)
-        anchors, strides = self._anchors(levels)
-        left_top, right_bottom = self.dfl(box).chunk(2, 1)
-        x1y1, x2y2 = anchors - left_top, anchors + right_bottom
-        boxes = torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], 1) * strides
+        boxes, cls = _decode(levels, self.dfl, self.num_classes, self.strides)
         return torch.cat([boxes, cls.sigmoid()], 1), coefficients, protos
 
-    def _anchors(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        points, strides = [], []
-        for level, stride in zip(levels, self.strides, strict=True):
-            h, w = level.shape[-2:]
-            sy, sx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-            points.append(torch.stack((sx, sy), 0).view(2, -1))
-            strides.append(torch.full((1, h * w), float(stride)))
-        return torch.cat(points, 1).unsqueeze(0), torch.cat(strides, 1).unsqueeze(0)
 
-
-class YOLO11SegLike(nn.Module):
+class YOLO11SegLike(_PANBody):
     """YOLO11-seg: backbone of C3k2 stages, SPPF and C2PSA; FPN/PAN neck of C3k2; a Segment head.
 
     Eval output: ``(detections [B, 4 + nc, N], mask coefficients [B, nm, N], prototypes [B, nm, H/4, W/4])``.
@@ -214,14 +200,7 @@ class YOLO11SegLike(nn.Module):
                                  w(num_protos))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        c3 = self.stage3(self.stem(x))
-        c4 = self.stage4(c3)
-        c5 = self.stage5(c4)
-        h4 = self.top_down4(torch.cat([self.up(c5), c4], 1))
-        p3 = self.top_down3(torch.cat([self.up(h4), c3], 1))
-        p4 = self.bottom_up4(torch.cat([self.down3(p3), h4], 1))
-        p5 = self.bottom_up5(torch.cat([self.down4(p4), c5], 1))
-        return self.head([p3, p4, p5])
+        return self.head(self.neck(x))
 
 
 @register_test_model("large")

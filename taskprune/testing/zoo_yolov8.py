@@ -85,6 +85,56 @@ class _DFL(nn.Module):
         return self.conv(x.view(b, 4, self.reg_max, a).transpose(2, 1).softmax(1)).view(b, 4, a)
 
 
+def _decode(levels: list[torch.Tensor], dfl: _DFL, num_classes: int,
+            level_strides: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes [B, 4, N] (centre and size in pixels) and class logits [B, nc, N] over the anchors of every level,
+    from the per-level head outputs [B, 4 * reg_max + nc, H, W] (YOLOv8's and YOLO11's eval decoding)."""
+    b = levels[0].shape[0]
+    flat = torch.cat([level.view(b, 4 * dfl.reg_max + num_classes, -1) for level in levels], 2)
+    box, cls = flat.split((4 * dfl.reg_max, num_classes), 1)
+    anchors, strides = _anchors(levels, level_strides)
+    left_top, right_bottom = dfl(box).chunk(2, 1)
+    x1y1, x2y2 = anchors - left_top, anchors + right_bottom
+    return torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], 1) * strides, cls
+
+
+def _anchors(levels: list[torch.Tensor], level_strides: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    points, strides = [], []
+    for level, stride in zip(levels, level_strides, strict=True):
+        h, w = level.shape[-2:]
+        sy, sx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        points.append(torch.stack((sx, sy), 0).view(2, -1))
+        strides.append(torch.full((1, h * w), float(stride)))
+    return torch.cat(points, 1).unsqueeze(0), torch.cat(strides, 1).unsqueeze(0)
+
+
+class _PANBody(nn.Module):
+    """What YOLOv8's and YOLO11's bodies share: a backbone of stem and stages 3-5 and a top-down then bottom-up
+    neck, whose outputs P3, P4, P5 feed the head."""
+
+    stem: nn.Module
+    stage3: nn.Module
+    stage4: nn.Module
+    stage5: nn.Module
+    up: nn.Module
+    top_down4: nn.Module
+    top_down3: nn.Module
+    down3: nn.Module
+    bottom_up4: nn.Module
+    down4: nn.Module
+    bottom_up5: nn.Module
+
+    def neck(self, x: torch.Tensor) -> list[torch.Tensor]:
+        c3 = self.stage3(self.stem(x))
+        c4 = self.stage4(c3)
+        c5 = self.stage5(c4)
+        h4 = self.top_down4(torch.cat([self.up(c5), c4], 1))
+        p3 = self.top_down3(torch.cat([self.up(h4), c3], 1))
+        p4 = self.bottom_up4(torch.cat([self.down3(p3), h4], 1))
+        p5 = self.bottom_up5(torch.cat([self.down4(p4), c5], 1))
+        return [p3, p4, p5]
+
+
 class _SegmentHead(nn.Module):
     def __init__(
         self,
@@ -132,26 +182,12 @@ class _SegmentHead(nn.Module):
             [m(f).view(b, self.num_masks, -1) for m, f in zip(self.mask_coefficients, feats, strict=True)], 2
         )
         levels = [torch.cat([bx(f), cl(f)], 1) for bx, cl, f in zip(self.box, self.cls, feats, strict=True)]
-        flat = torch.cat([level.view(b, 4 * self.reg_max + self.num_classes, -1) for level in levels], 2)
-        box, cls = flat.split((4 * self.reg_max, self.num_classes), 1)
-        anchors, strides = self._anchors(levels)
-        left_top, right_bottom = self.dfl(box).chunk(2, 1)
-        x1y1, x2y2 = anchors - left_top, anchors + right_bottom
-        boxes = torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], 1) * strides
+        boxes, cls = _decode(levels, self.dfl, self.num_classes, self.strides)
         predictions = torch.cat([boxes, cls.sigmoid(), coefficients], 1)
         return predictions, (levels, coefficients, protos)
 
-    def _anchors(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        points, strides = [], []
-        for level, stride in zip(levels, self.strides, strict=True):
-            h, w = level.shape[-2:]
-            sy, sx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-            points.append(torch.stack((sx, sy), 0).view(2, -1))
-            strides.append(torch.full((1, h * w), float(stride)))
-        return torch.cat(points, 1).unsqueeze(0), torch.cat(strides, 1).unsqueeze(0)
 
-
-class YOLOv8SegLike(nn.Module):
+class YOLOv8SegLike(_PANBody):
     """Backbone of C2f stages + SPPF, PAN neck, segmentation head.
 
     Eval output: ``(predictions [B, 4 + nc + nm, N], (per-level head outputs, mask coefficients [B, nm, N],
@@ -177,14 +213,7 @@ class YOLOv8SegLike(nn.Module):
     def forward(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, tuple[list[torch.Tensor], torch.Tensor, torch.Tensor], list[torch.Tensor]]:
-        c3 = self.stage3(self.stem(x))
-        c4 = self.stage4(c3)
-        c5 = self.stage5(c4)
-        h4 = self.top_down4(torch.cat([self.up(c5), c4], 1))
-        p3 = self.top_down3(torch.cat([self.up(h4), c3], 1))
-        p4 = self.bottom_up4(torch.cat([self.down3(p3), h4], 1))
-        p5 = self.bottom_up5(torch.cat([self.down4(p4), c5], 1))
-        neck = [p3, p4, p5]
+        neck = self.neck(x)
         predictions, extras = self.head(neck)
         return predictions, extras, neck
 

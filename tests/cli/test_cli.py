@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -15,26 +14,7 @@ from taskprune.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-USER_MODELS = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-    class DetSeg(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.trunk = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                                       nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
-            self.det = nn.Conv2d(32, 6, 1)
-            self.seg = nn.Sequential(nn.Conv2d(32, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 2, 1))
-
-        def forward(self, x):
-            features = self.trunk(x)
-            return {"det": self.det(features), "seg": self.seg(features)}
-
-    def build():
-        torch.manual_seed(0)
-        return DetSeg()
-
+USER_FUNCTIONS = '''
     def build_with_inputs():
         return build(), torch.randn(1, 3, 32, 32)
 
@@ -45,12 +25,12 @@ USER_MODELS = textwrap.dedent('''
         import taskprune
         losses = {"det": lambda out, batch: out.pow(2).mean(), "seg": lambda out, batch: out.pow(2).mean()}
         return taskprune.Tasks(losses=losses), [torch.randn(2, 3, 32, 32) for _ in range(2)]
-''')
+'''
 
 
 @pytest.fixture
-def user_dir(user_modules):
-    return user_modules(user_models=USER_MODELS, not_importable="import no_such_package_xyz\n")
+def user_dir(det_seg_module):
+    return det_seg_module("user_models", USER_FUNCTIONS, not_importable="import no_such_package_xyz\n")
 
 
 def test_help_explains_every_command_with_an_example(capsys):

@@ -5,7 +5,6 @@ exit status, --version, messages that read as English, and the quickstart's coun
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,8 @@ from taskprune.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-MODELS = textwrap.dedent('''
-    import torch
-    from torch import nn
+FUNCTIONS = '''
     import taskprune
-
-    class DetSeg(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.trunk = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1))
-            self.det = nn.Conv2d(16, 6, 1)
-            self.seg = nn.Conv2d(16, 2, 1)
-
-        def forward(self, x):
-            features = self.trunk(x)
-            return {"det": self.det(features), "seg": self.seg(features)}
-
-    def build():
-        torch.manual_seed(0)
-        return DetSeg()
 
     def build_with_unfit_inputs():
         return build(), torch.randn(1, 5, 32, 32)
@@ -42,15 +24,15 @@ MODELS = textwrap.dedent('''
         picks = {"det": lambda out: out["detection"], "seg": lambda out: out["seg"]}
         losses = {"det": lambda out, batch: out.pow(2).mean(), "seg": lambda out, batch: out.pow(2).mean()}
         return taskprune.Tasks(outputs=picks, losses=losses), [torch.randn(2, 3, 32, 32)]
-''')
+'''
 
 PACKAGE = Path(taskprune.__file__).parent
 DOCS = Path(__file__).parents[2] / "docs"
 
 
 @pytest.fixture
-def models(user_modules):
-    return user_modules(first_hour_models=MODELS)
+def models(det_seg_module):
+    return det_seg_module("first_hour_models", FUNCTIONS)
 
 
 def test_a_gradient_criterion_without_tasks_names_the_tasks_option(models, one_line_error):

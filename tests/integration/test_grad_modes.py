@@ -4,27 +4,17 @@ parameter comes back with the `requires_grad` the caller gave it."""
 
 from __future__ import annotations
 
-import importlib.util
 from contextlib import nullcontext
-from pathlib import Path
 
 import pytest
 import torch
 from state_checks import snapshot, unchanged
+from two_task_models import imitation_batches, two_head_model
 
 import taskprune
 from taskprune.train import FinetuneConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-# the shared two-task model of tests/conftest.py, loaded by path: `from conftest import` would find whichever
-# conftest module pytest imported first (tests/driving has one too) when the whole suite runs
-_spec = importlib.util.spec_from_file_location("tests_root_conftest",
-                                               Path(__file__).resolve().parents[1] / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_conftest)
-TwoHead = _conftest.TwoHead
 
 TASKS = taskprune.Tasks(outputs={"a": lambda out: out["a"], "b": lambda out: out["b"]},
                         losses={"a": lambda out, batch: out.pow(2).mean(),
@@ -50,11 +40,7 @@ SETUPS = {
 
 
 def _model(setup: str | None = None):
-    torch.manual_seed(0)
-    model = TwoHead().eval()
-    for bn in (model.trunk[1], model.trunk[4]):
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.running_var.data.uniform_(0.5, 1.5)
+    model = two_head_model()
     return SETUPS[setup][0](model) if setup else model
 
 
@@ -133,18 +119,6 @@ WITHIN_TASKS = taskprune.Tasks(losses={"a": lambda out, batch: (out - batch["a"]
                                inputs=lambda batch: batch["image"])
 
 
-def _within_data():
-    teacher = _model()
-    generator = torch.Generator().manual_seed(3)
-    batches = []
-    for _ in range(3):
-        image = torch.randn(4, 3, 16, 16, generator=generator)
-        with torch.no_grad():
-            out = teacher(image)
-        batches.append({"image": image, "a": out["a"], "b": out["b"]})
-    return batches
-
-
 def _within(model, batches):
     params = sum(p.numel() for p in _model().parameters())
 
@@ -160,7 +134,7 @@ def _within(model, batches):
 
 @pytest.mark.parametrize("setup", SETUPS)
 def test_prune_within_is_the_plain_models(setup):
-    batches = _within_data()  # made outside the grad mode: finetune trains on them as they are
+    batches = imitation_batches(_model(), 3)  # made outside the grad mode: finetune trains on them as they are
     plain = _within(_model(), batches)
     model = _model(setup)
     flags, before = _flags(model), snapshot(model)

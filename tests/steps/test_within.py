@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from two_task_models import imitation_batches
 
 import taskprune
 from taskprune.criteria import get_criterion
@@ -20,14 +21,7 @@ TASKS = taskprune.Tasks(losses={"a": lambda out, batch: (out - batch["a"]).pow(2
 
 def _teacher_and_data(two_head):
     model, x = two_head
-    generator = torch.Generator().manual_seed(3)
-    batches = []
-    for _ in range(4):
-        image = torch.randn(4, 3, 16, 16, generator=generator)
-        with torch.no_grad():
-            out = model(image)
-        batches.append({"image": image, "a": out["a"], "b": out["b"]})  # learn to imitate the teacher
-    return model, x, batches
+    return model, x, imitation_batches(model, 4)  # learn to imitate the teacher
 
 
 def _scores(batches):

@@ -134,8 +134,9 @@ def _versus_fastest(cells: dict[tuple[float, str], list[dict]], speedup: float, 
               and all("at_fastest" in r for r in runs)}
     if not slower:
         return f"| {speedup:.2f}x | {best} | none reached it (fastest {fastest:.2f}x) | - | - | - | - |"
+    common = set.intersection(*(set(runs) for runs in slower.values()))  # chosen on the seeds all of them ran
     theirs_name = max(slower, key=lambda m: statistics.mean(
-        _final(r)["sets"]["validation"]["delta_m"] for r in slower[m].values()))
+        _final(r)["sets"]["validation"]["delta_m"] for seed, r in slower[m].items() if not common or seed in common))
     theirs, mine = slower[theirs_name], ours[best]
     seeds = sorted(set(theirs) & set(mine))
     texts, ahead = [], bool(seeds)

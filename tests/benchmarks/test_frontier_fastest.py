@@ -79,3 +79,13 @@ def test_fastest_fine_tunes_each_unreached_run_once(tmp_path: Path, monkeypatch:
     assert written["at_fastest"]["speedup"] == 1.73 and not list(tmp_path.glob("*.claim"))
     frontier.fine_tune_fastest(keys, tmp_path, frontier.Matching(), frontier.Settings(), 400)
     assert calls == [0]
+
+
+def test_torch_pruning_at_its_fastest_is_chosen_on_the_seeds_every_configuration_ran() -> None:
+    """One configuration ran two seeds, one ran seed 0 only: the choice reads seed 0 alone, so a single lucky seed
+    cannot beat two seeds' mean; the chosen one is then paired on every seed it ran."""
+    runs = [reached("latency_task_taylor", 0, -13.0), reached("latency_task_taylor", 1, -14.0),
+            unreached("tp_global_iso_r8", 0, 1.57, -20.0), unreached("tp_global_iso_r8", 1, 1.72, -23.0),
+            unreached("tp_local_r8", 0, 1.67, -21.0)]
+    text = frontier_report.markdown(results(runs))
+    assert "tp_global_iso_r8 at its fastest (1.65x) | 2 | +8.00 [+7.00, +9.00] |" in text

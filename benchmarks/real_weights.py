@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 import warnings
@@ -57,6 +58,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crop", default="128x256", help="training crop, height x width (multiples of 32)")
     parser.add_argument("--score-batches", type=int, default=4)
     parser.add_argument("--picture", default="twinlitenetplus_nano", help="network whose masks are kept for the PNG")
+    parser.add_argument("--memory-cap-gb", type=int, default=None,
+                        help="address-space cap of this process: a torch-pruning cell that exceeds it is recorded as "
+                             "failed (its graph build grew past 7.5 GB on twinlitenet_se) instead of swapping")
     return parser.parse_args(argv)
 
 
@@ -95,7 +99,15 @@ class Bench:
 def cell(bench: Bench, target: str, share: float, method: str, picture: bool) -> dict:
     ratio = share if target == "params" else 1 - share
     start = time.process_time()
-    model, extra = bench.prune(target, ratio, method)
+    try:
+        model, extra = bench.prune(target, ratio, method)
+    except (MemoryError, RuntimeError) as error:  # past --memory-cap-gb: the cell has no model, the run goes on
+        if not bench.args.memory_cap_gb or not isinstance(error, MemoryError) and "allocate" not in str(error):
+            raise
+        return {"network": bench.name, "target": target, "share": share, "ratio": ratio, "method": method,
+                "failed": f"{type(error).__name__} under a {bench.args.memory_cap_gb} GB address-space cap after "
+                          f"{time.process_time() - start:.0f} CPU s", "prune_cpu_seconds": time.process_time() - start,
+                "pruned": None}
     prune_seconds = time.process_time() - start
     params = sum(p.numel() for p in model.parameters())
     record = {"network": bench.name, "target": target, "share": share, "ratio": ratio, "method": method,
@@ -128,7 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     if not available():
         raise SystemExit("../shared/real is missing: the pretrained networks and frames live there")
     torch.set_num_threads(1)
-    settings = {k: v for k, v in vars(args).items() if k not in ("networks", "targets", "methods", "picture")}
+    if args.memory_cap_gb:
+        resource.setrlimit(resource.RLIMIT_AS, (args.memory_cap_gb << 30, args.memory_cap_gb << 30))
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("networks", "targets", "methods", "picture", "memory_cap_gb")}
     for name in args.networks.split(","):
         bench = None
         for target, share in (t.split(":") for t in args.targets.split(",")):
@@ -146,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
                 record = cell(bench, target, float(share), method, picture=name == args.picture)
                 write_json(path, {"settings": settings, "machine": machine(), "record": record})
                 path.with_suffix(".claim").unlink(missing_ok=True)
-                print(f"{path.stem}: {record['pruned']} -> {record.get('recovered')}", flush=True)
+                print(f"{path.stem}: {record.get('failed') or record['pruned']} -> {record.get('recovered')}",
+                      flush=True)
 
 
 if __name__ == "__main__":

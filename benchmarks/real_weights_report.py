@@ -63,6 +63,10 @@ def markdown(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         rows = sorted((r for r in records if r["network"] == network),
                       key=lambda r: (r["target"], -r["share"], METHODS.index(r["method"])))
         for r in rows:
+            if r.get("failed"):
+                lines.append(f"| {r['target']} {r['share']:g} | {r['method']} | no model: {r['failed']} | | | "
+                             f"{r['prune_cpu_seconds']:.0f} |")
+                continue
             cpu = r["prune_cpu_seconds"] + r.get("recovery_cpu_seconds", 0.0)
             lines.append(f"| {r['target']} {r['share']:g} | {r['method']} | {100 * r['params_reduction']:.1f}% | "
                          f"{fmt(r['pruned'])} | {fmt(r.get('recovered'))} | {cpu:.0f} |")
@@ -91,7 +95,7 @@ def missing_by_network(missing: list[str]) -> dict[str, int]:
 
 
 def verdict(records: list[dict[str, Any]]) -> str:
-    at50 = [r for r in records if r["target"] == "params" and r["share"] == 0.5 and r.get("recovered")]
+    at50 = [r for r in records if r["target"] == "params" and r["share"] == 0.5 and r.get("recovered") is not None]
     parts = []
     for network in sorted({r["network"] for r in at50}):
         row = {r["method"]: mean(r["recovered"]) for r in at50 if r["network"] == network}
@@ -101,9 +105,12 @@ def verdict(records: list[dict[str, Any]]) -> str:
         if aware is None or not others:
             continue
         ahead = all(aware[0] > v for v in others.values())
+        failed = [r["method"] for r in records if r["network"] == network and r.get("failed")
+                  and r["target"] == "params" and r["share"] == 0.5]
         parts.append(f"{network}: {aware[1]} {aware[0]:.1f} vs " + ", ".join(f"{m} {v:.1f}" for m, v in
                                                                               others.items()) +
-                     (" (ahead)" if ahead else " (not ahead)"))
+                     (" (ahead)" if ahead else " (not ahead)") +
+                     "".join(f"; {m} produced no model" for m in failed))
     return ("At 50% of the parameters, after recovery, task-aware against task-blind `taylor` and torch-pruning "
             "(mean agreement): " + ("; ".join(parts) if parts else "no complete cell") + ".")
 

@@ -1,0 +1,44 @@
+"""real_weights.py with a memory cap: a torch-pruning cell past it is recorded as failed and reported so, and
+the run goes on; anything else is raised. No pretrained network needed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+
+def _failing_bench(error: Exception, cap: int | None = 4):
+    def prune(target, ratio, method):
+        raise error
+
+    return SimpleNamespace(name="net", args=SimpleNamespace(memory_cap_gb=cap), prune=prune)
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory")])
+def test_a_torch_pruning_cell_past_the_memory_cap_is_recorded_as_failed_and_reported(error):
+    import real_weights
+    import real_weights_report
+
+    record = real_weights.cell(_failing_bench(error), "params", 0.5, "torch_pruning", picture=False)
+    assert record["pruned"] is None and record["failed"].startswith(f"{type(error).__name__} under a 4 GB")
+    done = {"network": "net", "target": "params", "share": 0.5, "params_reduction": 0.5, "prune_cpu_seconds": 1.0,
+            "pruned": {"drivable": 50.0, "lane": 40.0}, "recovered": {"drivable": 60.0, "lane": 50.0}}
+    records = [record, {**done, "method": "task_taylor"},
+               {**done, "method": "taylor", "recovered": {"drivable": 10.0, "lane": 10.0}}]
+    assert real_weights_report.verdict(records).endswith(
+        "net: task_taylor 55.0 vs taylor 10.0 (ahead); torch_pruning produced no model.")
+    assert [w["winners"] for w in real_weights_report.winners(records, "recovered")] == [["task_taylor"]]
+
+
+def test_other_errors_and_errors_without_a_cap_are_raised():
+    import real_weights
+
+    with pytest.raises(RuntimeError, match="shape"):
+        real_weights.cell(_failing_bench(RuntimeError("shape mismatch")), "params", 0.5, "torch_pruning", False)
+    with pytest.raises(MemoryError):
+        real_weights.cell(_failing_bench(MemoryError(), cap=None), "params", 0.5, "torch_pruning", False)

@@ -19,6 +19,7 @@ import os
 import resource
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -101,13 +102,13 @@ def cell(bench: Bench, target: str, share: float, method: str, picture: bool) ->
     start = time.process_time()
     try:
         model, extra = bench.prune(target, ratio, method)
-    except (MemoryError, RuntimeError) as error:  # past --memory-cap-gb: the cell has no model, the run goes on
-        if not bench.args.memory_cap_gb or not isinstance(error, MemoryError) and "allocate" not in str(error):
+    except Exception as error:  # torch-pruning's own failure is a result (the cell has no model); ours is raised
+        why = torch_pruning_failure(error, method, bench.args.memory_cap_gb)
+        if why is None:
             raise
         return {"network": bench.name, "target": target, "share": share, "ratio": ratio, "method": method,
-                "failed": f"{type(error).__name__} under a {bench.args.memory_cap_gb} GB address-space cap after "
-                          f"{time.process_time() - start:.0f} CPU s", "prune_cpu_seconds": time.process_time() - start,
-                "pruned": None}
+                "failed": f"{why} after {time.process_time() - start:.0f} CPU s",
+                "prune_cpu_seconds": time.process_time() - start, "pruned": None}
     prune_seconds = time.process_time() - start
     params = sum(p.numel() for p in model.parameters())
     record = {"network": bench.name, "target": target, "share": share, "ratio": ratio, "method": method,
@@ -129,6 +130,18 @@ def cell(bench: Bench, target: str, share: float, method: str, picture: bool) ->
         np.savez_compressed(RUNS / f"{stem(bench.name, target, share, method)}_masks.npz",
                             **{f"{k}_{t}": v[t][0].numpy().astype(bool) for k, v in shown.items() for t in TASK_NAMES})
     return record
+
+
+def torch_pruning_failure(error: Exception, method: str, cap: int | None) -> str | None:
+    """Why a cell has no model when that is a finding, not our bug: the process outgrew --memory-cap-gb, or
+    torch-pruning raised from inside its own code (its 1.6.1 defects); None for anything else."""
+    if cap and (isinstance(error, MemoryError) or isinstance(error, RuntimeError) and "allocate" in str(error)):
+        return f"{type(error).__name__} under a {cap} GB address-space cap"
+    frames = traceback.extract_tb(error.__traceback__)
+    if method == "torch_pruning" and frames and f"{os.sep}torch_pruning{os.sep}" in frames[-1].filename:
+        inside = frames[-1].filename.rsplit(f"{os.sep}torch_pruning{os.sep}", 1)[1]
+        return f"{type(error).__name__} inside torch_pruning/{inside}: {str(error)[:120]}"
+    return None
 
 
 def stem(network: str, target: str, share: float, method: str) -> str:

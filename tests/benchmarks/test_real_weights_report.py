@@ -35,6 +35,21 @@ def test_a_torch_pruning_cell_past_the_memory_cap_is_recorded_as_failed_and_repo
     assert [w["winners"] for w in real_weights_report.winners(records, "recovered")] == [["task_taylor"]]
 
 
+def test_an_error_raised_inside_torch_pruning_is_its_failure_and_ours_is_raised():
+    import real_weights
+
+    def raise_inside_torch_pruning(target, ratio, method):  # as 1.6.1's importance does on twinlitenet_se
+        code = compile("raise IndexError('index 32 is out of bounds')", "/site/torch_pruning/pruner/importance.py",
+                       "exec")
+        exec(code)
+
+    bench = SimpleNamespace(name="net", args=SimpleNamespace(memory_cap_gb=None), prune=raise_inside_torch_pruning)
+    record = real_weights.cell(bench, "params", 0.3, "torch_pruning", picture=False)
+    assert record["failed"].startswith("IndexError inside torch_pruning/pruner/importance.py: index 32")
+    with pytest.raises(IndexError):  # the same error from one of our criteria is a bug, not a result
+        real_weights.cell(bench, "params", 0.3, "task_taylor", picture=False)
+
+
 def test_other_errors_and_errors_without_a_cap_are_raised():
     import real_weights
 

@@ -11,11 +11,11 @@ reaches is recorded as unreachable with the fastest speed it did reach, and not 
     python benchmarks/frontier.py &     # resumable; each process (one thread) claims the next run
     python benchmarks/frontier.py       # ... a second process on the second core
     python benchmarks/frontier.py --collect
-    python benchmarks/frontier.py --retime --threads 2   # re-time every matched student in one interleaved run
     python benchmarks/frontier.py --fastest --speedups 2.0   # an unreached cell's fastest probe, fine-tuned
 
 Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
-frontier.png (frontier_report.py); the matched students are kept under runs/frontier_models/ for --retime.
+frontier.png (frontier_report.py); the matched students' architectures are kept under runs/frontier_models/
+(benchmarks/frontier_threads.py times them at two threads).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from evidence import SETS, Bench, Settings
-from frontier_report import collect, retime
+from frontier_report import collect
 from harness import RESULTS, ROOT, claim, done, machine, write_json
 from tp_baseline import TorchPruningSetup, output_layers, prune_with_setup
 
@@ -217,7 +217,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="fine-tune steps per student")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--collect", action="store_true")
-    parser.add_argument("--retime", action="store_true", help="time every kept student against dense, one run")
     parser.add_argument("--quick", action="store_true", help="a tiny budget, results under runs/frontier_quick")
     parser.add_argument("--fastest", action="store_true",
                         help="fine-tune and score the fastest probe of every run that did not reach its speed")
@@ -234,9 +233,7 @@ def main() -> None:
     folder, models = args.out / "frontier_runs", ROOT / "runs" / "frontier_models"
     meta = {"settings": asdict(settings), "matching": asdict(matching), "steps": args.steps}
     torch.set_num_threads(args.threads)
-    if args.collect or args.retime:
-        if args.retime:
-            retime(models, args.out, args.threads)
+    if args.collect:
         collect(folder, args.out, meta)
         return
     runs = [Run(m, s, seed) for seed in seeds for s in speedups for m in methods]

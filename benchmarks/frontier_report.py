@@ -1,21 +1,19 @@
-"""Gather the frontier runs into frontier.json, frontier.md and frontier.png, and re-time the matched students.
+"""Gather the frontier runs into frontier.json, frontier.md and frontier.png (the students at two threads:
+frontier_threads.py).
 
     python benchmarks/frontier.py --collect
-    python benchmarks/frontier.py --retime --threads 2
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
 
-import torch
 from evidence_report import spread
-from harness import machine, write_atomically, write_json, write_text
+from harness import write_atomically, write_json, write_text
 
 SETS = ("validation", "test_a", "test_b")
 TESTS = ("test_a", "test_b")
@@ -26,10 +24,9 @@ def collect(folder: Path, out: Path, meta: dict) -> dict:
     meta = json.loads(json.dumps(meta))
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     runs = [r for r in runs if r["settings"] == meta]
-    retimes = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("frontier_retime_*t.json"))}
     results = {"meta": {"written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": len(runs),
                         "settings": meta, "command": "python benchmarks/frontier.py"},
-               "runs": runs, "retimes": retimes}
+               "runs": runs}
     write_json(out / "frontier.json", results)
     write_text(out / "frontier.md", markdown(results))
     if any(r["reached"] for r in runs):
@@ -81,7 +78,7 @@ def markdown(results: dict) -> str:
                      + " | ".join(spread([f["sets"][s]["delta_m"] for f in finals]) for s in SETS) + " | "
                      + f"{spread([f['sets']['test_a']['lane_iou'] for f in finals], 1, signed=False)} | "
                      + f"{spread([f['sets']['test_a']['map50'] for f in finals], 1, signed=False)} | {load} |")
-    lines += ["", *_versus(cells), *_retimed(results)]
+    lines += ["", *_versus(cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -146,35 +143,6 @@ def _versus_fastest(cells: dict[tuple[float, str], list[dict]], speedup: float, 
     speed = statistics.mean(theirs[s]["speedup"] for s in set(theirs) & set(ours[best]))
     paired = _paired(ours[best], {seed: _final(r) for seed, r in theirs.items()})
     return f"| {speedup:.2f}x | {best} | none reached it; {theirs_name} at its fastest ({speed:.2f}x) | {paired} |"
-
-
-def _retimed(results: dict) -> list[str]:
-    lines = []
-    for _, record in sorted(results["retimes"].items()):
-        lines += [f"Re-timed in one interleaved run ({record['machine']['threads']} thread(s), median of "
-                  f"{record['repeats']} rounds, load {record['load_before']:.1f} before and "
-                  f"{record['load_after']:.1f} after):", "", "| student | speedup |", "|---|---|"]
-        lines += [f"| {key} | {speedup:.2f}x |" for key, speedup in sorted(record["speedups"].items())]
-        lines.append("")
-    return lines
-
-
-def retime(models: Path, out: Path, threads: int, repeats: int = 21) -> None:
-    """Time the dense teacher and every kept student in one interleaved run at `threads` threads."""
-    from evidence import Settings, load_teacher
-
-    from taskprune.latency import latency_ratios
-
-    torch.set_num_threads(threads)
-    settings = Settings()
-    paths = sorted(models.glob("*.pt"))
-    students = [torch.load(p, weights_only=False) for p in paths]
-    load_before = os.getloadavg()[0]
-    ratios = latency_ratios([load_teacher(settings), *students], torch.zeros(1, 3, *settings.image_size),
-                            repeats=repeats)
-    write_json(out / f"frontier_retime_{threads}t.json", {
-        "machine": machine(), "repeats": repeats, "load_before": load_before, "load_after": os.getloadavg()[0],
-        "speedups": {p.stem: 1 / r for p, r in zip(paths, ratios[1:], strict=True)}})
 
 
 def plot(results: dict, path: Path) -> None:

@@ -38,7 +38,7 @@ def unreached(method: str, seed: int, fastest: float, delta_m: float | None) -> 
 
 def results(runs: list[dict]) -> dict:
     settings = {"matching": {"repeats": 15, "tolerance": 0.03}, "steps": 400}
-    return {"meta": {"written": "now", "settings": settings}, "runs": runs, "retimes": {}}
+    return {"meta": {"written": "now", "settings": settings}, "runs": runs}
 
 
 def test_the_best_taskprune_method_is_compared_with_torch_pruning_at_its_fastest() -> None:

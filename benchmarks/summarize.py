@@ -24,6 +24,8 @@ SECTIONS = [
      "python benchmarks/frontier.py --methods latency_task_taylor,params_task_taylor,tp_global_iso_r16 "
      "--speedups 1.5,2.0 --seeds 1,2; python benchmarks/frontier.py --methods tp_global_iso_r8 --speedups 1.5 "
      "--seeds 1"),
+    ("frontier_threads", "The frontier's students at two threads (matched at one)",
+     "python benchmarks/frontier_threads.py --threads 2"),
     ("frontier_widths", "Why torch-pruning cannot reach 2x here: where each method removes its MACs",
      "OMP_NUM_THREADS=1 python benchmarks/frontier_widths.py"),
     ("within_heldout", "The earlier prune_within searches, checked on the untouched test sets",

@@ -42,6 +42,7 @@ from real_nets import (  # noqa: E402
 )
 
 import taskprune  # noqa: E402
+from taskprune.budget.plan import UnreachableBudget  # noqa: E402
 
 CRITERIA = ("magnitude", "taylor", "task_taylor", "conflict_taylor")
 TP_SETUP = "tp_global_iso"  # what its README advises for accuracy: isomorphic global ranking, a per-layer cap
@@ -102,8 +103,9 @@ def cell(bench: Bench, target: str, share: float, method: str, picture: bool) ->
     start = time.process_time()
     try:
         model, extra = bench.prune(target, ratio, method)
-    except Exception as error:  # torch-pruning's own failure is a result (the cell has no model); ours is raised
-        why = torch_pruning_failure(error, method, bench.args.memory_cap_gb)
+    except Exception as error:  # a refusal or torch-pruning's own failure is a result (no model); ours is raised
+        why = (f"refused: {str(error)[:200]}" if isinstance(error, UnreachableBudget)
+               else torch_pruning_failure(error, method, bench.args.memory_cap_gb))
         if why is None:
             raise
         return {"network": bench.name, "target": target, "share": share, "ratio": ratio, "method": method,

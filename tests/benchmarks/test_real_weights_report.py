@@ -50,6 +50,16 @@ def test_an_error_raised_inside_torch_pruning_is_its_failure_and_ours_is_raised(
         real_weights.cell(bench, "params", 0.3, "task_taylor", picture=False)
 
 
+def test_a_refused_budget_is_the_cells_result():
+    import real_weights
+
+    from taskprune.budget.plan import UnreachableBudget
+
+    refusal = UnreachableBudget("cannot bring the latency to 50.0% of dense within 5%", closest=0.42, round_to=1)
+    record = real_weights.cell(_failing_bench(refusal, cap=None), "latency", 0.5, "magnitude", picture=False)
+    assert record["pruned"] is None and record["failed"].startswith("refused: cannot bring the latency to 50.0%")
+
+
 def test_other_errors_and_errors_without_a_cap_are_raised():
     import real_weights
 

@@ -27,7 +27,7 @@ TASK_NAMES = ("drivable", "lane")
 SPLIT = {"train": (0, 1, 2, 3), "val": (4,), "test": (5, 6)}
 
 __all__ = ["NETWORKS", "REAL", "SPLIT", "TASK_NAMES", "Network", "agreement", "available", "crops", "frames",
-           "load_network", "masks", "real_tasks"]
+           "load_network", "masks", "real_tasks", "whole_frames"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,13 @@ def agreement(model: nn.Module, images: torch.Tensor, reference: dict[str, torch
         union = int((a | b).sum())
         result[task] = 100.0 * int((a & b).sum()) / union if union else 100.0
     return result
+
+
+def whole_frames(images: torch.Tensor, labels: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """One batch of the frames and their mirror images, with the masks: what judges a recovery (crops of one frame
+    misjudge it: real_recovery_judge-crops.md)."""
+    mirrored = {t: torch.cat([m, m.flip(-1)]) for t, m in labels.items()}
+    return [{"image": torch.cat([images, images.flip(-1)]), **mirrored}]
 
 
 def crops(images: torch.Tensor, labels: dict[str, torch.Tensor], count: int, batch_size: int,

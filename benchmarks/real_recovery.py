@@ -23,7 +23,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import RESULTS, machine, write_results  # noqa: E402
-from real_nets import NETWORKS, SPLIT, agreement, crops, frames, load_network, masks, real_tasks  # noqa: E402
+from real_nets import (  # noqa: E402
+    NETWORKS,
+    SPLIT,
+    agreement,
+    crops,
+    frames,
+    load_network,
+    masks,
+    real_tasks,
+    whole_frames,
+)
 
 import taskprune  # noqa: E402
 
@@ -47,9 +57,7 @@ def main() -> None:
         dense = masks(model, images)
         part = {k: (images[list(v)], {t: m[list(v)] for t, m in dense.items()}) for k, v in SPLIT.items()}
         train = crops(*part["train"], args.steps, 4, crop, seed=0)
-        val = crops(*part["val"], 2, 4, crop, seed=1) if args.judge == "crops" else [
-            {"image": torch.cat([part["val"][0], part["val"][0].flip(-1)]),
-             **{t: torch.cat([m, m.flip(-1)]) for t, m in part["val"][1].items()}}]
+        val = crops(*part["val"], 2, 4, crop, seed=1) if args.judge == "crops" else whole_frames(*part["val"])
         pruned = taskprune.prune(model, images[:1], ratio=0.3, progress=False).model
         row = {"network": name, "pruned": agreement(pruned, *part["test"])}
         for label, options in (("defaults", {"val_data": val}), ("before_issue_25", OLD)):

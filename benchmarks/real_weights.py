@@ -4,7 +4,8 @@ Each network (../shared/real) is pruned at a share of its parameters or of its m
 criterion, and with torch-pruning's Taylor pruning as its README advises for accuracy (global, isomorphic, a
 0.8 per-layer cap, bisected to the same parameter count; see tp_baseline.SETUPS). Channels are scored and the
 student recovered on random crops (with flips) of four frames, with the dense network's masks as labels; the
-recovery is `taskprune.finetune` with its defaults, judged on crops of a fifth frame (`val_data=`). Agreement
+recovery is `taskprune.finetune` with its defaults, judged (`val_data=`) on a fifth frame and its mirror image
+(`--judge frames`; the grid committed before 2026-12-06 18:00 judged on crops of it, which misjudge). Agreement
 (IoU of the foreground with the dense network's masks, per output) is reported on the two held-back frames only,
 before and after recovery. Every cell is one JSON file in benchmarks/results/real_weights_runs/, skipped when
 done with the same settings; `real_weights_report.py` writes the tables and the picture.
@@ -39,6 +40,7 @@ from real_nets import (  # noqa: E402
     load_network,
     masks,
     real_tasks,
+    whole_frames,
 )
 
 import taskprune  # noqa: E402
@@ -59,6 +61,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--crop", default="128x256", help="training crop, height x width (multiples of 32)")
     parser.add_argument("--score-batches", type=int, default=4)
+    parser.add_argument("--judge", default="frames", choices=("frames", "crops"),
+                        help="what judges the recovery: the fifth frame and its mirror, or crops of it")
     parser.add_argument("--picture", default="twinlitenetplus_nano", help="network whose masks are kept for the PNG")
     parser.add_argument("--memory-cap-gb", type=int, default=None,
                         help="address-space cap of this process: a torch-pruning cell that exceeds it is recorded as "
@@ -77,7 +81,8 @@ class Bench:
         crop = tuple(int(v) for v in args.crop.split("x"))
         part = {k: (self.images[list(v)], {t: m[list(v)] for t, m in self.dense.items()}) for k, v in SPLIT.items()}
         self.train = crops(*part["train"], max(args.steps, args.score_batches), args.batch_size, crop, seed=0)
-        self.val = crops(*part["val"], 2, args.batch_size, crop, seed=1)
+        self.val = crops(*part["val"], 2, args.batch_size, crop, seed=1) if args.judge == "crops" else \
+            whole_frames(*part["val"])
         self.test_images, self.test_masks = part["test"]
         self.example = self.images[:1].clone()
         self.params = sum(p.numel() for p in self.model.parameters())

@@ -54,8 +54,7 @@ def test_the_default_recovery_never_ends_below_the_unrecovered_agreement():
     student = taskprune.prune(model, images[:1], ratio=0.3, round_to=4, progress=False).model
     start = real_nets.agreement(student, *parts["test"])
     train = real_nets.crops(*parts["train"], 100, 4, (64, 128), seed=0)
-    image, labels = parts["val"]  # judged on the whole frame and its mirror image: crops misjudge (real_recovery.md)
-    val = [{"image": torch.cat([image, image.flip(-1)]), **{t: torch.cat([m, m.flip(-1)]) for t, m in labels.items()}}]
+    val = real_nets.whole_frames(*parts["val"])  # crops misjudge (real_recovery.md)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a recovery that would have hurt says so; tested elsewhere
         taskprune.finetune(student, real_nets.real_tasks(), train, epochs=1, val_data=val, progress=False)

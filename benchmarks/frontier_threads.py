@@ -54,6 +54,12 @@ def points(folder: Path) -> list[dict]:
     return out
 
 
+def rebuilt(student: dict) -> Path:
+    """Where a student pruned again is kept: named by its ratio too, since `frontier.py --fastest` can choose
+    another fastest point for the same run."""
+    return MODELS / f"{student['key']}_ratio{student['ratio']:.4f}.pt"
+
+
 def build(students: list[dict], settings: Settings) -> None:
     """Prune every student again at one thread; each model is saved as it is made (a rerun skips it)."""
     from rich.progress import track
@@ -62,8 +68,8 @@ def build(students: list[dict], settings: Settings) -> None:
     torch.set_num_threads(1)
     bench: Bench | None = None
     for student in track(students, description="rebuilding the frontier's students"):
-        path = MODELS / f"{student['key']}.pt"
-        if path.exists() or (KEPT / path.name).exists():
+        path = rebuilt(student)
+        if path.exists() or (KEPT / f"{student['key']}.pt").exists():
             continue
         bench = bench or Bench(settings)
         torch.manual_seed(student["seed"])
@@ -79,7 +85,7 @@ def time_all(students: list[dict], settings: Settings, threads: int, repeats: in
     teacher, example = load_teacher(settings), torch.zeros(1, 3, *settings.image_size)
     load_before, speedups = os.getloadavg()[0], {}
     for student in students:
-        path = next(p for p in (KEPT / f"{student['key']}.pt", MODELS / f"{student['key']}.pt") if p.exists())
+        path = next(p for p in (KEPT / f"{student['key']}.pt", rebuilt(student)) if p.exists())
         speedups[student["key"]] = 1 / latency_ratios([teacher, torch.load(path, weights_only=False)], example,
                                                       repeats=repeats)[1]
     return {"threads": threads, "load_before": load_before, "load_after": os.getloadavg()[0], "speedups": speedups}

@@ -48,8 +48,8 @@ def markdown(results: dict) -> str:
              "past a ratio); every student then gets the same "
              f"distilled {settings['steps']}-step fine-tune with PreciseBN. Delta_m in percent against the teacher on "
              "the same set (validation decides, tests A and B only report); mean ±half the min-max range over seeds. "
-             "A cell no probe reached shows, once `frontier.py --fastest` has run, its fastest probe pruned again, "
-             "timed again and given the same fine-tune, at the speed it did reach.",
+             "A cell no probe reached shows, once `frontier.py --fastest` has run, its three fastest probes pruned "
+             "again and timed together, the fastest of them given the same fine-tune, at the speed it did reach.",
              "", "| speedup asked | method | reached | measured speedup | params removed | MACs removed | "
              "Delta_m validation | Delta_m test A | Delta_m test B | lane IoU A | mAP50 A | load |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -22,8 +22,9 @@ SECTIONS = [
     ("frontier", "Accuracy at the same measured speed: 1.5x and 2x faster on this CPU",
      "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0 (two processes); "
      "python benchmarks/frontier.py --methods latency_task_taylor,params_task_taylor,tp_global_iso_r16 "
-     "--speedups 1.5,2.0 --seeds 1,2; python benchmarks/frontier.py --methods tp_global_iso_r8 --speedups 1.5 "
-     "--seeds 1"),
+     "--speedups 1.5,2.0 --seeds 1,2; python benchmarks/frontier.py --methods tp_global_iso_r8 --speedups 1.5,2.0 "
+     "--seeds 1,2; python benchmarks/frontier.py --methods latency_task_taylor --speedups 1.7 --seeds 0,1,2; python "
+     "benchmarks/frontier.py --fastest --methods tp_global_iso_r8,tp_local_r8,tp_global_iso_r16 --speedups 2.0"),
     ("frontier_threads", "The frontier's students at two threads (matched at one)",
      "python benchmarks/frontier_threads.py --threads 2"),
     ("frontier_widths", "Why torch-pruning cannot reach 2x here: where each method removes its MACs",

@@ -11,7 +11,7 @@ reaches is recorded as unreachable with the fastest speed it did reach, and not 
     python benchmarks/frontier.py &     # resumable; each process (one thread) claims the next run
     python benchmarks/frontier.py       # ... a second process on the second core
     python benchmarks/frontier.py --collect
-    python benchmarks/frontier.py --fastest --speedups 2.0   # an unreached cell's fastest probe, fine-tuned
+    python benchmarks/frontier.py --fastest --speedups 2.0   # an unreached cell's fastest point, fine-tuned
 
 Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
 frontier.png (frontier_report.py); the matched students' architectures are kept under runs/frontier_models/
@@ -183,8 +183,9 @@ def at_fastest(record: dict, bench: Bench, matching: Matching, steps: int) -> di
     A probe was timed once under whatever load there was, and the fastest of 17 such timings is partly the luckiest
     (seed 2's ratio 0.45 timed 1.64x as a 2x probe and 1.47-1.48x every other time). So the `CANDIDATES` fastest
     probes are pruned again and timed together against the teacher in one interleaved run, and the fastest of that
-    run is the one fine-tuned. A record whose earlier choice is the same ratio keeps its fine-tune (the plan is the
-    same: a method's plan depends only on its ratio and seed)."""
+    run is the one fine-tuned. A record whose earlier choice is the same ratio keeps its fine-tune when the method
+    plans without timing (its plan depends only on its ratio and seed); the latency target's plan is timed, so it is
+    fine-tuned again."""
     run = Run(**record["run"])
     top = sorted((p for p in record["probes"] if "speedup" in p), key=lambda p: -p["speedup"])[:CANDIDATES]
     pruned = []
@@ -199,7 +200,7 @@ def at_fastest(record: dict, bench: Bench, matching: Matching, steps: int) -> di
               "load": load, "candidates": [{"ratio": p["ratio"], "probe_speedup": p["speedup"], "speedup": v}
                                            for p, v in zip(top, speeds, strict=True)]}
     earlier = record.get("at_fastest")
-    if earlier is not None and earlier["ratio"] == chosen["ratio"]:
+    if earlier is not None and earlier["ratio"] == chosen["ratio"] and METHODS[run.method].target != "latency":
         return {**chosen, "rows": earlier["rows"], "fine_tune_kept_from": earlier["speedup"]}
     model, channel_map = pruned[best]
     labels = {**asdict(run), "steps": steps, "at_fastest": True}
@@ -240,7 +241,8 @@ def main() -> None:
     parser.add_argument("--collect", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a tiny budget, results under runs/frontier_quick")
     parser.add_argument("--fastest", action="store_true",
-                        help="fine-tune and score the fastest probe of every run that did not reach its speed")
+                        help="fine-tune and score the fastest point of every run that did not reach its speed "
+                             "(its three fastest probes timed together)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     settings, matching = Settings(), Matching()

@@ -65,8 +65,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="what judges the recovery: the fifth frame and its mirror, or crops of it")
     parser.add_argument("--picture", default="twinlitenetplus_nano", help="network whose masks are kept for the PNG")
     parser.add_argument("--memory-cap-gb", type=int, default=None,
-                        help="address-space cap of this process: a torch-pruning cell that exceeds it is recorded as "
-                             "failed (its graph build grew past 7.5 GB on twinlitenet_se) instead of swapping")
+                        help="address-space cap of this process: a cell that exceeds it is recorded as failed (torch-"
+                             "pruning's graph build grew past 7.5 GB on twinlitenet_se) instead of swapping")
     return parser.parse_args(argv)
 
 

@@ -112,6 +112,9 @@ def test_the_fastest_point_is_chosen_on_one_timing_of_the_fastest_probes(monkeyp
     assert chosen["ratio"] == 0.7 and chosen["speedup"] == pytest.approx(1.66) and bench.fine_tuned == [0.7]
     again = frontier.at_fastest({**record, "at_fastest": chosen}, bench, frontier.Matching(), 400)
     assert again["ratio"] == 0.7 and again["rows"] == chosen["rows"] and bench.fine_tuned == [0.7]
+    timed = {**record, "run": {**record["run"], "method": "latency_task_taylor"}, "at_fastest": chosen}
+    frontier.at_fastest(timed, bench, frontier.Matching(), 400)  # a timed plan is not the same plan again
+    assert bench.fine_tuned == [0.7, 0.7]
 
 
 def test_torch_pruning_at_its_fastest_is_chosen_on_the_seeds_every_configuration_ran() -> None:

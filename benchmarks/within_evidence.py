@@ -71,9 +71,7 @@ def main() -> None:
     stem = f"within_evidence_seed{args.seed}" + ("" if args.importance == "task_taylor" else f"_{args.importance}")
     checkpoint = (args.out / "within_checkpoints" / stem) if not args.quick else args.out / "checkpoint"
     if args.status:
-        state = torch.load(checkpoint / "state.pt", weights_only=True) if (checkpoint / "state.pt").exists() else None
-        print(markdown({"settings": vars(args), "frontier": state["frontier"], "teacher": None}) if state
-              else f"no checkpoint at {checkpoint} yet")
+        print(status(checkpoint, args))
         return
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -107,6 +105,23 @@ def main() -> None:
     print(markdown(record))
 
 
+def status(checkpoint: Path, args: argparse.Namespace) -> str:
+    """The frontier a running search's checkpoint holds. Its test drops are provisional: measured against the
+    teacher's metrics on the same scenes as evidence.py recorded them (evidence_teacher.json), which the finished
+    run re-measures itself."""
+    if not (checkpoint / "state.pt").exists():
+        return f"no checkpoint at {checkpoint} yet"
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    teacher_file = args.out / "evidence_teacher.json"
+    teacher = None
+    if teacher_file.exists():
+        recorded = json.loads(teacher_file.read_text())["teacher"]
+        teacher = {name: {"value": {m: recorded[name][m]["value"] for m in METRICS}} for name in TESTS}
+    text = markdown({"settings": vars(args), "frontier": state["frontier"], "teacher": None}, teacher)
+    return text + ("" if teacher is None else
+                   f"\nTest drops provisional: against the teacher's metrics in {teacher_file.name}.\n")
+
+
 def test_drops(row: dict, teacher: dict) -> dict[str, dict[str, float]]:
     """Per test set, each metric's drop against the teacher on that set."""
     return {name: {m: teacher[name]["value"][m] - row["report"][f"{name}.{m}"] for m in METRICS} for name in TESTS}
@@ -120,7 +135,8 @@ def held_on_tests(record: dict) -> float:
     return max(held, default=0.0)
 
 
-def markdown(record: dict) -> str:
+def markdown(record: dict, reference: dict | None = None) -> str:
+    """`reference`: the teacher's test metrics to measure drops against when the record has none of its own."""
     settings, teacher = record["settings"], record["teacher"]
     lines = [f"DrivingNet-s teacher at 192x320, limits {settings['limit']} point on every metric, "
              f"{settings['importance']}, steps of {settings['step']:.0%} of the parameters bisected down to "
@@ -144,7 +160,7 @@ def markdown(record: dict) -> str:
                          f"broken | 0 |")
             continue
         worst = _worst(row["drop"])
-        tests = test_drops(row, teacher) if teacher and row.get("report") else {}
+        tests = test_drops(row, teacher or reference) if (teacher or reference) and row.get("report") else {}
         verdict = {True: "held", False: "broken", None: "broken, remedy next"}[row["verdict"]]
         lines.append(f"| {row['step']} | {row['ratio']:.1%} | {row['remedy'] or '-'} | {row['reduction']:.1%} | "
                      f"{worst} | {_worst(tests['test_a']) if tests else '-'} | "

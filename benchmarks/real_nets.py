@@ -114,6 +114,12 @@ def whole_frames(images: torch.Tensor, labels: dict[str, torch.Tensor]) -> list[
     return [{"image": torch.cat([images, images.flip(-1)]), **mirrored}]
 
 
+def judging(images: torch.Tensor, labels: dict[str, torch.Tensor], judge: str, batch_size: int,
+            crop: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+    """What judges a recovery: the frames and their mirrors (`judge="frames"`) or two batches of crops of them."""
+    return whole_frames(images, labels) if judge == "frames" else crops(images, labels, 2, batch_size, crop, seed=1)
+
+
 def crops(images: torch.Tensor, labels: dict[str, torch.Tensor], count: int, batch_size: int,
           crop: tuple[int, int], seed: int) -> list[dict[str, torch.Tensor]]:
     """`count` batches of random `crop`s (height, width), each flipped left-right at random, with the masks."""

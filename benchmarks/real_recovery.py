@@ -29,10 +29,10 @@ from real_nets import (  # noqa: E402
     agreement,
     crops,
     frames,
+    judging,
     load_network,
     masks,
     real_tasks,
-    whole_frames,
 )
 
 import taskprune  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> None:
         dense = masks(model, images)
         part = {k: (images[list(v)], {t: m[list(v)] for t, m in dense.items()}) for k, v in SPLIT.items()}
         train = crops(*part["train"], args.steps, 4, crop, seed=0)
-        val = crops(*part["val"], 2, 4, crop, seed=1) if args.judge == "crops" else whole_frames(*part["val"])
+        val = judging(*part["val"], args.judge, 4, crop)
         pruned = taskprune.prune(model, images[:1], ratio=0.3, progress=False).model
         row = {"network": name, "pruned": agreement(pruned, *part["test"])}
         for label, options in (("defaults", {"val_data": val}), ("before_issue_25", OLD)):

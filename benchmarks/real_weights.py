@@ -37,10 +37,10 @@ from real_nets import (  # noqa: E402
     available,
     crops,
     frames,
+    judging,
     load_network,
     masks,
     real_tasks,
-    whole_frames,
 )
 
 import taskprune  # noqa: E402
@@ -81,8 +81,7 @@ class Bench:
         crop = tuple(int(v) for v in args.crop.split("x"))
         part = {k: (self.images[list(v)], {t: m[list(v)] for t, m in self.dense.items()}) for k, v in SPLIT.items()}
         self.train = crops(*part["train"], max(args.steps, args.score_batches), args.batch_size, crop, seed=0)
-        self.val = crops(*part["val"], 2, args.batch_size, crop, seed=1) if args.judge == "crops" else \
-            whole_frames(*part["val"])
+        self.val = judging(*part["val"], args.judge, args.batch_size, crop)
         self.test_images, self.test_masks = part["test"]
         self.example = self.images[:1].clone()
         self.params = sum(p.numel() for p in self.model.parameters())

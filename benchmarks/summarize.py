@@ -35,6 +35,10 @@ SECTIONS = [
      "prune_within with no hand-written hints, decided on validation, reported on both test sets",
      "python benchmarks/within_evidence.py"),
     ("within_evidence_seed1", "The same, on the second seed", "python benchmarks/within_evidence.py --seed 1"),
+    ("within_evidence_seed0_progress", "prune_within with no hand-written hints, seed 0: the run so far",
+     "python benchmarks/within_evidence.py --status"),
+    ("within_evidence_seed1_progress", "The same search on the second seed: the run so far",
+     "python benchmarks/within_evidence.py --status --seed 1"),
     ("ablation", "Earlier evidence (decided and reported on the same 500 scenes; superseded by the out-of-sample "
      "evidence above): criteria at 45% and 60% fewer parameters, three seeds",
      "python benchmarks/ablation.py --shard 1/2 & python benchmarks/ablation.py --shard 2/2"),
@@ -99,8 +103,8 @@ SECTIONS = [
 
 # besides the speed excerpt, the README shows these (docs/benchmarks.md shows all)
 README_SECTIONS = ("evidence", "frontier", "conflict", "within_heldout", "within_evidence_seed0",
-                   "within_evidence_seed1",
-                   "within", "within_seed1", "overhead_resnet50_three_head", "resources_large")
+                   "within_evidence_seed1", "within_evidence_seed0_progress", "within_evidence_seed1_progress",
+                   "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:

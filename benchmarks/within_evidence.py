@@ -8,7 +8,7 @@ only when it holds on both test sets, each with the teacher's bootstrap 95% inte
 
     python benchmarks/within_evidence.py              # seed 0 (about 4-8 h of one core), resumable
     python benchmarks/within_evidence.py --seed 1     # another seed: other scoring batches, fine-tune order
-    python benchmarks/within_evidence.py --status     # the frontier its checkpoint holds while it runs
+    python benchmarks/within_evidence.py --status     # the frontier its checkpoint holds (and writes *_progress.md)
     python benchmarks/within_evidence.py --quick      # the pipeline on a tiny budget (runs/within_evidence_quick)
 
 Writes benchmarks/results/within_evidence_seed<N>.json, .md and .png; the checkpoint after every evaluated model is
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from harness import RESULTS, ROOT, machine, write_results
+from harness import RESULTS, ROOT, machine, write_results, write_text
 
 import taskprune
 from taskprune import driving
@@ -71,7 +71,10 @@ def main() -> None:
     stem = f"within_evidence_seed{args.seed}" + ("" if args.importance == "task_taylor" else f"_{args.importance}")
     checkpoint = (args.out / "within_checkpoints" / stem) if not args.quick else args.out / "checkpoint"
     if args.status:
-        print(status(checkpoint, args))
+        text = status(checkpoint, args)
+        if not args.quick and (checkpoint / "state.pt").exists():
+            write_text(args.out / f"{stem}_progress.md", text)  # the README shows it until the run finishes
+        print(text)
         return
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -101,6 +104,7 @@ def main() -> None:
               **json.loads(found.to_json())}
     record["held_on_tests"] = held_on_tests(record)
     write_results(args.out, stem, record, markdown(record))
+    (args.out / f"{stem}_progress.md").unlink(missing_ok=True)
     found.plot(args.out / f"{stem}.png")
     print(markdown(record))
 
@@ -118,6 +122,8 @@ def status(checkpoint: Path, args: argparse.Namespace) -> str:
         recorded = json.loads(teacher_file.read_text())["teacher"]
         teacher = {name: {"value": {m: recorded[name][m]["value"] for m in METRICS}} for name in TESTS}
     text = markdown({"settings": vars(args), "frontier": state["frontier"], "teacher": None}, teacher)
+    text = ("Still running" if not state.get("finished") else "Finished") + \
+        f" (checkpoint of {len(state['frontier']) - 1} evaluated model(s)). {text}"
     return text + ("" if teacher is None else
                    f"\nTest drops provisional: against the teacher's metrics in {teacher_file.name}.\n")
 

@@ -35,6 +35,7 @@ def test_status_reads_the_checkpoint_and_measures_test_drops_against_the_recorde
     checkpoint.mkdir(parents=True)
     torch.save({"frontier": [row(1, 0.1, 79.5, True), row(2, 0.2, 78.0, None)]}, checkpoint / "state.pt")
     text = within_evidence.status(checkpoint, settings(tmp_path))
+    assert text.startswith("Still running (checkpoint of 1 evaluated model(s)).")
     assert "| 1 | 10.0% | - | 10.0% | +0.30 (recall) | - | - | held | 1 |" in text  # no teacher recorded yet
     assert "provisional" not in text
     teacher = {name: {m: {"value": 81.0, "low": 80.0, "high": 82.0} for m in METRICS}

@@ -36,15 +36,19 @@ def mean(values: dict[str, float]) -> float:
     return sum(values.values()) / len(values)
 
 
+def judging_frame(bench: Bench, model: torch.nn.Module) -> float:
+    """Mean agreement on the fifth frame and its mirror: what the judges see."""
+    frame = bench.val[0]
+    return mean(agreement(model, frame["image"], {t: frame[t] for t in ("drivable", "lane")}))
+
+
 def recover(bench: Bench, pruned: torch.nn.Module, judge: str) -> torch.nn.Module:
     """A copy of `pruned` recovered with finetune's defaults and the given judge."""
     student = copy.deepcopy(pruned)
-    frame = bench.val[0]
-    val_masks = {t: frame[t] for t in ("drivable", "lane")}
     options: dict[str, Any] = {
         "none": {},
         "loss": {"val_data": bench.val},
-        "agreement": {"eval_fn": lambda m: {"agreement": mean(agreement(m, frame["image"], val_masks))},
+        "agreement": {"eval_fn": lambda m: {"agreement": judging_frame(bench, m)},
                       "best_key": "agreement", "best_mode": "max"},
     }[judge]
     taskprune.finetune(student, bench.tasks, bench.train[:bench.args.steps], epochs=1, progress=False, **options)
@@ -58,12 +62,14 @@ def markdown(rows: list[dict[str, Any]], command: str, load: float) -> str:
              "state), judged by the tasks' loss on a fifth frame and its mirror (`val_data=`), or judged by the "
              "agreement on that frame (`eval_fn=`). Every judge sees the unrecovered model too.", "",
              f"Command: `{command}`; load {load:.1f} at the end, on 2 cores, one thread.", "",
-             "| network | params removed | criterion | pruned | no judge | judged by loss | judged by agreement |",
-             "|---|---|---|---|---|---|---|"]
+             "The last column is what the judges see: agreement on the judging frame, pruned -> recovered and judged "
+             "by loss.", "",
+             "| network | params removed | criterion | pruned | no judge | judged by loss | judged by agreement | "
+             "judging frame: pruned -> judged by loss |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r[j]:.1f}" + (" (worse)" if r[j] < r["pruned"] - 1e-9 else "") for j in JUDGES]
         lines.append(f"| {r['network']} | {r['share']:.0%} | {r['criterion']} | {r['pruned']:.1f} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {r['pruned_judging_frame']:.1f} -> {r['loss_judging_frame']:.1f} |")
     lines += ["", "Recoveries that ended below the pruned network on the held-back frames, and the mean agreement:", "",
               "| judge | ended worse | mean agreement |", "|---|---|---|"]
     for j in JUDGES:
@@ -91,9 +97,12 @@ def main() -> None:
             for criterion in args.criteria.split(","):
                 pruned, _ = bench.prune("params", share, criterion)
                 row = {"network": name, "share": share, "criterion": criterion,
-                       "pruned": mean(agreement(pruned, bench.test_images, bench.test_masks))}
+                       "pruned": mean(agreement(pruned, bench.test_images, bench.test_masks)),
+                       "pruned_judging_frame": judging_frame(bench, pruned)}
                 for judge in JUDGES:
-                    row[judge] = mean(agreement(recover(bench, pruned, judge), bench.test_images, bench.test_masks))
+                    student = recover(bench, pruned, judge)
+                    row[judge] = mean(agreement(student, bench.test_images, bench.test_masks))
+                    row[f"{judge}_judging_frame"] = judging_frame(bench, student)
                 rows.append(row)
                 print(row, flush=True)
     command = (f"OMP_NUM_THREADS=1 python benchmarks/real_judges.py --networks {args.networks} --shares "

@@ -9,12 +9,14 @@ the two held-back frames only; a recovery "ends worse" when it is below the prun
 benchmarks/results/real_judges.json and .md.
 
     OMP_NUM_THREADS=1 python benchmarks/real_judges.py
+    python benchmarks/real_judges.py --report-only      # the markdown again from real_judges.json
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,6 +32,7 @@ from real_weights import CRITERIA, Bench  # noqa: E402
 import taskprune  # noqa: E402
 
 JUDGES = ("none", "loss", "agreement")
+WORSE = 0.05  # points of agreement a recovery must lose to count as ending worse (as real_weights_report counts)
 
 
 def mean(values: dict[str, float]) -> float:
@@ -67,16 +70,24 @@ def markdown(rows: list[dict[str, Any]], command: str, load: float) -> str:
              "| network | params removed | criterion | pruned | no judge | judged by loss | judged by agreement | "
              "judging frame: pruned -> judged by loss |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        cells = [f"{r[j]:.1f}" + (" (worse)" if r[j] < r["pruned"] - 1e-9 else "") for j in JUDGES]
+        cells = [f"{r[j]:.1f}" + (" (worse)" if r[j] < r["pruned"] - WORSE else "") for j in JUDGES]
         lines.append(f"| {r['network']} | {r['share']:.0%} | {r['criterion']} | {r['pruned']:.1f} | "
                      + " | ".join(cells) + f" | {r['pruned_judging_frame']:.1f} -> {r['loss_judging_frame']:.1f} |")
-    lines += ["", "Recoveries that ended below the pruned network on the held-back frames, and the mean agreement:", "",
+    lines += ["", f"Recoveries that ended more than {WORSE} point below the pruned network on the held-back frames, "
+                  "and the mean agreement:", "",
               "| judge | ended worse | mean agreement |", "|---|---|---|"]
     for j in JUDGES:
-        worse = sum(r[j] < r["pruned"] - 1e-9 for r in rows)
+        worse = sum(r[j] < r["pruned"] - WORSE for r in rows)
         lines.append(f"| {j} | {worse} of {len(rows)} | {sum(r[j] for r in rows) / len(rows):.1f} |")
     lines.append(f"| (pruned, no recovery) | - | {sum(r['pruned'] for r in rows) / len(rows):.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def rerender() -> None:
+    """Write the markdown again from the committed JSON (after a change to the report, without re-running)."""
+    record = json.loads((RESULTS / "real_judges.json").read_text())
+    write_results(RESULTS, "real_judges", record, markdown(record["rows"], record["command"],
+                                                            record["machine"]["load"]))
 
 
 def main() -> None:
@@ -85,7 +96,11 @@ def main() -> None:
     parser.add_argument("--shares", default="0.3,0.5")
     parser.add_argument("--criteria", default=",".join(CRITERIA))
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--report-only", action="store_true", help="rewrite the markdown from the committed JSON")
     args = parser.parse_args()
+    if args.report_only:
+        rerender()
+        return
     if not available():
         raise SystemExit("../shared/real is missing: the pretrained networks and frames live there")
     torch.set_num_threads(1)

@@ -158,17 +158,21 @@ def markdown(record: dict, reference: dict | None = None) -> str:
         lines += ["", f"Largest reduction within every limit on validation: {record['reduction']:.1%}; also within "
                       f"on both test sets: {record['held_on_tests']:.1%}.", ""]
     lines += ["Drops in points against the teacher on the same set (validation decides).", "",
-              "| # | asked | remedy | params removed | worst validation drop | worst test A drop | "
+              "| # | asked | remedies in effect | params removed | worst validation drop | worst test A drop | "
               "worst test B drop | verdict | rounds |", "|---|---|---|---|---|---|---|---|---|"]
+    kept: list[str] = []  # remedies that held are kept by every later step
     for row in record["frontier"]:
+        remedies = ", ".join([*kept, *([row["remedy"]] if row.get("remedy") else [])]) or "-"
+        if row.get("verdict") and row.get("remedy"):
+            kept.append(row["remedy"])
         if row.get("reduction") is None:
-            lines.append(f"| {row['step']} | {row['ratio']:.1%} | {row['remedy'] or '-'} | refused | - | - | - | "
+            lines.append(f"| {row['step']} | {row['ratio']:.1%} | {remedies} | refused | - | - | - | "
                          f"broken | 0 |")
             continue
         worst = _worst(row["drop"])
         tests = test_drops(row, teacher or reference) if (teacher or reference) and row.get("report") else {}
         verdict = {True: "held", False: "broken", None: "broken, remedy next"}[row["verdict"]]
-        lines.append(f"| {row['step']} | {row['ratio']:.1%} | {row['remedy'] or '-'} | {row['reduction']:.1%} | "
+        lines.append(f"| {row['step']} | {row['ratio']:.1%} | {remedies} | {row['reduction']:.1%} | "
                      f"{worst} | {_worst(tests['test_a']) if tests else '-'} | "
                      f"{_worst(tests['test_b']) if tests else '-'} | {verdict} | {row['recovery_rounds']} |")
     return "\n".join(lines) + "\n"

@@ -45,3 +45,8 @@ def test_status_reads_the_checkpoint_and_measures_test_drops_against_the_recorde
     assert "| 1 | 10.0% | - | 10.0% | +0.30 (recall) | +1.00 (recall) | +1.50 (lane_acc) | held | 1 |" in text
     assert "| 2 | 20.0% | - | 20.0% | +0.30 (recall) | +1.00 (recall) | +3.00 (lane_acc) | broken, remedy next" in text
     assert "provisional: against the teacher's metrics in evidence_teacher.json" in text
+    remedied = {**row(3, 0.2, 80.0, True), "remedy": "task_weight:lane"}
+    torch.save({"frontier": [row(1, 0.1, 80.0, True), remedied, row(4, 0.3, 80.0, True)]}, checkpoint / "state.pt")
+    text = within_evidence.status(checkpoint, settings(tmp_path))
+    assert "| 3 | 20.0% | task_weight:lane | 20.0% |" in text  # tried at this step
+    assert "| 4 | 30.0% | task_weight:lane | 30.0% |" in text  # it held, so later steps keep it

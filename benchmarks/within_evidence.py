@@ -72,7 +72,7 @@ def main() -> None:
     checkpoint = (args.out / "within_checkpoints" / stem) if not args.quick else args.out / "checkpoint"
     if args.status:
         text = status(checkpoint, args)
-        if not args.quick and (checkpoint / "state.pt").exists():
+        if not args.quick and (checkpoint / "state.pt").exists() and not (args.out / f"{stem}.json").exists():
             write_text(args.out / f"{stem}_progress.md", text)  # the README shows it until the run finishes
         print(text)
         return

@@ -4,8 +4,8 @@ Each network (../shared/real) is pruned at 30% and 50% of its parameters with ea
 real_weights.py prunes it, then recovered from that same pruned state with `taskprune.finetune`'s defaults three
 ways: with no judge (the last state kept), judged by the tasks' loss on a fifth frame and its mirror (`val_data=`,
 what real_weights.py does), and judged by the agreement itself on that frame (`eval_fn=` returning the mean IoU
-with the dense masks, `best_key="agreement"`). Every judge also sees the unrecovered model. Agreement is reported on
-the two held-back frames only; a recovery "ends worse" when it is below the pruned model there. Writes
+with the dense masks, `best_key="agreement"`). Both judges also see the unrecovered model. Agreement is reported on
+the two held-back frames only; a recovery "ends worse" when it is more than WORSE below the pruned model there. Writes
 benchmarks/results/real_judges.json and .md.
 
     OMP_NUM_THREADS=1 python benchmarks/real_judges.py
@@ -63,7 +63,7 @@ def markdown(rows: list[dict[str, Any]], command: str, load: float) -> str:
              "Agreement (IoU %, mean of drivable and lane) with the dense network's masks on the two held-back frames: "
              "the pruned network, then the same pruned state recovered with `finetune`'s defaults and no judge (last "
              "state), judged by the tasks' loss on a fifth frame and its mirror (`val_data=`), or judged by the "
-             "agreement on that frame (`eval_fn=`). Every judge sees the unrecovered model too.", "",
+             "agreement on that frame (`eval_fn=`). Both judges see the unrecovered model too.", "",
              f"Command: `{command}`; load {load:.1f} at the end, on 2 cores, one thread.", "",
              "The last column is what the judges see: agreement on the judging frame, pruned -> recovered and judged "
              "by loss.", "",

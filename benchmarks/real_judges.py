@@ -26,13 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import RESULTS, machine, write_results  # noqa: E402
-from real_nets import NETWORKS, agreement, available  # noqa: E402
+from real_nets import NETWORKS, WORSE, agreement, available  # noqa: E402
 from real_weights import CRITERIA, Bench  # noqa: E402
 
 import taskprune  # noqa: E402
 
 JUDGES = ("none", "loss", "agreement")
-WORSE = 0.05  # points of agreement a recovery must lose to count as ending worse (as real_weights_report counts)
 
 
 def mean(values: dict[str, float]) -> float:

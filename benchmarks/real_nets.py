@@ -25,9 +25,10 @@ from taskprune import Tasks
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real"
 TASK_NAMES = ("drivable", "lane")
 SPLIT = {"train": (0, 1, 2, 3), "val": (4,), "test": (5, 6)}
+WORSE = 0.05  # points of agreement a recovery must lose to count as ending below its start
 
-__all__ = ["NETWORKS", "REAL", "SPLIT", "TASK_NAMES", "Network", "agreement", "available", "crops", "frames",
-           "load_network", "masks", "real_tasks", "whole_frames"]
+__all__ = ["NETWORKS", "REAL", "SPLIT", "TASK_NAMES", "WORSE", "Network", "agreement", "available", "crops",
+           "frames", "judging", "load_network", "masks", "real_tasks", "split", "whole_frames"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,12 @@ def whole_frames(images: torch.Tensor, labels: dict[str, torch.Tensor]) -> list[
     misjudge it: real_recovery_judge-crops.md)."""
     mirrored = {t: torch.cat([m, m.flip(-1)]) for t, m in labels.items()}
     return [{"image": torch.cat([images, images.flip(-1)]), **mirrored}]
+
+
+def split(images: torch.Tensor, dense: dict[str, torch.Tensor]
+          ) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """The frames and their dense masks by SPLIT: {"train" | "val" | "test": (images, {task: masks})}."""
+    return {k: (images[list(v)], {t: m[list(v)] for t, m in dense.items()}) for k, v in SPLIT.items()}
 
 
 def judging(images: torch.Tensor, labels: dict[str, torch.Tensor], judge: str, batch_size: int,

@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import RESULTS, machine, write_results  # noqa: E402
 from real_nets import (  # noqa: E402
     NETWORKS,
-    SPLIT,
     agreement,
     crops,
     frames,
@@ -33,6 +32,7 @@ from real_nets import (  # noqa: E402
     load_network,
     masks,
     real_tasks,
+    split,
 )
 
 import taskprune  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
         model = load_network(name)
         images = frames(NETWORKS[name].size)
         dense = masks(model, images)
-        part = {k: (images[list(v)], {t: m[list(v)] for t, m in dense.items()}) for k, v in SPLIT.items()}
+        part = split(images, dense)
         train = crops(*part["train"], args.steps, 4, crop, seed=0)
         val = judging(*part["val"], args.judge, 4, crop)
         pruned = taskprune.prune(model, images[:1], ratio=0.3, progress=False).model

@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import RESULTS, claim, done, machine, write_json  # noqa: E402
 from real_nets import (  # noqa: E402
     NETWORKS,
-    SPLIT,
     TASK_NAMES,
     agreement,
     available,
@@ -41,6 +40,7 @@ from real_nets import (  # noqa: E402
     load_network,
     masks,
     real_tasks,
+    split,
 )
 
 import taskprune  # noqa: E402
@@ -79,7 +79,7 @@ class Bench:
         self.images = frames(NETWORKS[name].size)
         self.dense = masks(self.model, self.images)
         crop = tuple(int(v) for v in args.crop.split("x"))
-        part = {k: (self.images[list(v)], {t: m[list(v)] for t, m in self.dense.items()}) for k, v in SPLIT.items()}
+        part = split(self.images, self.dense)
         self.train = crops(*part["train"], max(args.steps, args.score_batches), args.batch_size, crop, seed=0)
         self.val = judging(*part["val"], args.judge, args.batch_size, crop)
         self.test_images, self.test_masks = part["test"]

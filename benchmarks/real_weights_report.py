@@ -14,6 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import RESULTS, write_results  # noqa: E402
+from real_nets import WORSE  # noqa: E402
 from real_weights import CRITERIA, NETWORKS, RUNS, TARGETS, stem  # noqa: E402
 
 COMMAND = "OMP_NUM_THREADS=1 python benchmarks/real_weights.py {args} && python benchmarks/real_weights_report.py"
@@ -85,7 +86,7 @@ def markdown(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
                                        or "none") + ".", ""]
     worse = [r for r in records if r.get("recovery_warning")]
     recovered = [r for r in records if r.get("recovered") is not None]
-    below = [r for r in recovered if mean(r["recovered"]) < mean(r["pruned"]) - 0.05]
+    below = [r for r in recovered if mean(r["recovered"]) < mean(r["pruned"]) - WORSE]
     lines.append(f"Recoveries that ended worse than they started on the judging frame (and were given back "
                  f"unrecovered): {len(worse)} of {len(recovered)}. Recoveries that ended below their start on the "
                  f"held-back frames (mean agreement): {len(below)} of {len(recovered)}" +

@@ -23,7 +23,7 @@ def split(name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, t
     model = real_nets.load_network(name)
     images = real_nets.frames(real_nets.NETWORKS[name].size)
     dense = real_nets.masks(model, images)
-    parts = {k: (images[list(v)], {t: m[list(v)] for t, m in dense.items()}) for k, v in real_nets.SPLIT.items()}
+    parts = real_nets.split(images, dense)
     return model, images, parts
 
 

@@ -12,6 +12,8 @@ reaches is recorded as unreachable with the fastest speed it did reach, and not 
     python benchmarks/frontier.py       # ... a second process on the second core
     python benchmarks/frontier.py --collect
     python benchmarks/frontier.py --fastest --speedups 2.0   # an unreached cell's fastest point, fine-tuned
+    python benchmarks/frontier.py --threads 2 --methods latency_task_taylor --speedups 1.5,2.0 --seeds 0 \
+        --out benchmarks/results/frontier_2threads    # matched (and planned) at two threads: on an idle machine
 
 Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
 frontier.png (frontier_report.py); the matched students' architectures are kept under runs/frontier_models/
@@ -253,8 +255,10 @@ def main() -> None:
         matching, seeds, args.steps = Matching(probes=3, repeats=5), [0], 4
         methods, speedups, args.out = (["latency_task_taylor", "tp_global_iso_r8"], [1.25],
                                        ROOT / "runs" / "frontier_quick")
-    folder, models = args.out / "frontier_runs", ROOT / "runs" / "frontier_models"
-    meta = {"settings": asdict(settings), "matching": asdict(matching), "steps": args.steps}
+    threads = "" if args.threads == 1 else f"_{args.threads}threads"
+    folder, models = args.out / "frontier_runs", ROOT / "runs" / f"frontier_models{threads}"
+    meta = {"settings": asdict(settings), "matching": asdict(matching), "steps": args.steps,
+            **({"threads": args.threads} if args.threads != 1 else {})}
     torch.set_num_threads(args.threads)
     if args.collect:
         collect(folder, args.out, meta)

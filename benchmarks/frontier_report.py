@@ -34,6 +34,12 @@ def collect(folder: Path, out: Path, meta: dict) -> dict:
     return results
 
 
+def _threads(settings: dict) -> str:
+    """How many threads the runs were matched (and the latency target planned) at."""
+    threads = settings.get("threads", 1)
+    return "one thread" if threads == 1 else f"{threads} threads (the latency target's table measured at {threads})"
+
+
 def _final(run: dict) -> dict:
     return run["rows"][-1]
 
@@ -42,10 +48,10 @@ def markdown(results: dict) -> str:
     settings = results["meta"]["settings"]
     lines = [f"# Accuracy at the same measured speed ({results['meta']['written']})", "",
              "DrivingNet-s teacher at 192x320. Each method's ratio bisected until the pruned teacher runs at the asked "
-             f"speedup (batch 1, one thread, median of {settings['matching']['repeats']} interleaved rounds against "
-             f"the dense teacher, within {settings['matching']['tolerance']:.0%}; a bisection that ends short of it "
-             "scans ratios in steps of 0.1 and bisects again where one is fast enough, since torch-pruning slows down "
-             "past a ratio); every student then gets the same "
+             f"speedup (batch 1, {_threads(settings)}, median of {settings['matching']['repeats']} interleaved "
+             f"rounds against the dense teacher, within {settings['matching']['tolerance']:.0%}; a bisection that "
+             "ends short of it scans ratios in steps of 0.1 and bisects again where one is fast enough, since "
+             "torch-pruning slows down past a ratio); every student then gets the same "
              f"distilled {settings['steps']}-step fine-tune with PreciseBN. Delta_m in percent against the teacher on "
              "the same set (validation decides, tests A and B only report); mean ±half the min-max range over seeds. "
              "A cell no probe reached shows, once `frontier.py --fastest` has run, its three fastest probes pruned "
@@ -173,7 +179,8 @@ def plot(results: dict, path: Path) -> None:
             axis.errorbar(xs, ys, yerr=[low, high], fmt=marker + style, capsize=3, label=method,
                           mfc="none" if marker == "s" else None)
         axis.set_title(f"{name.replace('_', ' ')}")
-        axis.set_xlabel("measured speedup over dense (1 thread, batch 1)")
+        axis.set_xlabel(f"measured speedup over dense ({results['meta']['settings'].get('threads', 1)} "
+                        "thread(s), batch 1)")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("Delta_m after the distilled fine-tune (%)")
     axes[1].legend(fontsize=8)

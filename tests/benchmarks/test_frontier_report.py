@@ -50,3 +50,18 @@ def test_best_on_validation_one_seed_no_verdict_unreached_named(tmp_path):
     frontier_report.collect(runs, out, META)
     assert "| 1.50x | latency_task_taylor | tp_local_r8 | 2 | +2.75 [+2.50, +3.00] | +2.75 [+2.50, +3.00] | yes |" \
         in (out / "frontier.md").read_text()
+
+
+def test_a_run_matched_at_two_threads_says_so(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    runs.mkdir()
+    meta = {**META, "threads": 2}
+    write_run(runs, "latency_task_taylor", 1.5, 0, validation=-3.0, test=-4.0)
+    (runs / "latency_task_taylor_1.5_0.json").write_text(json.dumps(
+        {**json.loads((runs / "latency_task_taylor_1.5_0.json").read_text()), "settings": meta}))
+    frontier_report.collect(runs, out, meta)
+    text = (out / "frontier.md").read_text()
+    assert "(batch 1, 2 threads (the latency target's table measured at 2), median of 15" in text
+    assert "| 1.50x | latency_task_taylor | 1/1 |" in text
+    frontier_report.collect(runs, out, META)  # a one-thread collect leaves the two-thread run out
+    assert "latency_task_taylor" not in (out / "frontier.md").read_text().split("|---|")[1]

@@ -16,9 +16,11 @@ from harness import RESULTS, ROOT, write_text
 SECTIONS = [
     ("evidence", "Evidence out of sample: criteria and torch-pruning at its best, decided on validation scenes, "
      "reported on two untouched test sets",
-     "python benchmarks/evidence.py --seeds 0,1 & python benchmarks/evidence.py --seeds 0,1; "
      "python benchmarks/evidence.py --seeds 0 --only "
-     "'0.60_task_taylor_steps1600_seed0,0.60_taylor_steps1600_seed0,0.60_tp_*_steps1600_seed0'"),
+     "'0.60_*_steps400_*,0.60_taylor_steps1600*,0.60_task_taylor_steps1600*,0.60_tp_*_steps1600*'; "
+     "python benchmarks/evidence.py --seeds 1,2 --choice-seeds 0 --only "
+     "'0.60_taylor_*,0.60_task_taylor_*,0.60_conflict_taylor_steps400_*,0.60_tp_taylor_global_*' "
+     "(each in two processes, one per core)"),
     ("frontier", "Accuracy at the same measured speed: 1.5x and 2x faster on this CPU",
      "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0 (two processes); "
      "python benchmarks/frontier.py --methods latency_task_taylor,params_task_taylor,tp_global_iso_r16 "

@@ -27,6 +27,11 @@ SECTIONS = [
      "--speedups 1.5,2.0 --seeds 1,2; python benchmarks/frontier.py --methods tp_global_iso_r8 --speedups 1.5,2.0 "
      "--seeds 1,2; python benchmarks/frontier.py --methods latency_task_taylor --speedups 1.7 --seeds 0,1,2; python "
      "benchmarks/frontier.py --fastest --methods tp_global_iso_r8,tp_local_r8,tp_global_iso_r16 --speedups 2.0"),
+    ("frontier_2threads/frontier", "Accuracy at the same measured speed at two threads (planned and matched at two)",
+     "python benchmarks/frontier.py --threads 2 --methods latency_task_taylor,tp_global_iso_r8 --speedups 1.5 "
+     "--seeds 0,1,2 --out benchmarks/results/frontier_2threads; python benchmarks/frontier.py --threads 2 --methods "
+     "latency_task_taylor --speedups 2.0 --seeds 0,1,2 --out benchmarks/results/frontier_2threads "
+     "(other benchmarks paused)"),
     ("frontier_threads", "The frontier's students at two threads (matched at one)",
      "python benchmarks/frontier_threads.py --threads 2"),
     ("frontier_widths", "Why torch-pruning cannot reach 2x here: where each method removes its MACs",
@@ -104,7 +109,7 @@ SECTIONS = [
 ]
 
 # besides the speed excerpt, the README shows these (docs/benchmarks.md shows all)
-README_SECTIONS = ("evidence", "frontier", "conflict", "within_heldout", "within_evidence_seed0",
+README_SECTIONS = ("evidence", "frontier", "frontier_2threads/frontier", "conflict", "within_heldout", "within_evidence_seed0",
                    "within_evidence_seed1", "within_evidence_seed0_progress", "within_evidence_seed1_progress",
                    "overhead_resnet50_three_head", "resources_large")
 

@@ -110,8 +110,8 @@ SECTIONS = [
 
 # besides the speed excerpt, the README shows these (docs/benchmarks.md shows all)
 README_SECTIONS = ("evidence", "frontier", "frontier_2threads/frontier", "conflict", "within_heldout",
-                   "within_evidence_seed0", "within_evidence_seed1", "within_evidence_seed0_progress", "within_evidence_seed1_progress",
-                   "overhead_resnet50_three_head", "resources_large")
+                   "within_evidence_seed0", "within_evidence_seed1", "within_evidence_seed0_progress",
+                   "within_evidence_seed1_progress", "overhead_resnet50_three_head", "resources_large")
 
 
 def section(pattern: str, title: str, command: str) -> str | None:

@@ -17,7 +17,8 @@ reaches is recorded as unreachable with the fastest speed it did reach, and not 
 
 Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
 frontier.png (frontier_report.py); the matched students' architectures are kept under runs/frontier_models/
-(benchmarks/frontier_threads.py times them at two threads).
+(runs/frontier_models_<N>threads/ with --threads N; benchmarks/frontier_threads.py times the one-thread ones at
+two threads).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ reaches is recorded as unreachable with the fastest speed it did reach, and not 
     python benchmarks/frontier.py --fastest --speedups 2.0   # an unreached cell's fastest point, fine-tuned
     python benchmarks/frontier.py --threads 2 --methods latency_task_taylor --speedups 1.5,2.0 --seeds 0 \
         --out benchmarks/results/frontier_2threads    # matched (and planned) at two threads: on an idle machine
+    python benchmarks/frontier.py --threads 2 --methods latency_plan1t_task_taylor ...   # matched at two threads,
+                                  # the latency target planning with its one-thread table
 
 Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
 frontier.png (frontier_report.py); the matched students' architectures are kept under runs/frontier_models/
@@ -49,10 +51,12 @@ class Method:
     importance: str = "task_taylor"
     setup: TorchPruningSetup | None = None
     high: float = 0.9  # the largest ratio the bisection tries
+    plan_threads: int = 0  # threads the latency target plans (and times its table) with; 0: the run's own
 
 
 METHODS: dict[str, Method] = {
     "latency_task_taylor": Method("latency", high=0.7),
+    "latency_plan1t_task_taylor": Method("latency", high=0.7, plan_threads=1),
     "params_task_taylor": Method("params"),
     "macs_task_taylor": Method("macs"),
     "tp_global_iso_r8": Method("torch_pruning", setup=TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8)),
@@ -91,10 +95,15 @@ def prune_at(bench: Bench, method: Method, ratio: float, seed: int) -> tuple[tor
     if method.setup is not None:
         ignored = set(output_layers(bench.teacher, bench.example))
         return prune_with_setup(bench.teacher, bench.example, ratio, method.setup, ignored, bench.tasks, batches)
-    result = taskprune.prune(bench.teacher, bench.example, ratio=ratio, target=method.target,
-                             importance=method.importance, tasks=bench.tasks, data=batches,
-                             num_batches=len(batches), max_layer_ratio=bench.settings.max_layer_ratio,
-                             progress=False, seed=seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(method.plan_threads or threads)
+    try:
+        result = taskprune.prune(bench.teacher, bench.example, ratio=ratio, target=method.target,
+                                 importance=method.importance, tasks=bench.tasks, data=batches,
+                                 num_batches=len(batches), max_layer_ratio=bench.settings.max_layer_ratio,
+                                 progress=False, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
     return result.model, result.channel_map
 
 

@@ -37,7 +37,8 @@ def collect(folder: Path, out: Path, meta: dict) -> dict:
 def _threads(settings: dict) -> str:
     """How many threads the runs were matched (and the latency target planned) at."""
     threads = settings.get("threads", 1)
-    return "one thread" if threads == 1 else f"{threads} threads (the latency target's table measured at {threads})"
+    return "one thread" if threads == 1 else (f"{threads} threads (the latency target's table measured at {threads}, "
+                                              "latency_plan1t's at one)")
 
 
 def _final(run: dict) -> dict:

@@ -48,3 +48,33 @@ def test_a_monotonic_method_never_scans(monkeypatch: pytest.MonkeyPatch) -> None
     found = frontier.match(None, frontier.Method("params", high=0.9), 1.5, 0, frontier.Matching())
     assert abs(found["best"][0] - 1.5) <= 0.045
     assert len(found["probes"]) <= frontier.Matching().probes  # the bisection alone
+
+
+def test_the_one_thread_plan_plans_at_one_thread_and_restores_the_runs_threads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    class Result:
+        model, channel_map = "student", {}
+
+    def fake_prune(*args, **kwargs):
+        seen.append(frontier.torch.get_num_threads())
+        return Result()
+
+    class FakeBench:
+        teacher = example = tasks = None
+        settings = frontier.Settings()
+
+        def scoring_batches(self, seed):
+            return [0]
+
+    monkeypatch.setattr(frontier.taskprune, "prune", fake_prune)
+    before = frontier.torch.get_num_threads()
+    frontier.torch.set_num_threads(2)
+    try:
+        assert frontier.prune_at(FakeBench(), frontier.METHODS["latency_plan1t_task_taylor"], 0.4, 0)[0] == "student"
+        frontier.prune_at(FakeBench(), frontier.METHODS["latency_task_taylor"], 0.4, 0)
+        assert seen == [1, 2]
+        assert frontier.torch.get_num_threads() == 2
+    finally:
+        frontier.torch.set_num_threads(before)

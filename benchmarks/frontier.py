@@ -14,8 +14,8 @@ reaches is recorded as unreachable with the fastest speed it did reach, and not 
     python benchmarks/frontier.py --fastest --speedups 2.0   # an unreached cell's fastest point, fine-tuned
     python benchmarks/frontier.py --threads 2 --methods latency_task_taylor --speedups 1.5,2.0 --seeds 0 \
         --out benchmarks/results/frontier_2threads    # matched (and planned) at two threads: on an idle machine
-    python benchmarks/frontier.py --threads 2 --methods latency_plan1t_task_taylor ...   # matched at two threads,
-                                  # the latency target planning with its one-thread table
+    python benchmarks/frontier.py --threads 2 --methods latency_plan1t_task_taylor,latency_r4_task_taylor ...
+        # matched at two threads, the latency target planning with its one-thread table / in steps of 4 channels
 
 Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
 frontier.png (frontier_report.py); the matched students' architectures are kept under runs/frontier_models/
@@ -52,11 +52,13 @@ class Method:
     setup: TorchPruningSetup | None = None
     high: float = 0.9  # the largest ratio the bisection tries
     plan_threads: int = 0  # threads the latency target plans (and times its table) with; 0: the run's own
+    round_to: int | str = "auto"  # taskprune's channel multiple
 
 
 METHODS: dict[str, Method] = {
     "latency_task_taylor": Method("latency", high=0.7),
     "latency_plan1t_task_taylor": Method("latency", high=0.7, plan_threads=1),
+    "latency_r4_task_taylor": Method("latency", high=0.7, round_to=4),
     "params_task_taylor": Method("params"),
     "macs_task_taylor": Method("macs"),
     "tp_global_iso_r8": Method("torch_pruning", setup=TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8)),
@@ -101,7 +103,7 @@ def prune_at(bench: Bench, method: Method, ratio: float, seed: int) -> tuple[tor
         result = taskprune.prune(bench.teacher, bench.example, ratio=ratio, target=method.target,
                                  importance=method.importance, tasks=bench.tasks, data=batches,
                                  num_batches=len(batches), max_layer_ratio=bench.settings.max_layer_ratio,
-                                 progress=False, seed=seed)
+                                 round_to=method.round_to, progress=False, seed=seed)
     finally:
         torch.set_num_threads(threads)
     return result.model, result.channel_map

@@ -50,15 +50,17 @@ def test_a_monotonic_method_never_scans(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(found["probes"]) <= frontier.Matching().probes  # the bisection alone
 
 
-def test_the_one_thread_plan_plans_at_one_thread_and_restores_the_runs_threads(
+def test_the_latency_variants_plan_at_their_threads_and_multiple_and_restore_the_runs_threads(
         monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
+    rounds: list = []
 
     class Result:
         model, channel_map = "student", {}
 
     def fake_prune(*args, **kwargs):
         seen.append(frontier.torch.get_num_threads())
+        rounds.append(kwargs["round_to"])
         return Result()
 
     class FakeBench:
@@ -74,7 +76,9 @@ def test_the_one_thread_plan_plans_at_one_thread_and_restores_the_runs_threads(
     try:
         assert frontier.prune_at(FakeBench(), frontier.METHODS["latency_plan1t_task_taylor"], 0.4, 0)[0] == "student"
         frontier.prune_at(FakeBench(), frontier.METHODS["latency_task_taylor"], 0.4, 0)
-        assert seen == [1, 2]
+        frontier.prune_at(FakeBench(), frontier.METHODS["latency_r4_task_taylor"], 0.4, 0)
+        assert seen == [1, 2, 2]
+        assert rounds == ["auto", "auto", 4]
         assert frontier.torch.get_num_threads() == 2
     finally:
         frontier.torch.set_num_threads(before)

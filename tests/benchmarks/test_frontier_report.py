@@ -61,6 +61,7 @@ def test_a_run_matched_at_two_threads_says_so(tmp_path):
         {**json.loads((runs / "latency_task_taylor_1.5_0.json").read_text()), "settings": meta}))
     frontier_report.collect(runs, out, meta)
     text = (out / "frontier.md").read_text()
-    assert "(batch 1, 2 threads (the latency target's table measured at 2, latency_plan1t's at one), median of 15" in text
+    assert ("(batch 1, 2 threads (the latency target's table measured at 2, latency_plan1t's at one), median of 15"
+            in text)
     assert "| 1.50x | latency_task_taylor | 1/1 |" in text
     assert frontier_report.collect(runs, out, META)["runs"] == []  # a one-thread collect leaves it out

@@ -59,6 +59,7 @@ METHODS: dict[str, Method] = {
     "latency_task_taylor": Method("latency", high=0.7),
     "latency_plan1t_task_taylor": Method("latency", high=0.7, plan_threads=1),
     "latency_r4_task_taylor": Method("latency", high=0.7, round_to=4),
+    "latency_r16_task_taylor": Method("latency", high=0.7, round_to=16),  # round_to="auto" at two threads before
     "params_task_taylor": Method("params"),
     "macs_task_taylor": Method("macs"),
     "tp_global_iso_r8": Method("torch_pruning", setup=TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8)),

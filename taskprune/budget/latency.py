@@ -9,8 +9,8 @@ so the predicted fraction of the dense latency is the measured layers' sum over 
 The solver follows HALP (Shen et al., NeurIPS 2022): keep the most importance per second saved. It removes units
 of round_to's multiple (under round_to="auto" the table's finest measured step, half the device's alignment, and at
 most 4 channels: the table prices the staircase, finer units keep the knapsack from being lumpy), cheapest
-importance per second first; the saving of a unit depends on the neighbouring groups' widths, so priorities are re-evaluated
-lazily when popped.
+importance per second first; the saving of a unit depends on the neighbouring groups' widths, so priorities are
+re-evaluated lazily when popped.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from tp_baseline import TorchPruningSetup, output_layers, prune_with_setup
 
 import taskprune
 from taskprune.budget.plan import UnreachableBudget
-from taskprune.latency import latency_ratios
+from taskprune.latency import latency_ratios, measure_table
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,15 @@ class Method:
     high: float = 0.9  # the largest ratio the bisection tries
     plan_threads: int = 0  # threads the latency target plans (and times its table) with; 0: the run's own
     round_to: int | str = "auto"  # taskprune's channel multiple
+    table_multiple: int = 0  # the latency table measured in this multiple and passed to prune; 0: prune measures it
 
 
 METHODS: dict[str, Method] = {
     "latency_task_taylor": Method("latency", high=0.7),
     "latency_plan1t_task_taylor": Method("latency", high=0.7, plan_threads=1),
     "latency_r4_task_taylor": Method("latency", high=0.7, round_to=4),
-    "latency_r16_task_taylor": Method("latency", high=0.7, round_to=16),  # round_to="auto" at two threads before
+    # round_to="auto" at two threads before its table was measured no coarser than multiples of 8: the probe's 32
+    "latency_table32_task_taylor": Method("latency", high=0.7, table_multiple=32),
     "params_task_taylor": Method("params"),
     "macs_task_taylor": Method("macs"),
     "tp_global_iso_r8": Method("torch_pruning", setup=TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8)),
@@ -101,10 +103,12 @@ def prune_at(bench: Bench, method: Method, ratio: float, seed: int) -> tuple[tor
     threads = torch.get_num_threads()
     torch.set_num_threads(method.plan_threads or threads)
     try:
+        table = measure_table(bench.teacher, bench.example, alignment=method.table_multiple,
+                              progress=False) if method.table_multiple else None
         result = taskprune.prune(bench.teacher, bench.example, ratio=ratio, target=method.target,
                                  importance=method.importance, tasks=bench.tasks, data=batches,
                                  num_batches=len(batches), max_layer_ratio=bench.settings.max_layer_ratio,
-                                 round_to=method.round_to, progress=False, seed=seed)
+                                 round_to=method.round_to, latency_table=table, progress=False, seed=seed)
     finally:
         torch.set_num_threads(threads)
     return result.model, result.channel_map

@@ -83,8 +83,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
         round_to: keep every pruned group's channel count a multiple of this; "auto" picks the multiple the
             device runs fastest (a cached probe, or `latency.override(alignment=...)`), falls back to finer
             multiples down to 1 while that one cannot meet the budget, and takes the next finer one when its plan
-            leaves 2% fewer MACs (target="latency": half that multiple, with the measured table choosing); None
-            does not round. `report.round_to` is the multiple used, and for "auto" the report says why.
+            leaves 2% fewer MACs (target="latency": half the multiple its table is measured at, which is the
+            device's but at most 8); None does not round. `report.round_to` is the multiple used, and for "auto" the report says why.
         max_layer_ratio: no group loses more than this fraction of its channels.
         inplace: prune `model` itself; otherwise it is left untouched and a pruned copy is returned.
         progress: show a progress bar while collecting gradients.
@@ -226,6 +226,13 @@ def _check_reached(target: Target, ratio: float, reached: float, round_to: int) 
                             closest=reached, round_to=round_to)
 
 
+# The coarsest multiple a latency table is measured at under round_to="auto". The probe times one convolution; at
+# two threads on this project's CPU it says 32, and a table measured in multiples of 32 (widths rounded up to 16)
+# misprices the layers that do not follow it: DrivingNet-s matched at 1.5x at two threads lost 10.87 Delta_m
+# (test A, three seeds) planned on it, 5.96 on a table measured in multiples of 4 (docs/evidence.md, "Two threads").
+_TABLE_MULTIPLE = 8
+
+
 def _plan_request(budget: _Budget, criterion: Criterion, graph: PruningGraph, profile: ModelProfile,
                   scores: list[Any], example_inputs: Any, progress: bool) -> PlanRequest:
     """Everything the planner needs: the one place that reads the device (the probe, or the table given as an
@@ -240,7 +247,8 @@ def _plan_request(budget: _Budget, criterion: Criterion, graph: PruningGraph, pr
     else:  # what latency.override says (an alignment, or its table's), else the device's probe
         alignment = latency.device_alignment(device or "cpu")
     if target.timed and table is None:
-        table = latency.measure_table(model, example_inputs, alignment=alignment, progress=progress)
+        table = latency.measure_table(model, example_inputs, progress=progress, alignment=min(
+            alignment, _TABLE_MULTIPLE) if round_to == "auto" else alignment)
     macs_table = latency.macs_table(model, example_inputs, profile.layer_macs) if round_to == "auto" and \
         alignment > 1 and table is None else None
 

@@ -169,14 +169,6 @@ class ChannelsTarget(Target):
         return sum(len(v) for v in outcome.removals.values()) / total if total else 0.0
 
 
-# The coarsest unit the latency target removes channels in under round_to="auto". The table still rounds every width
-# up to its own step (half the device's multiple) when it predicts, so the staircase is priced; only the knapsack's
-# items get finer. At two threads on this project's CPU the multiple is 32 and the table's step 16: DrivingNet-s
-# matched at 1.5x there lost 10.87 Delta_m (test A, three seeds) planned in steps of 16 and 5.96 in steps of 4
-# (docs/evidence.md, "Two threads"). At one thread the table's step is 4 already.
-LATENCY_STEP = 4
-
-
 class LatencyTarget(Target):
     """Latency measured on the device: solved on a latency table, then the pruned copy is timed end to end and
     the aim corrected while it misses. Within 5% of the requested remaining latency, checked on the measurements
@@ -201,14 +193,14 @@ class LatencyTarget(Target):
             raise ValueError(f"target={self.name!r} needs a latency table and a timer in the PlanRequest")
         if request.round_to != "auto":
             return _with_origin(plan_measured(request, [request.alignment]), table)
-        step = min(table.resolution, LATENCY_STEP)
-        outcome = plan_measured(request, finer_multiples(step))
+        outcome = plan_measured(request, finer_multiples(table.resolution))
         why = ("the latency table's finest measured step" if outcome.round_to == table.resolution else
-               f"at most {LATENCY_STEP}: the table keeps the staircase of {table.resolution}, coarser removal "
-               "units make the knapsack lumpy" if outcome.round_to == step else
-               f"in steps of {step} the solver cannot reach the request")
+               f"in steps of {table.resolution}, the latency table's finest measured step, the solver cannot reach "
+               "the request")
+        if table.alignment != request.alignment:
+            why += f"; the table measured in multiples of {table.alignment}, no coarser than 8"
         outcome.notes.insert(0, f"round_to='auto': steps of {outcome.round_to} were used; this device runs "
-                                f"multiples of {table.alignment} channels fastest ({why})")
+                                f"multiples of {request.alignment} channels fastest ({why})")
         return _with_origin(outcome, table)
 
 

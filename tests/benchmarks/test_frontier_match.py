@@ -54,6 +54,7 @@ def test_the_latency_variants_plan_at_their_threads_and_multiple_and_restore_the
         monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     rounds: list = []
+    tables: list = []
 
     class Result:
         model, channel_map = "student", {}
@@ -61,6 +62,7 @@ def test_the_latency_variants_plan_at_their_threads_and_multiple_and_restore_the
     def fake_prune(*args, **kwargs):
         seen.append(frontier.torch.get_num_threads())
         rounds.append(kwargs["round_to"])
+        tables.append(kwargs["latency_table"])
         return Result()
 
     class FakeBench:
@@ -71,14 +73,17 @@ def test_the_latency_variants_plan_at_their_threads_and_multiple_and_restore_the
             return [0]
 
     monkeypatch.setattr(frontier.taskprune, "prune", fake_prune)
+    monkeypatch.setattr(frontier, "measure_table", lambda model, x, *, alignment, progress: f"table@{alignment}")
     before = frontier.torch.get_num_threads()
     frontier.torch.set_num_threads(2)
     try:
         assert frontier.prune_at(FakeBench(), frontier.METHODS["latency_plan1t_task_taylor"], 0.4, 0)[0] == "student"
         frontier.prune_at(FakeBench(), frontier.METHODS["latency_task_taylor"], 0.4, 0)
         frontier.prune_at(FakeBench(), frontier.METHODS["latency_r4_task_taylor"], 0.4, 0)
-        assert seen == [1, 2, 2]
-        assert rounds == ["auto", "auto", 4]
+        frontier.prune_at(FakeBench(), frontier.METHODS["latency_table32_task_taylor"], 0.4, 0)
+        assert seen == [1, 2, 2, 2]
+        assert rounds == ["auto", "auto", 4, "auto"]
+        assert tables == [None, None, None, "table@32"]
         assert frontier.torch.get_num_threads() == 2
     finally:
         frontier.torch.set_num_threads(before)

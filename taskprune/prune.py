@@ -84,7 +84,8 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float, target: str = 
             device runs fastest (a cached probe, or `latency.override(alignment=...)`), falls back to finer
             multiples down to 1 while that one cannot meet the budget, and takes the next finer one when its plan
             leaves 2% fewer MACs (target="latency": half the multiple its table is measured at, which is the
-            device's but at most 8); None does not round. `report.round_to` is the multiple used, and for "auto" the report says why.
+            device's but at most 8); None does not round. `report.round_to` is the multiple used, and for
+            "auto" the report says why.
         max_layer_ratio: no group loses more than this fraction of its channels.
         inplace: prune `model` itself; otherwise it is left untouched and a pruned copy is returned.
         progress: show a progress bar while collecting gradients.

@@ -15,7 +15,8 @@ reaches is recorded as unreachable with the fastest speed it did reach, and not 
     python benchmarks/frontier.py --threads 2 --methods latency_task_taylor --speedups 1.5,2.0 --seeds 0 \
         --out benchmarks/results/frontier_2threads    # matched (and planned) at two threads: on an idle machine
     python benchmarks/frontier.py --threads 2 --methods latency_plan1t_task_taylor,latency_r4_task_taylor ...
-        # matched at two threads, the latency target planning with its one-thread table / in steps of 4 channels
+        # matched at two threads, the latency target planning with its one-thread table / a table in multiples of 4
+        # (latency_table32_task_taylor: a table in the two-thread probe's multiples of 32, as "auto" once measured)
 
 Writes benchmarks/results/frontier_runs/<run>.json (commit each as it lands), frontier.json, frontier.md and
 frontier.png (frontier_report.py); the matched students' architectures are kept under runs/frontier_models/

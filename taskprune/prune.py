@@ -230,7 +230,7 @@ def _check_reached(target: Target, ratio: float, reached: float, round_to: int) 
 # The coarsest multiple a latency table is measured at under round_to="auto". The probe times one convolution; at
 # two threads on this project's CPU it says 32, and a table measured in multiples of 32 (widths rounded up to 16)
 # misprices the layers that do not follow it: DrivingNet-s matched at 1.5x at two threads lost 10.87 Delta_m
-# (test A, three seeds) planned on it, 5.96 on a table measured in multiples of 4 (docs/evidence.md, "Two threads").
+# (test A, three seeds) planned on it, 6.97 on one in multiples of 8 (docs/evidence.md, "Two threads").
 _TABLE_MULTIPLE = 8
 
 

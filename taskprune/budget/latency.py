@@ -7,10 +7,10 @@ uses. Layers that are not measured (activations, concatenations, upsampling) are
 so the predicted fraction of the dense latency is the measured layers' sum over its dense value.
 
 The solver follows HALP (Shen et al., NeurIPS 2022): keep the most importance per second saved. It removes units
-of the table's finest measured step (half the device's alignment under round_to="auto", so that the knapsack sees
-both the staircase and the layers that do not follow it; round_to's multiple otherwise), cheapest importance per
-second first; the saving of a unit depends on the neighbouring groups' widths, so priorities are re-evaluated
-lazily when popped.
+of the table's finest measured step (under round_to="auto" half the multiple the table is measured in, the
+device's but at most 8, so that the knapsack sees both the staircase and the layers that do not follow it;
+round_to's multiple otherwise), cheapest importance per second first; the saving of a unit depends on the
+neighbouring groups' widths, so priorities are re-evaluated lazily when popped.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ class LatencyTarget(Target):
                f"in steps of {table.resolution}, the latency table's finest measured step, the solver cannot reach "
                "the request")
         if table.alignment != request.alignment:
-            why += f"; the table measured in multiples of {table.alignment}, no coarser than 8"
+            why += f"; the latency table is measured in multiples of {table.alignment}"
         outcome.notes.insert(0, f"round_to='auto': steps of {outcome.round_to} were used; this device runs "
                                 f"multiples of {request.alignment} channels fastest ({why})")
         return _with_origin(outcome, table)

@@ -231,4 +231,4 @@ def test_latency_table_is_measured_no_coarser_than_8_under_auto(wide, monkeypatc
     assert all(g.after % unit == 0 for g in result.report.groups if g.after != g.before)
     if round_to == "auto":
         assert any(f"this device runs multiples of {device} channels fastest" in n for n in result.report.notes)
-        assert any("no coarser than 8" in n for n in result.report.notes) == (device > 8)
+        assert any("the latency table is measured in multiples of 8" in n for n in result.report.notes) == (device > 8)

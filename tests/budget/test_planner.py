@@ -214,7 +214,7 @@ def test_latency_target_follows_one_rule_for_every_round_to(monkeypatch, ratio, 
 def test_latency_table_is_measured_no_coarser_than_8_under_auto(wide, monkeypatch, round_to, device, measured_at,
                                                                  unit):
     """The probe's multiple times one convolution; a table measured in multiples of 32 (two threads on this
-    project's CPU) mispriced DrivingNet-s's layers and planned far worse than one measured in multiples of 4."""
+    project's CPU) mispriced DrivingNet-s's layers and planned far worse than one measured in multiples of 8."""
     model, x = wide
     asked = []
 

@@ -92,28 +92,32 @@ def plot_metrics(models: Mapping[str, Mapping[str, float]], path: str | os.PathL
 def plot_frontier(frontier: Sequence[Mapping[str, Any]], limits: Mapping[str, float],
                   path: str | os.PathLike[str], *, title: str = "metric drop as pruning goes further") -> Path:
     """`prune_within`'s frontier: per limited metric, its drop against the reduction, with the limit dashed in the
-    same colour (metrics with equal limits share one dashed line, and the legend names them all); a step that broke
-    a limit is marked with a cross."""
+    same colour (metrics with equal limits share one dashed line, and the legend names them all). The line joins the
+    models that held; a model that broke a limit is drawn as open circles, with a cross at its largest drop."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7.5, 4.2))
     # a search that bisects visits reductions out of order; entries a budget refused have no metrics
     frontier = sorted((f for f in frontier if f.get("reduction") is not None), key=lambda f: f["reduction"])
+    held = [f for f in frontier if f["within"]]
+    broken = [f for f in frontier if not f["within"]]
     sharing: dict[float, list[str]] = {}
     for name, limit in limits.items():
         sharing.setdefault(float(limit), []).append(name)
     for i, (name, limit) in enumerate(limits.items()):
         colour = _TASK_COLOURS[i % len(_TASK_COLOURS)]
-        x = [100 * f["reduction"] for f in frontier]
-        axis.plot(x, [f["drop"][name] for f in frontier], marker="o", color=colour, label=name)
+        axis.plot([100 * f["reduction"] for f in held], [f["drop"][name] for f in held], marker="o", color=colour,
+                  label=name)
+        axis.scatter([100 * f["reduction"] for f in broken], [f["drop"][name] for f in broken], marker="o",
+                     facecolors="none", edgecolors=colour, zorder=2)
         names = sharing[float(limit)]
         if len(names) == 1:
             axis.axhline(limit, color=colour, linestyle="--", linewidth=0.9, label=f"{name} limit ({limit:g})")
         elif name == names[0]:  # equal limits would draw over each other: one line, said to be shared
             axis.axhline(limit, color="dimgray", linestyle="--", linewidth=0.9,
                          label=f"limit of {' and '.join(names)} (equal: {limit:g})")
-    broken = [f for f in frontier if not f["within"]]
-    for f in broken:
-        axis.scatter([100 * f["reduction"]], [max(f["drop"].values())], marker="x", color="black", s=50, zorder=3)
+    if broken:
+        axis.scatter([100 * f["reduction"] for f in broken], [max(f["drop"].values()) for f in broken], marker="x",
+                     color="black", s=50, zorder=3, label="broke a limit (open circles; x: its largest drop)")
     axis.axhline(0.0, color="black", linewidth=0.7)
     axis.set_xlabel("reduction (%)")
     axis.set_ylabel("drop against the unpruned model (dashed: limit)")

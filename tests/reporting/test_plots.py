@@ -45,3 +45,24 @@ def test_equal_limits_are_drawn_as_one_line_and_the_legend_says_so(tmp_path):
     assert "<!-- limit of map50 and lane_iou (equal: 3) -->" in svg
     apart = plots.plot_frontier(frontier, {"map50": 1.0, "lane_iou": 3.0}, tmp_path / "g.svg").read_text()
     assert "<!-- map50 limit (1) -->" in apart and "<!-- lane_iou limit (3) -->" in apart and "equal" not in apart
+
+
+def test_the_frontier_line_joins_only_the_models_that_held(tmp_path, monkeypatch):
+    """A bisecting search leaves broken attempts between held models; a line through them zigzags. The metric's line
+    runs through the held models in order of reduction, and each broken one is a separate open marker."""
+    from taskprune.reporting import plots as drawing
+
+    drawn = {}
+    monkeypatch.setattr(drawing, "_save", lambda figure, plt, path: drawn.setdefault("figure", figure))
+    frontier = [{"reduction": 0.0, "drop": {"a": 0.0}, "within": True},
+                {"reduction": 0.6, "drop": {"a": 1.8}, "within": False},
+                {"reduction": 0.55, "drop": {"a": 0.9}, "within": True},
+                {"reduction": 0.4, "drop": {"a": 0.5}, "within": True},
+                {"reduction": None, "refused": "no plan", "within": False}]
+    plots.plot_frontier(frontier, {"a": 1.0}, tmp_path / "f.png")
+    axis = drawn["figure"].axes[0]
+    line = next(line for line in axis.lines if line.get_label() == "a")
+    assert list(line.get_xdata()) == pytest.approx([0.0, 40.0, 55.0])
+    assert list(line.get_ydata()) == pytest.approx([0.0, 0.5, 0.9])
+    markers = [tuple(map(float, point)) for collection in axis.collections for point in collection.get_offsets()]
+    assert (60.0, 1.8) in markers  # the broken attempt: an open circle and a cross, off the line

@@ -25,8 +25,10 @@ SECTIONS = [
      "python benchmarks/frontier.py --speedups 1.5,2.0 --seeds 0 (two processes); "
      "python benchmarks/frontier.py --methods latency_task_taylor,params_task_taylor,tp_global_iso_r16 "
      "--speedups 1.5,2.0 --seeds 1,2; python benchmarks/frontier.py --methods tp_global_iso_r8 --speedups 1.5,2.0 "
-     "--seeds 1,2; python benchmarks/frontier.py --methods latency_task_taylor --speedups 1.7 --seeds 0,1,2; python "
-     "benchmarks/frontier.py --fastest --methods tp_global_iso_r8,tp_local_r8,tp_global_iso_r16 --speedups 2.0"),
+     "--seeds 1,2; python benchmarks/frontier.py --methods macs_task_taylor,tp_local_r8,tp_global_iso_r16 --speedups "
+     "1.5,2.0 --seeds 1,2; python benchmarks/frontier.py --methods latency_task_taylor --speedups 1.7 --seeds 0,1,2; "
+     "python benchmarks/frontier.py --fastest --methods tp_global_iso_r8,tp_local_r8,tp_global_iso_r16 --speedups 2.0 "
+     "--seeds 0,1,2"),
     ("frontier_2threads/frontier", "Accuracy at the same measured speed at two threads (planned and matched at two)",
      "python benchmarks/frontier.py --threads 2 --methods latency_task_taylor,latency_plan1t_task_taylor,"
      "latency_r4_task_taylor,tp_global_iso_r8 --speedups 1.5 --seeds 0,1,2 --out benchmarks/results/frontier_2threads "

@@ -36,7 +36,7 @@ SECTIONS = [
      "no coarser than multiples of 8 (1.5x seeds 0-2, 2x seed 0, then --fastest at 2x); the latency_task_taylor 2x "
      "row: --methods latency_task_taylor --speedups 2.0 --seeds 0, then on a new machine --methods "
      "latency_task_taylor,tp_global_iso_r8 --speedups 2.0 --seeds 1,2,0 and --fastest on the same; --methods "
-     "params_task_taylor,tp_global_iso_r16,tp_local_r8,macs_task_taylor --speedups 1.5 --seeds 0"),
+     "params_task_taylor,tp_global_iso_r16,tp_local_r8,macs_task_taylor --speedups 1.5 --seeds 0, then --seeds 1,2"),
     ("frontier_threads", "The frontier's students at two threads (matched at one)",
      "python benchmarks/frontier_threads.py --threads 2"),
     ("frontier_widths", "Why torch-pruning cannot reach 2x here: where each method removes its MACs",

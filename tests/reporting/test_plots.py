@@ -66,3 +66,6 @@ def test_the_frontier_line_joins_only_the_models_that_held(tmp_path, monkeypatch
     assert list(line.get_ydata()) == pytest.approx([0.0, 0.5, 0.9])
     markers = [tuple(map(float, point)) for collection in axis.collections for point in collection.get_offsets()]
     assert (60.0, 1.8) in markers  # the broken attempt: an open circle and a cross, off the line
+    import matplotlib.pyplot as plt
+
+    plt.close(drawn["figure"])  # _save, replaced here, would have closed it

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from evidence import SETS, Bench, Settings
 from frontier_report import collect
+from frontier_steps import prune_in_steps
 from harness import RESULTS, ROOT, claim, done, machine, write_json
 from tp_baseline import TorchPruningSetup, output_layers, prune_with_setup
 
@@ -55,6 +56,12 @@ class Method:
     plan_threads: int = 0  # threads the latency target plans (and times its table) with; 0: the run's own
     round_to: int | str = "auto"  # taskprune's channel multiple
     table_multiple: int = 0  # the latency table measured in this multiple and passed to prune; 0: prune measures it
+    parts: int = 1  # prune in this many steps (frontier_steps.py) ...
+    between: int = 0  # ... with this many distilled fine-tune steps between, taken from the final fine-tune's
+
+    def final_steps(self, steps: int) -> int:
+        """The final fine-tune's steps when the whole budget is `steps`."""
+        return steps - (self.parts - 1) * self.between
 
 
 METHODS: dict[str, Method] = {
@@ -63,6 +70,7 @@ METHODS: dict[str, Method] = {
     "latency_r4_task_taylor": Method("latency", high=0.7, round_to=4),
     # round_to="auto" at two threads before its table was measured no coarser than multiples of 8: the probe's 32
     "latency_table32_task_taylor": Method("latency", high=0.7, table_multiple=32),
+    "latency_steps3_task_taylor": Method("latency", high=0.7, parts=3, between=100),
     "params_task_taylor": Method("params"),
     "macs_task_taylor": Method("macs"),
     "tp_global_iso_r8": Method("torch_pruning", setup=TorchPruningSetup(isomorphic=True, max_pruning_ratio=0.8)),
@@ -101,6 +109,10 @@ def prune_at(bench: Bench, method: Method, ratio: float, seed: int) -> tuple[tor
     if method.setup is not None:
         ignored = set(output_layers(bench.teacher, bench.example))
         return prune_with_setup(bench.teacher, bench.example, ratio, method.setup, ignored, bench.tasks, batches)
+    if method.parts > 1:
+        return prune_in_steps(bench, ratio, seed, parts=method.parts, between=method.between,
+                              importance=method.importance, max_layer_ratio=bench.settings.max_layer_ratio,
+                              round_to=method.round_to)
     threads = torch.get_num_threads()
     torch.set_num_threads(method.plan_threads or threads)
     try:
@@ -188,7 +200,7 @@ def execute(run: Run, bench: Bench, matching: Matching, steps: int, models: Path
     labels = {**asdict(run), "steps": steps}
     pruned = bench.row(labels, "pruned", model, 0.0, ("validation",))
     mark = time.perf_counter()
-    student = bench.finetune(model, steps, run.seed, bench.teacher, channel_map)
+    student = bench.finetune(model, METHODS[run.method].final_steps(steps), run.seed, bench.teacher, channel_map)
     distilled = bench.row(labels, "distilled", student, time.perf_counter() - mark, SETS)
     return {**record, "reached": True, "ratio": ratio, "speedup": measured, "rows": [pruned, distilled]}
 
@@ -226,7 +238,7 @@ def at_fastest(record: dict, bench: Bench, matching: Matching, steps: int) -> di
     labels = {**asdict(run), "steps": steps, "at_fastest": True}
     rows = [bench.row(labels, "pruned", model, 0.0, ("validation",))]
     mark = time.perf_counter()
-    student = bench.finetune(model, steps, run.seed, bench.teacher, channel_map)
+    student = bench.finetune(model, METHODS[run.method].final_steps(steps), run.seed, bench.teacher, channel_map)
     rows.append(bench.row(labels, "distilled", student, time.perf_counter() - mark, SETS))
     return {**chosen, "rows": rows}
 

@@ -29,3 +29,16 @@ def test_bad_schedule(two_head, schedule):
     model, x = two_head
     with pytest.raises(ValueError, match="schedule"):
         taskprune.prune_iteratively(model, x, schedule=schedule)
+
+
+def test_a_latency_schedule_is_cumulative_against_the_original(two_head):
+    """Each step's latency is measured against the model it prunes; the steps compose to the original's (here the
+    stand-in device of tests/conftest.py, whose latency is its MACs)."""
+    from taskprune import latency
+
+    model, x = two_head
+    result = taskprune.prune_iteratively(model, x, schedule=[0.2, 0.4], target="latency", round_to=None,
+                                         progress=False)
+    measured = 1 - latency.latency_ratios([model, result.model], x)[1]
+    assert result.report.target == "latency" and result.report.reached == pytest.approx(measured, abs=1e-6)
+    assert abs(measured - 0.4) <= 0.05 * 0.6 * 1.5  # two steps of at most 5% of the remaining latency each

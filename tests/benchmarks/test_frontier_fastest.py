@@ -125,3 +125,12 @@ def test_torch_pruning_at_its_fastest_is_chosen_on_the_seeds_every_configuration
             unreached("tp_local_r8", 0, 1.67, -21.0)]
     text = frontier_report.markdown(results(runs))
     assert "tp_global_iso_r8 at its fastest (1.65x) | 2 | +8.00 [+7.00, +9.00] |" in text
+
+
+def test_a_cell_some_seeds_reached_shows_the_others_at_their_fastest_on_a_row_below() -> None:
+    runs = [reached("latency_task_taylor", 0, -30.0), unreached("latency_task_taylor", 1, 1.81, -19.0),
+            unreached("latency_task_taylor", 2, 1.77, -23.0)]
+    lines = frontier_report.markdown(results(runs)).splitlines()
+    first = next(i for i, line in enumerate(lines) if "| latency_task_taylor | 1/3 | 2.01x |" in line)
+    assert "| latency_task_taylor | the other 2, at their fastest: | 1.79 ±0.02x |" in lines[first + 1]
+    assert "-21.00 ±2.00" in lines[first + 1]

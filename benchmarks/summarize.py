@@ -28,7 +28,8 @@ SECTIONS = [
      "--seeds 1,2; python benchmarks/frontier.py --methods macs_task_taylor,tp_local_r8,tp_global_iso_r16 --speedups "
      "1.5,2.0 --seeds 1,2; python benchmarks/frontier.py --methods latency_task_taylor --speedups 1.7 --seeds 0,1,2; "
      "python benchmarks/frontier.py --fastest --methods tp_global_iso_r8,tp_local_r8,tp_global_iso_r16 --speedups 2.0 "
-     "--seeds 0,1,2"),
+     "--seeds 0,1,2; python benchmarks/frontier.py --methods latency_steps3_task_taylor --speedups 2.0 --seeds 0,1,2 "
+     "and --methods tp_local_r8,latency_task_taylor --speedups 1.7 --seeds 0,1,2 (two processes each)"),
     ("frontier_2threads/frontier", "Accuracy at the same measured speed at two threads (planned and matched at two)",
      "python benchmarks/frontier.py --threads 2 --methods latency_task_taylor,latency_plan1t_task_taylor,"
      "latency_r4_task_taylor,tp_global_iso_r8 --speedups 1.5 --seeds 0,1,2 --out benchmarks/results/frontier_2threads "
@@ -36,7 +37,8 @@ SECTIONS = [
      "no coarser than multiples of 8 (1.5x seeds 0-2, 2x seed 0, then --fastest at 2x); the latency_task_taylor 2x "
      "row: --methods latency_task_taylor --speedups 2.0 --seeds 0, then on a new machine --methods "
      "latency_task_taylor,tp_global_iso_r8 --speedups 2.0 --seeds 1,2,0 and --fastest on the same; --methods "
-     "params_task_taylor,tp_global_iso_r16,tp_local_r8,macs_task_taylor --speedups 1.5 --seeds 0, then --seeds 1,2"),
+     "params_task_taylor,tp_global_iso_r16,tp_local_r8,macs_task_taylor --speedups 1.5 --seeds 0, then --seeds 1,2; "
+     "the same four --speedups 2.0 --seeds 0,1,2, then --fastest on the same"),
     ("frontier_threads", "The frontier's students at two threads (matched at one)",
      "python benchmarks/frontier_threads.py --threads 2"),
     ("frontier_widths", "Why torch-pruning cannot reach 2x here: where each method removes its MACs",

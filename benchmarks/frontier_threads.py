@@ -50,6 +50,7 @@ def points(folder: Path) -> list[dict]:
                 sets = part["rows"][-1]["sets"]
                 out.append({"key": key, **run, "at_fastest": key.endswith("_fastest"), "ratio": part["ratio"],
                             "speedup_1t_frontier": part["speedup"],
+                            "params_reduction": part["rows"][-1]["params_reduction"],
                             "delta_m": {name: sets[name]["delta_m"] for name in ("test_a", "test_b")}})
     return out
 
@@ -77,6 +78,22 @@ def build(students: list[dict], settings: Settings) -> None:
         torch.save(model, path)
 
 
+def timed_model(student: dict) -> Path:
+    """The student this machine times: frontier.py's own when it ran here, else the one pruned again."""
+    return next(p for p in (KEPT / f"{student['key']}.pt", rebuilt(student)) if p.exists())
+
+
+def timed_reductions(students: list[dict], settings: Settings) -> dict[str, float]:
+    """The parameter reduction of each student as timed: a student pruned again on another machine than the one
+    that matched it can differ from the scored one (the latency target times while it plans; round_to="auto" asks
+    the device's probe), and then its timing is a sibling's."""
+    from evidence import load_teacher
+
+    dense = sum(p.numel() for p in load_teacher(settings).parameters())
+    return {s["key"]: 1 - sum(p.numel() for p in torch.load(timed_model(s), weights_only=False).parameters()) / dense
+            for s in students}
+
+
 def time_all(students: list[dict], settings: Settings, threads: int, repeats: int) -> dict:
     """Each student's speedup over the teacher at `threads` threads, timed against it alone; the load around."""
     from evidence import load_teacher
@@ -85,9 +102,8 @@ def time_all(students: list[dict], settings: Settings, threads: int, repeats: in
     teacher, example = load_teacher(settings), torch.zeros(1, 3, *settings.image_size)
     load_before, speedups = os.getloadavg()[0], {}
     for student in students:
-        path = next(p for p in (KEPT / f"{student['key']}.pt", rebuilt(student)) if p.exists())
-        speedups[student["key"]] = 1 / latency_ratios([teacher, torch.load(path, weights_only=False)], example,
-                                                      repeats=repeats)[1]
+        model = torch.load(timed_model(student), weights_only=False)
+        speedups[student["key"]] = 1 / latency_ratios([teacher, model], example, repeats=repeats)[1]
     return {"threads": threads, "load_before": load_before, "load_after": os.getloadavg()[0], "speedups": speedups}
 
 
@@ -96,10 +112,14 @@ def markdown(record: dict) -> str:
     loads = [f"{t['threads']} thread(s) at load {t['load_before']:.1f} -> {t['load_after']:.1f}" for t in (one, many)]
     lines = [f"The frontier's students timed again, each against the dense teacher alone: batch 1, median of "
              f"{record['repeats']} interleaved rounds, {' and '.join(loads)}; mean over seeds (min-max). Delta_m on "
-             "test A / B from frontier.md: the same students, fine-tuned.", "",
+             "test A / B from frontier.md: the same students, fine-tuned. As scored: how many of the students timed "
+             "have the scored student's parameter count; one pruned again on another machine than the one that "
+             "matched it can differ (the latency target times while it plans, round_to=\"auto\" asks the device), "
+             "and then its timing is a sibling's, not the scored model's.", "",
              f"Command: `{record['command']}`", "",
-             f"| method | asked | seeds | 1 thread in frontier.py | 1 thread now | {many['threads']} threads now | "
-             "Delta_m A / B |", "|---|---|---|---|---|---|---|"]
+             "| method | asked | seeds | as scored | 1 thread in frontier.py | 1 thread now | "
+             f"{many['threads']} threads now | Delta_m A / B |", "|---|---|---|---|---|---|---|---|"]
+    timed = record.get("timed_params_reduction", {})
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for s in record["students"]:
         cells[(s["method"], s["speedup"], s["at_fastest"])].append(s)
@@ -107,8 +127,10 @@ def markdown(record: dict) -> str:
         def spread(values: list[float]) -> str:
             return f"{statistics.mean(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
+        same = sum(abs(timed[r["key"]] - r["params_reduction"]) < 1e-4 for r in rows if r["key"] in timed)
         lines.append(
             f"| {method}{' (at its fastest)' if fastest else ''} | {asked:.2f}x | {len(rows)} | "
+            f"{f'{same}/{len(rows)}' if timed else '-'} | "
             f"{spread([r['speedup_1t_frontier'] for r in rows])} | "
             f"{spread([one['speedups'][r['key']] for r in rows])} | "
             f"{spread([many['speedups'][r['key']] for r in rows])} | "
@@ -132,7 +154,8 @@ def main() -> None:
     steady_allocator()  # the allocator of frontier.py's long-running process (see the docstring)
     timings = [time_all(students, settings, 1, args.repeats), time_all(students, settings, args.threads, args.repeats)]
     record = {"command": f"python benchmarks/frontier_threads.py --threads {args.threads} --repeats {args.repeats}",
-              "repeats": args.repeats, "machine": machine(), "students": students, "timings": timings}
+              "repeats": args.repeats, "machine": machine(), "students": students, "timings": timings,
+              "timed_params_reduction": timed_reductions(students, settings)}
     write_results(args.out, "frontier_threads", record, markdown(record))
     print(markdown(record))
 

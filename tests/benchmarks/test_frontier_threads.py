@@ -32,8 +32,23 @@ def test_every_fine_tuned_student_is_found_and_tabled(tmp_path):
     timings = [{"threads": 1, "load_before": 1.0, "load_after": 1.0, "speedups": speeds},
                {"threads": 2, "load_before": 1.0, "load_after": 1.0,
                 "speedups": {k: v - 0.2 for k, v in speeds.items()}}]
+    assert [s["params_reduction"] for s in students] == [0.8, 0.8, 0.8]  # the fine-tuned rows' (final())
     table = frontier_threads.markdown({"repeats": 21, "command": "c", "students": students, "timings": timings})
-    assert "| latency_task_taylor | 2.00x | 2 | 2.01x (2.01-2.01) | 1.95x (1.90-2.00) | 1.75x (1.70-1.80) | " \
+    assert "| latency_task_taylor | 2.00x | 2 | - | 2.01x (2.01-2.01) | 1.95x (1.90-2.00) | 1.75x (1.70-1.80) | " \
            "-14.00 / -14.00 |" in table
-    assert "| tp_global_iso_r8 (at its fastest) | 2.00x | 1 | 1.65x (1.65-1.65) | 1.50x (1.50-1.50) | " \
+    assert "| tp_global_iso_r8 (at its fastest) | 2.00x | 1 | - | 1.65x (1.65-1.65) | 1.50x (1.50-1.50) | " \
            "1.30x (1.30-1.30) | -21.00 / -21.00 |" in table
+
+
+def test_a_student_timed_as_a_sibling_is_counted_apart(tmp_path):
+    """A student pruned again to a different size than the scored one (the latency target re-plans while timing)
+    is not counted as the scored model."""
+    students = [{"key": f"latency_task_taylor_x1.50_seed{seed}", "method": "latency_task_taylor", "speedup": 1.5,
+                 "seed": seed, "at_fastest": False, "ratio": 0.33, "speedup_1t_frontier": 1.5,
+                 "params_reduction": 0.80, "delta_m": {"test_a": -3.0, "test_b": -3.0}} for seed in range(3)]
+    speeds = {s["key"]: 1.5 for s in students}
+    timings = [{"threads": n, "load_before": 1.0, "load_after": 1.0, "speedups": speeds} for n in (1, 2)]
+    timed = {students[0]["key"]: 0.80, students[1]["key"]: 0.80003, students[2]["key"]: 0.83}
+    table = frontier_threads.markdown({"repeats": 21, "command": "c", "students": students, "timings": timings,
+                                       "timed_params_reduction": timed})
+    assert "| latency_task_taylor | 1.50x | 3 | 2/3 | 1.50x (1.50-1.50) |" in table

@@ -5,8 +5,9 @@
 The fine-tune budget is the same as every other method's: the recoveries between steps are taken from it, so a
 3-step run with 100 steps between gets 400 - 2 * 100 = 200 steps of final fine-tune. Each step's ratio takes the
 model to an equal share of the asked speedup (remaining latency (1 - ratio) ** (k / parts) after step k), measured
-against the teacher through `taskprune.steps.Steps`, so a step that lands short is made up by the next one; each
-step scores its channels on the recovered model, which is what the recovery between steps buys.
+against the teacher through `taskprune.steps.Steps` from each step's own timing (within 5% of its ask; the errors
+compound, and the frontier's bisection of the overall ratio absorbs them); each step scores its channels on the
+recovered model, which is what the recovery between steps buys.
 
     python benchmarks/frontier.py --methods latency_steps3_task_taylor --speedups 2.0 --seeds 0,1,2
 """

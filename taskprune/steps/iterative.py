@@ -26,8 +26,9 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, *, schedule: Sequen
         schedule: increasing cumulative reductions of `target` relative to the original model, e.g. [0.2, 0.35, 0.5].
         between: called with the pruned model and the step index; may return a new model to continue with.
         target: "params", "macs", "channels" or "latency", as for `prune` (each step's ratio is converted so the
-            reduction is measured against the original model; a latency step is measured against the model it
-            prunes, and the next step makes up what it missed).
+            reduction is measured against the original model; a latency step is timed against the model it
+            prunes, within 5% of its own ask, and the next step's ratio is set from that timing, so the errors
+            compound: time the result end to end).
         **options: passed to every `prune` call (importance, tasks, data, protect, round_to, ...).
 
     Returns:

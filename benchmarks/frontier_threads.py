@@ -47,11 +47,10 @@ def points(folder: Path) -> list[dict]:
         for key, part in ((path.stem, record if record["reached"] else None),
                           (f"{path.stem}_fastest", record.get("at_fastest"))):
             if part is not None:
-                sets = part["rows"][-1]["sets"]
+                final = part["rows"][-1]
                 out.append({"key": key, **run, "at_fastest": key.endswith("_fastest"), "ratio": part["ratio"],
-                            "speedup_1t_frontier": part["speedup"],
-                            "params_reduction": part["rows"][-1]["params_reduction"],
-                            "delta_m": {name: sets[name]["delta_m"] for name in ("test_a", "test_b")}})
+                            "speedup_1t_frontier": part["speedup"], "params_reduction": final["params_reduction"],
+                            "delta_m": {name: final["sets"][name]["delta_m"] for name in ("test_a", "test_b")}})
     return out
 
 
@@ -83,27 +82,22 @@ def timed_model(student: dict) -> Path:
     return next(p for p in (KEPT / f"{student['key']}.pt", rebuilt(student)) if p.exists())
 
 
-def timed_reductions(students: list[dict], settings: Settings) -> dict[str, float]:
+def timed_reductions(models: dict[str, torch.nn.Module], teacher: torch.nn.Module) -> dict[str, float]:
     """The parameter reduction of each student as timed: a student pruned again on another machine than the one
     that matched it can differ from the scored one (the latency target times while it plans; round_to="auto" asks
     the device's probe), and then its timing is a sibling's."""
-    from evidence import load_teacher
-
-    dense = sum(p.numel() for p in load_teacher(settings).parameters())
-    return {s["key"]: 1 - sum(p.numel() for p in torch.load(timed_model(s), weights_only=False).parameters()) / dense
-            for s in students}
+    dense = sum(p.numel() for p in teacher.parameters())
+    return {key: 1 - sum(p.numel() for p in model.parameters()) / dense for key, model in models.items()}
 
 
-def time_all(students: list[dict], settings: Settings, threads: int, repeats: int) -> dict:
+def time_all(models: dict[str, torch.nn.Module], teacher: torch.nn.Module, settings: Settings, threads: int,
+             repeats: int) -> dict:
     """Each student's speedup over the teacher at `threads` threads, timed against it alone; the load around."""
-    from evidence import load_teacher
-
     torch.set_num_threads(threads)
-    teacher, example = load_teacher(settings), torch.zeros(1, 3, *settings.image_size)
+    example = torch.zeros(1, 3, *settings.image_size)
     load_before, speedups = os.getloadavg()[0], {}
-    for student in students:
-        model = torch.load(timed_model(student), weights_only=False)
-        speedups[student["key"]] = 1 / latency_ratios([teacher, model], example, repeats=repeats)[1]
+    for key, model in models.items():
+        speedups[key] = 1 / latency_ratios([teacher, model], example, repeats=repeats)[1]
     return {"threads": threads, "load_before": load_before, "load_after": os.getloadavg()[0], "speedups": speedups}
 
 
@@ -152,10 +146,14 @@ def main() -> None:
     if args.build_only:
         return
     steady_allocator()  # the allocator of frontier.py's long-running process (see the docstring)
-    timings = [time_all(students, settings, 1, args.repeats), time_all(students, settings, args.threads, args.repeats)]
+    from evidence import load_teacher
+
+    teacher = load_teacher(settings)
+    models = {s["key"]: torch.load(timed_model(s), weights_only=False) for s in students}  # loaded once
+    timings = [time_all(models, teacher, settings, threads, args.repeats) for threads in (1, args.threads)]
     record = {"command": f"python benchmarks/frontier_threads.py --threads {args.threads} --repeats {args.repeats}",
               "repeats": args.repeats, "machine": machine(), "students": students, "timings": timings,
-              "timed_params_reduction": timed_reductions(students, settings)}
+              "timed_params_reduction": timed_reductions(models, teacher)}
     write_results(args.out, "frontier_threads", record, markdown(record))
     print(markdown(record))
 

@@ -52,3 +52,11 @@ def test_a_student_timed_as_a_sibling_is_counted_apart(tmp_path):
     table = frontier_threads.markdown({"repeats": 21, "command": "c", "students": students, "timings": timings,
                                        "timed_params_reduction": timed})
     assert "| latency_task_taylor | 1.50x | 3 | 2/3 | 1.50x (1.50-1.50) |" in table
+
+
+def test_the_reduction_timed_is_counted_against_the_teacher() -> None:
+    import torch
+
+    teacher = torch.nn.Linear(10, 10)  # 110 parameters
+    models = {"whole": torch.nn.Linear(10, 10), "half": torch.nn.Linear(10, 5)}  # 110 and 55
+    assert frontier_threads.timed_reductions(models, teacher) == {"whole": 0.0, "half": 0.5}
